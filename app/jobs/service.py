@@ -1,0 +1,273 @@
+"""Jobs: accepting submissions, reading them back, and ingest (cache lookup, then routing)."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.accounting import service as accounting_service
+from app.cache import service as cache_service
+from app.jobs import repository
+from app.jobs.prompts import DEFAULT_INSTRUCTION, user_content
+from app.jobs.schemas import (
+    Cost,
+    GroupOut,
+    JobIn,
+    JobOut,
+    JobPage,
+    SubmitResponse,
+    SubmittedJob,
+    Timings,
+    Usage,
+)
+from app.kit import queue
+from app.kit.errors import NotFound, ValidationFailed
+from app.kit.text import estimate_tokens
+from app.models import TERMINAL_STATES, Job, JobGroup, JobState, Tenant, utcnow
+from app.routing import service as routing_service
+from app.routing.catalog import Catalog
+
+# Job ids per ingest message: big enough to batch the work, small enough to spread it.
+INGEST_CHUNK = 500
+
+
+def submit(
+    session: Session, *, tenant: Tenant, items: list[JobIn], as_group: bool, catalog: Catalog
+) -> SubmitResponse:
+    """Store the jobs in one transaction and enqueue their ingest once it commits.
+
+    Either every job is stored or none is. A job whose idempotency key the tenant used before
+    is not stored again: the earlier job is returned with ``existing=True``.
+    """
+    keys = [item.idempotency_key for item in items if item.idempotency_key is not None]
+    duplicated = [key for key, n in Counter(keys).items() if n > 1]
+    if duplicated:
+        raise ValidationFailed(
+            f"idempotency_key repeated within one request: {', '.join(duplicated[:5])}"
+        )
+    for item in items:
+        routing_service.validate_hints(catalog, model=item.model, tier=item.tier)
+
+    group: JobGroup | None = None
+    if as_group:
+        group = JobGroup(tenant_id=tenant.id, size=len(items))
+        session.add(group)
+        session.flush()
+
+    now = utcnow()
+    rows: list[dict[str, Any]] = [
+        {
+            "id": uuid.uuid4(),
+            "tenant_id": tenant.id,
+            "group_id": group.id if group else None,
+            "state": JobState.queued,
+            "prompt": item.prompt,
+            "document": item.document,
+            "instruction": (
+                (item.instruction or DEFAULT_INSTRUCTION) if item.document is not None else None
+            ),
+            "system": item.system,
+            "max_output_tokens": item.max_output_tokens,
+            "model_hint": item.model,
+            "tier_hint": item.tier,
+            "metadata": item.metadata,
+            "idempotency_key": item.idempotency_key,
+            "webhook_url": str(item.webhook_url) if item.webhook_url else None,
+            "cache_hit": False,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for item in items
+    ]
+    inserted = repository.insert_many(session, rows)
+    existing = (
+        repository.find_by_keys(session, tenant_id=tenant.id, keys=keys)
+        if len(inserted) < len(rows)
+        else {}
+    )
+
+    submitted: list[SubmittedJob] = []
+    for row in rows:
+        key = row["idempotency_key"]
+        if row["id"] in inserted:
+            submitted.append(
+                SubmittedJob(
+                    id=row["id"], state=JobState.queued, idempotency_key=key, existing=False
+                )
+            )
+        else:
+            job_id, state = existing[key]
+            submitted.append(
+                SubmittedJob(id=job_id, state=state, idempotency_key=key, existing=True)
+            )
+
+    new_ids = [str(row["id"]) for row in rows if row["id"] in inserted]
+    for start in range(0, len(new_ids), INGEST_CHUNK):
+        queue.enqueue(session, queue.INGEST, new_ids[start : start + INGEST_CHUNK])
+    return SubmitResponse(
+        group_id=group.id if group else None, count=len(submitted), jobs=submitted
+    )
+
+
+def get_job(session: Session, *, tenant: Tenant, job_id: uuid.UUID) -> Job:
+    job = repository.get(session, tenant_id=tenant.id, job_id=job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    return job
+
+
+def _seconds(start: datetime, end: datetime | None) -> float | None:
+    return round((end - start).total_seconds(), 3) if end else None
+
+
+def _saved(naive: Decimal | None, cost: Decimal | None) -> Decimal | None:
+    return naive - cost if naive is not None and cost is not None else None
+
+
+def to_out(job: Job) -> JobOut:
+    total = (
+        job.input_tokens + job.output_tokens
+        if job.input_tokens is not None and job.output_tokens is not None
+        else None
+    )
+    return JobOut(
+        id=job.id,
+        group_id=job.group_id,
+        state=job.state,
+        result=job.result,
+        error=job.error,
+        model=job.model,
+        provider=job.provider,
+        mode=job.mode,
+        route_reason=job.route_reason,
+        cache_hit=job.cache_hit,
+        cached_from_job_id=job.cached_from_job_id,
+        usage=Usage(
+            input_tokens=job.input_tokens, output_tokens=job.output_tokens, total_tokens=total
+        ),
+        cost=Cost(
+            cost_usd=job.cost_usd,
+            naive_cost_usd=job.naive_cost_usd,
+            saved_usd=_saved(job.naive_cost_usd, job.cost_usd),
+        ),
+        timings=Timings(
+            created_at=job.created_at,
+            routed_at=job.routed_at,
+            submitted_at=job.submitted_at,
+            completed_at=job.completed_at,
+            queue_seconds=_seconds(job.created_at, job.submitted_at),
+            total_seconds=_seconds(job.created_at, job.completed_at),
+        ),
+        metadata=job.job_metadata,
+        idempotency_key=job.idempotency_key,
+    )
+
+
+def get_group(session: Session, *, tenant: Tenant, group_id: uuid.UUID) -> GroupOut:
+    """A bulk submission's progress by state, with its usage and cost so far."""
+    group = repository.get_group(session, tenant_id=tenant.id, group_id=group_id)
+    if group is None:
+        raise NotFound(f"no group {group_id}")
+    totals = repository.group_totals(session, group_id=group.id)
+    counts = {state: 0 for state in JobState}
+    for row in totals:
+        counts[row["state"]] = row["count"]
+    input_tokens = sum(int(r["input_tokens"]) for r in totals)
+    output_tokens = sum(int(r["output_tokens"]) for r in totals)
+    cost = sum((Decimal(r["cost"]) for r in totals), Decimal(0))
+    naive = sum((Decimal(r["naive"]) for r in totals), Decimal(0))
+    return GroupOut(
+        id=group.id,
+        size=group.size,
+        created_at=group.created_at,
+        counts=counts,
+        done=all(counts[s] == 0 for s in JobState if s not in TERMINAL_STATES),
+        cache_hits=sum(int(r["cache_hits"]) for r in totals),
+        usage=Usage(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            total_tokens=input_tokens + output_tokens,
+        ),
+        cost=Cost(cost_usd=cost, naive_cost_usd=naive, saved_usd=naive - cost),
+    )
+
+
+def list_group_jobs(
+    session: Session, *, tenant: Tenant, group_id: uuid.UUID, after: uuid.UUID | None, limit: int
+) -> JobPage:
+    group = repository.get_group(session, tenant_id=tenant.id, group_id=group_id)
+    if group is None:
+        raise NotFound(f"no group {group_id}")
+    jobs = repository.list_group_jobs(session, group_id=group.id, after=after, limit=limit)
+    next_after = jobs[-1].id if len(jobs) == limit else None
+    return JobPage(data=[to_out(job) for job in jobs], next_after=next_after)
+
+
+def ingest(session: Session, *, job_ids: list[uuid.UUID], catalog: Catalog) -> int:
+    """Answer queued jobs from the cache or route them into a window. Returns jobs handled.
+
+    Only jobs still ``queued`` are touched, under row locks, so a repeated or concurrent
+    message does nothing twice.
+    """
+    jobs = repository.lock_in_state(session, ids=job_ids, state=JobState.queued)
+    if not jobs:
+        return 0
+    now = utcnow()
+    routed: list[Job] = []
+    for job in jobs:
+        text = user_content(job)
+        job.estimated_tokens = estimate_tokens(text) + estimate_tokens(job.system or "")
+        try:
+            route = routing_service.route(
+                catalog,
+                text=text,
+                tokens=job.estimated_tokens,
+                instruction=job.instruction,
+                model_hint=job.model_hint,
+                tier_hint=job.tier_hint,
+            )
+        except routing_service.NoRoute as exc:
+            job.state, job.error, job.completed_at = JobState.failed, str(exc), now
+            continue
+        job.provider, job.model, job.mode, job.route_reason = (
+            route.provider,
+            route.model,
+            route.mode,
+            route.reason,
+        )
+        job.cache_key = cache_service.cache_key(job, tier=catalog.model(route.model).tier)
+        job.routed_at = now
+        routed.append(job)
+
+    by_tenant: dict[uuid.UUID, list[Job]] = {}
+    for job in routed:
+        by_tenant.setdefault(job.tenant_id, []).append(job)
+    for tenant_id, tenant_jobs in by_tenant.items():
+        hits = cache_service.lookup_many(
+            session, tenant_id=tenant_id, keys=[j.cache_key for j in tenant_jobs if j.cache_key]
+        )
+        for job in tenant_jobs:
+            entry = hits.get(job.cache_key or "")
+            if entry is None:
+                job.state = JobState.waiting
+                continue
+            job.state = JobState.completed
+            job.cache_hit = True
+            job.cached_from_job_id = entry.source_job_id
+            job.result = entry.result
+            job.model = entry.model
+            job.input_tokens, job.output_tokens = entry.input_tokens, entry.output_tokens
+            job.cost_usd = Decimal(0)
+            job.naive_cost_usd = accounting_service.naive_price(
+                catalog, input_tokens=entry.input_tokens, output_tokens=entry.output_tokens
+            )
+            job.completed_at = now
+    session.flush()
+    if any(job.state == JobState.waiting for job in jobs):
+        queue.enqueue(session, queue.COLLECT)
+    return len(jobs)

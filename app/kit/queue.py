@@ -1,0 +1,91 @@
+"""Enqueueing Celery tasks from the app without importing ``workers``.
+
+Messages are collected on the SQLAlchemy session and sent only after it commits; a rollback
+drops them. They are wake-up hints: Postgres holds the state, and the sweeper re-drives
+anything whose message was lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from celery import Celery
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from app.config import get_settings
+
+# Task names and the queue each runs on; the worker app registers the same names.
+INGEST = "thrifty.ingest"
+COLLECT = "thrifty.collect"
+SUBMIT_BATCH = "thrifty.submit_batch"
+POLL_BATCHES = "thrifty.poll_batches"
+SWEEP = "thrifty.sweep"
+
+TASK_QUEUES: dict[str, str] = {
+    INGEST: "ingest",
+    COLLECT: "collect",
+    SUBMIT_BATCH: "provider",
+    POLL_BATCHES: "provider",
+    SWEEP: "collect",
+}
+QUEUES = tuple(sorted(set(TASK_QUEUES.values())))
+
+_OUTBOX = "thrifty_outbox"
+
+
+@dataclass(frozen=True)
+class Message:
+    task: str
+    args: tuple[Any, ...]
+
+
+def celery_app_config() -> dict[str, Any]:
+    """Settings shared by the app's sending client and the worker app."""
+    settings = get_settings()
+    return {
+        "broker_url": settings.redis_url,
+        "task_routes": {name: {"queue": queue} for name, queue in TASK_QUEUES.items()},
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "broker_connection_retry_on_startup": True,
+        # Publishing must not hang an API request when Redis is down: the rows are committed
+        # and the sweeper re-drives them.
+        "broker_transport_options": {"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
+    }
+
+
+@lru_cache
+def get_sender() -> Celery:
+    app = Celery("thrifty-sender")
+    app.conf.update(celery_app_config())
+    return app
+
+
+def enqueue(session: Session, task: str, *args: Any) -> None:
+    """Send ``task`` once ``session`` commits; forget it if the session rolls back."""
+    session.info.setdefault(_OUTBOX, []).append(Message(task, args))
+
+
+def send_now(task: str, *args: Any) -> None:
+    get_sender().send_task(task, args=list(args))
+
+
+@event.listens_for(Session, "after_commit")
+def _send_outbox(session: Session) -> None:
+    messages: list[Message] = session.info.pop(_OUTBOX, [])
+    for message in messages:
+        try:
+            send_now(message.task, *message.args)
+        except Exception:
+            # The rows are committed; the sweeper notices them and sends the hint again.
+            import logging
+
+            logging.getLogger(__name__).warning("could not enqueue %s", message.task, exc_info=True)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_outbox(session: Session) -> None:
+    session.info.pop(_OUTBOX, None)

@@ -1,0 +1,90 @@
+"""The HTTP API."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.health import router as health_router
+from app.jobs.endpoints import router as jobs_router
+from app.jobs.schemas import JobIn
+from app.kit.errors import ErrorBody, ErrorResponse, ThriftyError
+from app.kit.metrics import registry
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Thrifty cuts the cost of bulk LLM work. Submit jobs (a prompt, or a document plus an
+instruction); Thrifty answers what it can from its cache, routes the rest to the cheapest
+capable model, groups them into discounted provider batch calls and stores the results.
+
+Authenticate with `Authorization: Bearer <api key>`. Every error has the shape
+`{"error": {"type": ..., "message": ..., "details": [...]}}`.
+"""
+
+
+def _error(status: int, type_: str, message: str, details: Any = None) -> JSONResponse:
+    body = ErrorResponse(error=ErrorBody(type=type_, message=message, details=details))
+    return JSONResponse(status_code=status, content=body.model_dump(mode="json"))
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="Thrifty", version="0.1.0", description=DESCRIPTION)
+    app.include_router(jobs_router)
+    app.include_router(health_router)
+
+    @app.exception_handler(ThriftyError)
+    async def _thrifty_error(request: Request, exc: ThriftyError) -> JSONResponse:
+        return _error(exc.status_code, exc.type, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"loc": list(e["loc"]), "message": e["msg"], "type": e["type"]} for e in exc.errors()
+        ]
+        first = details[0] if details else {"loc": [], "message": "invalid request"}
+        where = ".".join(str(part) for part in first["loc"])
+        return _error(422, "validation_error", f"{where}: {first['message']}", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, "http_error", str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error(500, "internal_error", "internal error; the server log has details")
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    def openapi() -> dict[str, Any]:
+        # The submit endpoint reads its body by hand (object or list, size-limited), so its
+        # schema is declared explicitly and JobIn is added to the components here.
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components["JobIn"] = JobIn.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+app = create_app()

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Enum, ForeignKey, Index, Numeric, String, Text, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, CreatedAtMixin, IdMixin, utcnow
+
+
+class JobState(enum.StrEnum):
+    queued = "queued"  # accepted and committed, waiting for ingest
+    waiting = "waiting"  # routed; waiting in its model's window
+    batched = "batched"  # claimed into a provider batch that is not yet submitted
+    submitted = "submitted"  # part of a live provider batch
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+TERMINAL_STATES = frozenset({JobState.completed, JobState.failed, JobState.cancelled})
+
+
+class Job(IdMixin, CreatedAtMixin, Base):
+    """One prompt (or document plus instruction) and everything that happened to it."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index(
+            "uq_jobs_tenant_idempotency_key",
+            "tenant_id",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
+        # The collector scans waiting jobs per window; the sweeper scans by state and age.
+        Index("ix_jobs_window", "state", "provider", "model", "routed_at"),
+        Index("ix_jobs_state_updated_at", "state", "updated_at"),
+    )
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    group_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("job_groups.id", ondelete="CASCADE"), index=True
+    )
+    state: Mapped[JobState] = mapped_column(
+        Enum(JobState, name="job_state", values_callable=lambda e: [m.value for m in e]),
+        default=JobState.queued,
+    )
+
+    prompt: Mapped[str | None] = mapped_column(Text)
+    document: Mapped[str | None] = mapped_column(Text)
+    instruction: Mapped[str | None] = mapped_column(Text)
+    system: Mapped[str | None] = mapped_column(Text)
+    max_output_tokens: Mapped[int | None]
+    model_hint: Mapped[str | None] = mapped_column(String(200))
+    tier_hint: Mapped[str | None] = mapped_column(String(50))
+    job_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, default=dict)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+
+    # Set by the router.
+    provider: Mapped[str | None] = mapped_column(String(50))
+    model: Mapped[str | None] = mapped_column(String(200))
+    mode: Mapped[str | None] = mapped_column(String(20))
+    route_reason: Mapped[str | None] = mapped_column(Text)
+    estimated_tokens: Mapped[int | None]
+    # Hash of the request's cache scope and normalised text; the poller writes the answer under it.
+    cache_key: Mapped[str | None] = mapped_column(String(64))
+
+    provider_batch_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("provider_batches.id", ondelete="SET NULL"), index=True
+    )
+
+    # Set when the job ends.
+    result: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    cache_hit: Mapped[bool] = mapped_column(default=False)
+    cached_from_job_id: Mapped[uuid.UUID | None]
+    input_tokens: Mapped[int | None]
+    output_tokens: Mapped[int | None]
+    cost_usd: Mapped[Decimal | None] = mapped_column(Numeric(18, 8))
+    naive_cost_usd: Mapped[Decimal | None] = mapped_column(Numeric(18, 8))
+
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    routed_at: Mapped[datetime | None]
+    submitted_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]

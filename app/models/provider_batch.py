@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Enum, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, CreatedAtMixin, IdMixin, utcnow
+
+
+class BatchState(enum.StrEnum):
+    pending = "pending"  # claimed locally; not yet accepted by the provider
+    submitted = "submitted"  # accepted by the provider; polled until it ends
+    completed = "completed"  # results applied
+    failed = "failed"
+
+
+class ProviderBatch(IdMixin, CreatedAtMixin, Base):
+    """One call to a provider's batch endpoint, recorded before the call is made."""
+
+    __tablename__ = "provider_batches"
+
+    provider: Mapped[str] = mapped_column(String(50))
+    model: Mapped[str] = mapped_column(String(200))
+    mode: Mapped[str] = mapped_column(String(20))
+    state: Mapped[BatchState] = mapped_column(
+        Enum(BatchState, name="batch_state", values_callable=lambda e: [m.value for m in e]),
+        default=BatchState.pending,
+        index=True,
+    )
+    request_count: Mapped[int]
+    external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    input_file_id: Mapped[str | None] = mapped_column(String(200))
+    output_file_id: Mapped[str | None] = mapped_column(String(200))
+    error_file_id: Mapped[str | None] = mapped_column(String(200))
+    provider_status: Mapped[str | None] = mapped_column(String(50))
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    submitted_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]

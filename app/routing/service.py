@@ -1,0 +1,80 @@
+"""The rule router: picks (provider, model, mode) for a job from the catalog."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.kit.errors import ValidationFailed
+from app.routing.catalog import Catalog, ModelConfig
+
+
+class NoRoute(Exception):
+    """No model in the catalog can take the job."""
+
+
+@dataclass(frozen=True)
+class Route:
+    provider: str
+    model: str
+    mode: str
+    reason: str
+
+
+def validate_hints(catalog: Catalog, *, model: str | None, tier: str | None) -> None:
+    """Reject hints the catalog cannot honour, before anything is stored."""
+    if model is not None and not catalog.has_model(model):
+        known = ", ".join(sorted(m.name for m in catalog.models))
+        raise ValidationFailed(f"unknown model {model!r}; the catalog has: {known}")
+    if tier is not None and tier not in catalog.tiers:
+        raise ValidationFailed(
+            f"unknown tier {tier!r}; the catalog has: {', '.join(sorted(catalog.tiers))}"
+        )
+
+
+def _cheapest_fitting(catalog: Catalog, tier: str, tokens: int) -> ModelConfig | None:
+    fitting = [m for m in catalog.models if m.tier == tier and m.context_tokens >= tokens]
+    return min(fitting, key=lambda m: (m.input_per_mtok, m.output_per_mtok), default=None)
+
+
+def route(
+    catalog: Catalog,
+    *,
+    text: str,
+    tokens: int,
+    instruction: str | None,
+    model_hint: str | None,
+    tier_hint: str | None,
+) -> Route:
+    """Choose where a job runs. Hints win; then the first matching rule; then the default tier.
+
+    A tier whose models cannot hold the input falls back to the cheapest model that can.
+    """
+    if model_hint is not None:
+        model = catalog.model(model_hint)
+        return Route(model.provider, model.name, "batch", "model requested by the client")
+
+    if tier_hint is not None:
+        tier, reason = tier_hint, f"tier {tier_hint} requested by the client"
+    else:
+        tier, reason = catalog.default_tier, f"default tier {catalog.default_tier}"
+        lowered = text.lower()
+        for rule in catalog.rules:
+            if rule.instruction_in and (
+                instruction is None or instruction.strip().lower() not in rule.instruction_in
+            ):
+                continue
+            if rule.keywords and not any(k in lowered for k in rule.keywords):
+                continue
+            if rule.min_tokens is not None and tokens < rule.min_tokens:
+                continue
+            tier, reason = rule.tier, f"rule: {rule.name}"
+            break
+
+    chosen = _cheapest_fitting(catalog, tier, tokens)
+    if chosen is None:
+        fitting = [m for m in catalog.models if m.context_tokens >= tokens]
+        if not fitting:
+            raise NoRoute(f"input of about {tokens} tokens exceeds every model's context window")
+        chosen = min(fitting, key=lambda m: (m.input_per_mtok, m.output_per_mtok))
+        reason += f"; {tier} models cannot hold {tokens} tokens"
+    return Route(chosen.provider, chosen.name, "batch", reason)

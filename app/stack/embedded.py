@@ -1,0 +1,225 @@
+"""The whole service on one machine: Postgres+pgvector, Redis, migrations, API, worker, beat,
+Flower and the provider simulator, as child processes of ``thrifty up`` / ``thrifty demo``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from alembic import command
+from alembic.config import Config
+
+from app.config import PROJECT_ROOT, Settings
+from app.kit import queue
+from app.stack.postgres import EmbeddedPostgres
+from app.stack.processes import Supervisor, http_ok, port_in_use, running_children, wait_until
+from app.stack.redis import answers as redis_answers
+from app.stack.redis import ensure_redis
+
+DEV_TENANT = "dev"
+
+
+@dataclass(frozen=True)
+class Ports:
+    postgres: int = int(os.environ.get("THRIFTY_PG_PORT", "5433"))
+    api: int = int(os.environ.get("THRIFTY_API_PORT", "8000"))
+    simulator: int = int(os.environ.get("THRIFTY_SIMULATOR_PORT", "8100"))
+    flower: int = int(os.environ.get("THRIFTY_FLOWER_PORT", "5555"))
+
+
+@dataclass
+class StackInfo:
+    api_url: str
+    docs_url: str
+    flower_url: str
+    simulator_url: str
+    database_url: str
+    redis_url: str
+    api_key: str
+    flower_auth: tuple[str, str]
+
+
+def migrate(database_url: str) -> None:
+    """Bring the schema to the newest Alembic revision."""
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    config.attributes["database_url"] = database_url
+    config.attributes["configure_logger"] = False
+    command.upgrade(config, "head")
+
+
+class EmbeddedStack:
+    def __init__(self, settings: Settings, *, ports: Ports | None = None) -> None:
+        self.settings = settings
+        self.ports = ports or Ports()
+        self.home = settings.home
+        self.postgres = EmbeddedPostgres(self.home / "pgdata", self.ports.postgres)
+        self.supervisor = Supervisor(self.home / "run" / "stack.json", self.home / "logs")
+        self.database_url = self.postgres.url("thrifty")
+        self.redis_url = settings.redis_url
+        self.api_url = f"http://127.0.0.1:{self.ports.api}"
+        self.simulator_url = f"http://127.0.0.1:{self.ports.simulator}"
+        self.flower_url = f"http://127.0.0.1:{self.ports.flower}"
+
+    def already_running(self) -> bool:
+        return bool(running_children(self.supervisor.state_file))
+
+    def _child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            THRIFTY_DATABASE_URL=self.database_url,
+            THRIFTY_REDIS_URL=self.redis_url,
+            THRIFTY_OPENAI_BASE_URL=f"{self.simulator_url}/v1",
+            THRIFTY_HOME=str(self.home),
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    def start(self, *, say: Callable[[str], None]) -> StackInfo:
+        """Start everything and wait until each part answers. Stops what it started on failure."""
+        for name, port in (
+            ("API", self.ports.api),
+            ("simulator", self.ports.simulator),
+            ("Flower", self.ports.flower),
+        ):
+            if port_in_use(port):
+                raise RuntimeError(
+                    f"port {port} for the {name} is taken; stop what uses it (`thrifty down` "
+                    f"if it is an earlier stack) or set THRIFTY_{name.upper()}_PORT"
+                )
+        try:
+            return self._start(say)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, say: Callable[[str], None]) -> StackInfo:
+        env = self._child_env()
+        py = sys.executable
+        say(f"postgres   embedded Postgres + pgvector on 127.0.0.1:{self.ports.postgres}")
+        self.postgres.start()
+        self.postgres.ensure_database("thrifty")
+        started_redis = ensure_redis(
+            self.redis_url, supervisor=self.supervisor, data_dir=self.home / "redis", env=env
+        )
+        say(f"redis      {self.redis_url} ({'started' if started_redis else 'already running'})")
+        say("migrate    alembic upgrade head")
+        migrate(self.database_url)
+        api_key = self._dev_key()
+
+        celery = [py, "-m", "celery", "-A", "workers.celery_app"]
+        user, password = self.settings.flower_user, self.settings.flower_password
+        self.supervisor.start(
+            "simulator",
+            [py, "-m", "app.cli", "simulator", "--port", str(self.ports.simulator)],
+            env=env,
+            cwd=PROJECT_ROOT,
+        )
+        self.supervisor.start(
+            "api",
+            [
+                py,
+                "-m",
+                "uvicorn",
+                "app.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.ports.api),
+            ],
+            env=env,
+            cwd=PROJECT_ROOT,
+        )
+        self.supervisor.start(
+            "worker",
+            [*celery, "worker", "-Q", ",".join(queue.QUEUES), "-c", "4", "-n", "thrifty@%h",
+             "--loglevel", "INFO"],
+            env=env,
+            cwd=PROJECT_ROOT,
+        )  # fmt: skip
+        self.supervisor.start(
+            "beat",
+            [*celery, "beat", "--loglevel", "INFO", "-s", str(self.home / "run" / "beat-schedule")],
+            env=env,
+            cwd=PROJECT_ROOT,
+        )
+        self.supervisor.start(
+            "flower",
+            [*celery, "flower", "--address=127.0.0.1", f"--port={self.ports.flower}",
+             f"--basic-auth={user}:{password}"],
+            env=env,
+            cwd=PROJECT_ROOT,
+        )  # fmt: skip
+        check = self.supervisor.check_alive
+        wait_until(
+            lambda: http_ok(f"{self.simulator_url}/healthz"),
+            timeout=60,
+            what="the simulator",
+            on_poll=check,
+        )
+        say(f"simulator  {self.simulator_url}/v1 (OpenAI Files + Batches)")
+        wait_until(
+            lambda: http_ok(f"{self.api_url}/healthz"), timeout=60, what="the API", on_poll=check
+        )
+        say(f"api        {self.api_url} (docs {self.api_url}/docs)")
+        wait_until(self._worker_answers, timeout=90, what="the Celery worker", on_poll=check)
+        say("worker     answering on queues " + ", ".join(queue.QUEUES) + "; beat running")
+        wait_until(
+            lambda: http_ok(f"{self.flower_url}/api/workers", auth=(user, password)),
+            timeout=60,
+            what="Flower",
+            on_poll=check,
+        )
+        say(f"flower     {self.flower_url} (user {user}, password {password})")
+        return StackInfo(
+            api_url=self.api_url,
+            docs_url=f"{self.api_url}/docs",
+            flower_url=self.flower_url,
+            simulator_url=self.simulator_url,
+            database_url=self.database_url,
+            redis_url=self.redis_url,
+            api_key=api_key,
+            flower_auth=(user, password),
+        )
+
+    def _worker_answers(self) -> bool:
+        if not redis_answers(self.redis_url):
+            return False
+        return bool(queue.get_sender().control.ping(timeout=1.0))
+
+    def _dev_key(self) -> str:
+        # Imported here: the engine must be built for the embedded database URL.
+        from sqlalchemy import create_engine
+        from sqlalchemy.orm import Session
+
+        from app.tenants import service as tenant_service
+
+        engine = create_engine(self.database_url)
+        try:
+            with Session(engine) as session:
+                tenant = tenant_service.get_or_create_tenant(session, name=DEV_TENANT)
+                key = tenant_service.issue_api_key(session, tenant=tenant)
+                session.commit()
+        finally:
+            engine.dispose()
+        key_file = self.home / "dev-api-key"
+        key_file.write_text(key + "\n")
+        key_file.chmod(0o600)
+        return key
+
+    def stop(self) -> None:
+        """Stop the children this stack started, then Postgres."""
+        self.supervisor.stop_all()
+        self.postgres.stop()
+
+
+def stop_running(settings: Settings) -> bool:
+    """Stop a stack left running by an earlier ``thrifty up``. Returns False if none was."""
+    stack = EmbeddedStack(settings)
+    children = running_children(stack.supervisor.state_file)
+    for child in children:
+        stack.supervisor.children.append(child)
+    stack.stop()
+    return bool(children)

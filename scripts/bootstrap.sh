@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs what Thrifty needs on a fresh Debian/Ubuntu machine: Debian packages where
+# missing (Python venv support, a Redis server when none answers), then the virtualenv.
+set -euo pipefail
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+
+apt_install() {
+    local runner=()
+    [ "$(id -u)" -eq 0 ] || runner=(sudo)
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "bootstrap: please install: $*" >&2
+        return 1
+    fi
+    "${runner[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${runner[@]}" apt-get install -y --no-install-recommends "$@"
+}
+
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+    apt_install python3 python3-venv python3-dev
+fi
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "bootstrap: Thrifty needs Python 3.11 or newer ($PYTHON is $("$PYTHON" -V))" >&2
+    exit 1
+fi
+if ! "$PYTHON" -m venv --help >/dev/null 2>&1; then
+    apt_install python3-venv
+fi
+
+# Redis: use the machine's if one answers on 6379; otherwise make sure redis-server exists
+# so the embedded stack and the tests can start their own.
+redis_answers() {
+    "$PYTHON" - <<'PY' 2>/dev/null
+import socket, sys
+try:
+    s = socket.create_connection(("127.0.0.1", 6379), timeout=1)
+    s.sendall(b"PING\r\n")
+    sys.exit(0 if s.recv(16).startswith(b"+PONG") else 1)
+except OSError:
+    sys.exit(1)
+PY
+}
+if ! redis_answers && ! command -v redis-server >/dev/null 2>&1; then
+    apt_install redis-server
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --upgrade pip
+"$VENV/bin/python" -m pip install -q -e '.[dev]'
+echo "bootstrap: ready ($VENV)"

@@ -1,0 +1,35 @@
+"""The Celery app: broker settings shared with the API's sender, and the beat schedule."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from app.config import get_settings
+from app.kit import queue
+
+settings = get_settings()
+
+celery_app = Celery("thrifty", include=["workers.tasks"])
+celery_app.conf.update(
+    queue.celery_app_config(),
+    # Tasks check state before acting, so a redelivered message is harmless: ack late so a
+    # killed worker's message goes back to the queue.
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_ignore_result=True,
+    worker_send_task_events=True,
+    task_send_sent_event=True,
+    beat_schedule={
+        "collect": {"task": queue.COLLECT, "schedule": settings.collect_interval_seconds},
+        "poll-batches": {"task": queue.POLL_BATCHES, "schedule": settings.poll_interval_seconds},
+        "sweep": {"task": queue.SWEEP, "schedule": settings.sweep_interval_seconds},
+    },
+)
+# Redis visibility timeout: an unacked message is redelivered after this long.
+celery_app.conf.broker_transport_options = {
+    **celery_app.conf.broker_transport_options,
+    "visibility_timeout": 3600,
+}
+
+app = celery_app

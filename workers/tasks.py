@@ -1,0 +1,84 @@
+"""Thin tasks: ids in, open a session, call the domain service."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+
+from app.batching import service as batching_service
+from app.config import get_settings
+from app.jobs import service as job_service
+from app.kit import queue
+from app.kit.db import session_scope
+from app.models import BatchState
+from app.providers.base import ProviderError
+from app.providers.registry import get_provider
+from app.routing.catalog import get_catalog
+from workers.celery_app import celery_app
+
+log = logging.getLogger(__name__)
+
+
+@celery_app.task(name=queue.INGEST)
+def ingest(job_ids: list[str]) -> int:
+    with session_scope() as session:
+        return job_service.ingest(
+            session, job_ids=[uuid.UUID(i) for i in job_ids], catalog=get_catalog()
+        )
+
+
+@celery_app.task(name=queue.COLLECT)
+def collect() -> int:
+    with session_scope() as session:
+        return len(batching_service.collect(session, catalog=get_catalog()))
+
+
+@celery_app.task(
+    name=queue.SUBMIT_BATCH, autoretry_for=(Exception,), retry_backoff=True, max_retries=5
+)
+def submit_batch(batch_id: str) -> bool:
+    catalog = get_catalog()
+    with session_scope() as session:
+        batch_uuid = uuid.UUID(batch_id)
+        provider_name = batching_service.provider_of(session, batch_id=batch_uuid)
+        if provider_name is None:
+            return False
+        provider = get_provider(catalog, provider_name)
+        try:
+            return batching_service.submit(session, batch_id=batch_uuid, provider=provider)
+        finally:
+            provider.close()
+
+
+@celery_app.task(name=queue.POLL_BATCHES)
+def poll_batches() -> int:
+    catalog = get_catalog()
+    with session_scope() as session:
+        batch_ids = batching_service.open_batches(session)
+    done = 0
+    for batch_id in batch_ids:
+        with session_scope() as session:
+            provider_name = batching_service.provider_of(session, batch_id=batch_id)
+            if provider_name is None:
+                continue
+            provider = get_provider(catalog, provider_name)
+            try:
+                state = batching_service.poll(
+                    session, batch_id=batch_id, provider=provider, catalog=catalog
+                )
+            except ProviderError:
+                # One unreachable batch must not hold up the others; the next poll retries it.
+                log.warning("polling batch %s failed", batch_id, exc_info=True)
+                continue
+            finally:
+                provider.close()
+            done += state is not None and state != BatchState.submitted
+    return done
+
+
+@celery_app.task(name=queue.SWEEP)
+def sweep() -> dict[str, int]:
+    stale_after = timedelta(seconds=get_settings().stale_after_seconds)
+    with session_scope() as session:
+        return batching_service.sweep(session, stale_after=stale_after)
