@@ -37,7 +37,7 @@ def _describe(error: ValidationError, *, is_list: bool) -> ValidationFailed:
             message = f"unknown field {loc[-1]!r}"
         details.append({"loc": loc, "message": message, "type": item["type"]})
     first = details[0]
-    where = f"job {first['loc'][0]}: " if is_list and first["loc"] else ""
+    where = f"jobs[{first['loc'][0]}]: " if is_list and first["loc"] else ""
     more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
     return ValidationFailed(f"{where}{first['message']}{more}", details=details)
 

@@ -37,11 +37,16 @@ def insert_many(session: Session, rows: Sequence[dict[str, Any]]) -> set[uuid.UU
 
 def find_by_keys(
     session: Session, *, tenant_id: uuid.UUID, keys: Sequence[str]
-) -> dict[str, tuple[uuid.UUID, JobState]]:
-    query = select(Job.idempotency_key, Job.id, Job.state).where(
+) -> dict[str, tuple[uuid.UUID, JobState, uuid.UUID | None]]:
+    """Existing jobs by idempotency key: (id, state, group id)."""
+    query = select(Job.idempotency_key, Job.id, Job.state, Job.group_id).where(
         Job.tenant_id == tenant_id, Job.idempotency_key.in_(keys)
     )
-    return {key: (job_id, state) for key, job_id, state in session.execute(query) if key}
+    return {
+        key: (job_id, state, group_id)
+        for key, job_id, state, group_id in session.execute(query)
+        if key
+    }
 
 
 def get(session: Session, *, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job | None:

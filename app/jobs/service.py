@@ -53,9 +53,12 @@ def submit(
     for item in items:
         routing_service.validate_hints(catalog, model=item.model, tier=item.tier)
 
+    earlier = repository.find_by_keys(session, tenant_id=tenant.id, keys=keys) if keys else {}
+    fresh = [item for item in items if item.idempotency_key not in earlier]
+
     group: JobGroup | None = None
-    if as_group:
-        group = JobGroup(tenant_id=tenant.id, size=len(items))
+    if as_group and fresh:
+        group = JobGroup(tenant_id=tenant.id, size=len(fresh))
         session.add(group)
         session.flush()
 
@@ -82,36 +85,42 @@ def submit(
             "created_at": now,
             "updated_at": now,
         }
-        for item in items
+        for item in fresh
     ]
     inserted = repository.insert_many(session, rows)
-    existing = (
-        repository.find_by_keys(session, tenant_id=tenant.id, keys=keys)
-        if len(inserted) < len(rows)
-        else {}
-    )
+    if len(inserted) < len(rows):
+        # A concurrent request stored some of these keys between our check and our insert.
+        raced = [r["idempotency_key"] for r in rows if r["id"] not in inserted]
+        earlier.update(repository.find_by_keys(session, tenant_id=tenant.id, keys=raced))
+        if group is not None:
+            group.size = len(inserted)
+    new_by_key = {r["idempotency_key"]: r["id"] for r in rows if r["id"] in inserted}
+    new_unkeyed = iter(r["id"] for r in rows if r["id"] in inserted and not r["idempotency_key"])
 
     submitted: list[SubmittedJob] = []
-    for row in rows:
-        key = row["idempotency_key"]
-        if row["id"] in inserted:
-            submitted.append(
-                SubmittedJob(
-                    id=row["id"], state=JobState.queued, idempotency_key=key, existing=False
-                )
-            )
-        else:
-            job_id, state = existing[key]
+    for item in items:
+        key = item.idempotency_key
+        if key is not None and key in earlier and key not in new_by_key:
+            job_id, state, _ = earlier[key]
             submitted.append(
                 SubmittedJob(id=job_id, state=state, idempotency_key=key, existing=True)
+            )
+        else:
+            job_id = new_by_key[key] if key is not None else next(new_unkeyed)
+            submitted.append(
+                SubmittedJob(id=job_id, state=JobState.queued, idempotency_key=key, existing=False)
             )
 
     new_ids = [str(row["id"]) for row in rows if row["id"] in inserted]
     for start in range(0, len(new_ids), INGEST_CHUNK):
         queue.enqueue(session, queue.INGEST, new_ids[start : start + INGEST_CHUNK])
-    return SubmitResponse(
-        group_id=group.id if group else None, count=len(submitted), jobs=submitted
-    )
+
+    group_id = group.id if group is not None else None
+    if as_group and group is None:
+        # A list resubmitted in full: answer with the group its jobs already belong to.
+        earlier_groups = {earlier[key][2] for key in keys}
+        group_id = earlier_groups.pop() if len(earlier_groups) == 1 else None
+    return SubmitResponse(group_id=group_id, count=len(submitted), jobs=submitted)
 
 
 def get_job(session: Session, *, tenant: Tenant, job_id: uuid.UUID) -> Job:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from app.kit.errors import ValidationFailed
@@ -31,6 +32,11 @@ def validate_hints(catalog: Catalog, *, model: str | None, tier: str | None) -> 
         )
 
 
+def _has_phrase(text: str, phrase: str) -> bool:
+    # Whole words only: "prove" must not match "improve" or "approved".
+    return re.search(rf"\b{re.escape(phrase.lower())}\b", text) is not None
+
+
 def _cheapest_fitting(catalog: Catalog, tier: str, tokens: int) -> ModelConfig | None:
     fitting = [m for m in catalog.models if m.tier == tier and m.context_tokens >= tokens]
     return min(fitting, key=lambda m: (m.input_per_mtok, m.output_per_mtok), default=None)
@@ -51,6 +57,11 @@ def route(
     """
     if model_hint is not None:
         model = catalog.model(model_hint)
+        if tokens > model.context_tokens:
+            raise NoRoute(
+                f"input of about {tokens} tokens exceeds {model.name}'s context window "
+                f"of {model.context_tokens}"
+            )
         return Route(model.provider, model.name, "batch", "model requested by the client")
 
     if tier_hint is not None:
@@ -63,7 +74,7 @@ def route(
                 instruction is None or instruction.strip().lower() not in rule.instruction_in
             ):
                 continue
-            if rule.keywords and not any(k in lowered for k in rule.keywords):
+            if rule.keywords and not any(_has_phrase(lowered, k) for k in rule.keywords):
                 continue
             if rule.min_tokens is not None and tokens < rule.min_tokens:
                 continue

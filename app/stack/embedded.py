@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import httpx
 from alembic import command
 from alembic.config import Config
 
@@ -145,13 +146,6 @@ class EmbeddedStack:
             env=env,
             cwd=PROJECT_ROOT,
         )
-        self.supervisor.start(
-            "flower",
-            [*celery, "flower", "--address=127.0.0.1", f"--port={self.ports.flower}",
-             f"--basic-auth={user}:{password}"],
-            env=env,
-            cwd=PROJECT_ROOT,
-        )  # fmt: skip
         check = self.supervisor.check_alive
         wait_until(
             lambda: http_ok(f"{self.simulator_url}/healthz"),
@@ -166,8 +160,16 @@ class EmbeddedStack:
         say(f"api        {self.api_url} (docs {self.api_url}/docs)")
         wait_until(self._worker_answers, timeout=90, what="the Celery worker", on_poll=check)
         say("worker     answering on queues " + ", ".join(queue.QUEUES) + "; beat running")
+        self.supervisor.start(
+            "flower",
+            [*celery, "flower", "--address=127.0.0.1", f"--port={self.ports.flower}",
+             f"--basic-auth={user}:{password}"],
+            env=env,
+            cwd=PROJECT_ROOT,
+        )  # fmt: skip
+        # Flower starts after the worker answers, and the first refresh fills its worker list.
         wait_until(
-            lambda: http_ok(f"{self.flower_url}/api/workers", auth=(user, password)),
+            lambda: self._flower_lists_worker((user, password)),
             timeout=60,
             what="Flower",
             on_poll=check,
@@ -183,6 +185,14 @@ class EmbeddedStack:
             api_key=api_key,
             flower_auth=(user, password),
         )
+
+    def _flower_lists_worker(self, auth: tuple[str, str]) -> bool:
+        try:
+            url = f"{self.flower_url}/api/workers?refresh=1"
+            response = httpx.get(url, auth=auth, timeout=10)
+            return response.status_code == 200 and bool(response.json())
+        except (httpx.HTTPError, ValueError):
+            return False
 
     def _worker_answers(self) -> bool:
         if not redis_answers(self.redis_url):

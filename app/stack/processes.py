@@ -64,6 +64,12 @@ class Supervisor:
         data = [{"name": c.name, "pid": c.pid, "log": str(c.log)} for c in self.children]
         self.state_file.write_text(json.dumps(data))
 
+    def stop(self, child: Child) -> None:
+        stop_pids([child.pid])
+        self.children.remove(child)
+        self._procs.pop(child.name, None)
+        self.save()
+
     def stop_all(self) -> None:
         stop_pids([c.pid for c in reversed(self.children)])
         self.children.clear()
