@@ -21,7 +21,7 @@ def _say(message: str) -> None:
 
 def _print_access(info: StackInfo) -> None:
     user, password = info.flower_auth
-    _say("\nThrifty is up.")
+    _say("\nThrifty is running:")
     _say(f"  API          {info.api_url}")
     _say(f"  API docs     {info.docs_url}")
     _say(f"  Flower       {info.flower_url}  (user {user}, password {password})")
@@ -80,10 +80,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _say("a Thrifty stack is already running; stop it with `thrifty down` first")
         return 1
     _say("Starting the embedded stack...")
+    # SIGTERM unwinds like Ctrl-C, so the stack is stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     info = stack.start(say=_say)
     try:
-        ok = run(info, count=args.count, say=_say)
         _print_access(info)
+        ok = run(info, count=args.count, say=_say)
+        _say(f"\nAPI docs: {info.docs_url}   Flower: {info.flower_url}")
         if args.keep_running:
             _say("\nKept running (--keep-running). Press Ctrl-C to stop.")
             _wait_for_signal()

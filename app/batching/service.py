@@ -18,7 +18,13 @@ from app.cache import service as cache_service
 from app.jobs.prompts import build_messages
 from app.kit import queue
 from app.models import BatchState, JobState, ProviderBatch, utcnow
-from app.providers.base import BatchProvider, BatchRequest, BatchResult, BatchStatus
+from app.providers.base import (
+    BatchProvider,
+    BatchRequest,
+    BatchResult,
+    BatchStatus,
+    ProviderError,
+)
 from app.routing.catalog import Catalog
 
 log = logging.getLogger(__name__)
@@ -68,13 +74,28 @@ def submit(session: Session, *, batch_id: uuid.UUID, provider: BatchProvider) ->
     if not jobs:
         batch.state, batch.error = BatchState.failed, "no jobs left to submit"
         return True
-    handle = provider.find_batch(reference=str(batch.id))
-    if handle is None:
-        requests = [
-            BatchRequest(str(job.id), build_messages(job), job.max_output_tokens) for job in jobs
-        ]
-        handle = provider.submit(reference=str(batch.id), model=batch.model, requests=requests)
     now = utcnow()
+    try:
+        handle = provider.find_batch(reference=str(batch.id))
+        if handle is None:
+            requests = [
+                BatchRequest(str(job.id), build_messages(job), job.max_output_tokens)
+                for job in jobs
+            ]
+            handle = provider.submit(reference=str(batch.id), model=batch.model, requests=requests)
+    except ProviderError as exc:
+        if exc.retryable:
+            raise
+        # The provider rejected the batch itself; resending cannot succeed.
+        batch.state, batch.error = BatchState.failed, str(exc)
+        repository.set_jobs_state(
+            session,
+            batch_id=batch.id,
+            from_state=JobState.batched,
+            values={"state": JobState.failed, "error": f"provider refused the batch: {exc}",
+                    "completed_at": now},
+        )  # fmt: skip
+        return True
     batch.external_id = handle.external_id
     batch.input_file_id = handle.input_file_id
     batch.provider_status = handle.status

@@ -3,7 +3,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, String, Text
+from sqlalchemy import Enum, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, CreatedAtMixin, IdMixin, utcnow
@@ -20,6 +20,7 @@ class ProviderBatch(IdMixin, CreatedAtMixin, Base):
     """One call to a provider's batch endpoint, recorded before the call is made."""
 
     __tablename__ = "provider_batches"
+    __table_args__ = (UniqueConstraint("provider", "external_id"),)
 
     provider: Mapped[str] = mapped_column(String(50))
     model: Mapped[str] = mapped_column(String(200))
@@ -30,7 +31,7 @@ class ProviderBatch(IdMixin, CreatedAtMixin, Base):
         index=True,
     )
     request_count: Mapped[int]
-    external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    external_id: Mapped[str | None] = mapped_column(String(200))
     input_file_id: Mapped[str | None] = mapped_column(String(200))
     output_file_id: Mapped[str | None] = mapped_column(String(200))
     error_file_id: Mapped[str | None] = mapped_column(String(200))

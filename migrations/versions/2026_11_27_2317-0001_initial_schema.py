@@ -43,7 +43,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_provider_batches")),
-        sa.UniqueConstraint("external_id", name=op.f("uq_provider_batches_external_id")),
+        sa.UniqueConstraint("provider", "external_id", name=op.f("uq_provider_batches_provider")),
     )
     op.create_index(op.f("ix_provider_batches_state"), "provider_batches", ["state"], unique=False)
     op.create_table(
