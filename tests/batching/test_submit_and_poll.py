@@ -1,0 +1,409 @@
+"""Submitting, polling and sweeping batches with the real adapter and the simulator over HTTP."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.accounting import service as accounting_service
+from app.batching import service
+from app.cache import service as cache_service
+from app.config import get_settings
+from app.jobs.prompts import build_messages
+from app.kit import queue
+from app.models import BatchState, CacheEntry, Job, JobState, ProviderBatch, Tenant, utcnow
+from app.providers.base import BatchRequest, ProviderError
+from app.providers.openai_batch import OpenAIBatchProvider
+from app.routing.catalog import Catalog, get_catalog
+from app.simulator.summarise import count_prompt_tokens, count_tokens, simulate_completion
+from tests.conftest import free_port
+from tests.factories import make_job
+
+MINI = "gpt-4o-mini"
+DUE = timedelta(seconds=5)  # past the test catalog's max_wait_seconds = 0.5
+POLL_TIMEOUT = 15.0
+
+
+@pytest.fixture
+def provider(simulator: str) -> Iterator[OpenAIBatchProvider]:
+    adapter = OpenAIBatchProvider(base_url=simulator, api_key="test", timeout=5.0)
+    yield adapter
+    adapter.close()
+
+
+@pytest.fixture
+def catalog() -> Catalog:
+    return get_catalog()
+
+
+def pending_batch(
+    db: Session, tenant: Tenant, catalog: Catalog, *, size: int = 3
+) -> tuple[ProviderBatch, list[Job]]:
+    """Due waiting jobs (with distinct prompts and cache keys) flushed into one pending batch."""
+    tier = catalog.model(MINI).tier
+    jobs = []
+    for i in range(size):
+        job = make_job(
+            db,
+            tenant=tenant,
+            prompt=f"What is the capital of country number {i} ({uuid.uuid4().hex[:8]})?",
+            state=JobState.waiting,
+            model=MINI,
+            routed_ago=DUE,
+        )
+        job.cache_key = cache_service.cache_key(job, tier=tier)
+        jobs.append(job)
+    db.commit()
+    created = service.collect(db, catalog=catalog)
+    db.commit()
+    assert len(created) == 1
+    batch = db.get(ProviderBatch, created[0])
+    assert batch is not None
+    assert batch.state == BatchState.pending
+    return batch, jobs
+
+
+def simulator_batches(provider_http: httpx.Client, reference: uuid.UUID) -> list[dict[str, Any]]:
+    """The simulator's batches tagged with our batch id (it lists newest first)."""
+    response = provider_http.get("batches", params={"limit": 100})
+    response.raise_for_status()
+    return [
+        b
+        for b in response.json()["data"]
+        if (b.get("metadata") or {}).get("thrifty_batch_id") == str(reference)
+    ]
+
+
+def poll_until_ended(
+    db: Session, batch_id: uuid.UUID, provider: OpenAIBatchProvider, catalog: Catalog
+) -> BatchState:
+    deadline = time.monotonic() + POLL_TIMEOUT
+    while True:
+        state = service.poll(db, batch_id=batch_id, provider=provider, catalog=catalog)
+        db.commit()
+        if state in {BatchState.completed, BatchState.failed}:
+            return state
+        if time.monotonic() > deadline:
+            raise AssertionError(f"batch {batch_id} still {state} after {POLL_TIMEOUT} s")
+        time.sleep(0.1)
+
+
+def money(value: Decimal) -> Decimal:
+    """``value`` as the Numeric(18, 8) columns store it."""
+    return value.quantize(Decimal("0.00000001"), rounding=ROUND_HALF_UP)
+
+
+def test_submit_sends_a_pending_batch_once(
+    db: Session,
+    tenant: tuple[Tenant, str],
+    catalog: Catalog,
+    provider: OpenAIBatchProvider,
+    provider_http: httpx.Client,
+) -> None:
+    batch, jobs = pending_batch(db, tenant[0], catalog)
+
+    assert service.submit(db, batch_id=batch.id, provider=provider) is True
+    db.commit()
+
+    db.refresh(batch)
+    assert batch.state == BatchState.submitted
+    assert batch.external_id is not None
+    assert batch.external_id.startswith("batch_")
+    assert batch.input_file_id is not None
+    assert batch.provider_status in {"validating", "in_progress"}
+    assert batch.submitted_at is not None
+    assert batch.request_count == len(jobs)
+    for job in jobs:
+        db.refresh(job)
+        assert job.state == JobState.submitted
+        assert job.submitted_at == batch.submitted_at
+
+    # A second submission (a redelivered message) does nothing.
+    external_id = batch.external_id
+    assert service.submit(db, batch_id=batch.id, provider=provider) is False
+    db.commit()
+    db.refresh(batch)
+    assert batch.external_id == external_id
+    assert batch.state == BatchState.submitted
+
+    held = simulator_batches(provider_http, batch.id)
+    assert [b["id"] for b in held] == [external_id]
+    assert held[0]["input_file_id"] == batch.input_file_id
+    assert held[0]["endpoint"] == "/v1/chat/completions"
+
+
+def test_submit_adopts_a_batch_the_provider_already_holds(
+    db: Session,
+    tenant: tuple[Tenant, str],
+    catalog: Catalog,
+    provider: OpenAIBatchProvider,
+    provider_http: httpx.Client,
+) -> None:
+    batch, jobs = pending_batch(db, tenant[0], catalog)
+    # The worker sent the batch, then died before recording the provider's answer.
+    requests = [BatchRequest(str(j.id), build_messages(j), j.max_output_tokens) for j in jobs]
+    handle = provider.submit(reference=str(batch.id), model=batch.model, requests=requests)
+    db.refresh(batch)
+    assert batch.state == BatchState.pending
+    assert batch.external_id is None
+
+    assert service.submit(db, batch_id=batch.id, provider=provider) is True
+    db.commit()
+
+    db.refresh(batch)
+    assert batch.state == BatchState.submitted
+    assert batch.external_id == handle.external_id
+    assert batch.input_file_id == handle.input_file_id
+    for job in jobs:
+        db.refresh(job)
+        assert job.state == JobState.submitted
+    held = simulator_batches(provider_http, batch.id)
+    assert [b["id"] for b in held] == [handle.external_id]
+
+
+def test_poll_applies_every_result_once(
+    db: Session,
+    tenant: tuple[Tenant, str],
+    catalog: Catalog,
+    provider: OpenAIBatchProvider,
+) -> None:
+    batch, jobs = pending_batch(db, tenant[0], catalog, size=4)
+    assert service.submit(db, batch_id=batch.id, provider=provider)
+    db.commit()
+
+    assert poll_until_ended(db, batch.id, provider, catalog) == BatchState.completed
+
+    db.refresh(batch)
+    assert batch.state == BatchState.completed
+    assert batch.provider_status == "completed"
+    assert batch.output_file_id is not None
+    assert batch.completed_at is not None
+    assert batch.error is None
+    model = catalog.model(batch.model)
+    for job in jobs:
+        db.refresh(job)
+        assert job.state == JobState.completed, job.error
+        assert job.error is None
+        # The simulator is deterministic: each job got the answer to its own prompt.
+        messages = build_messages(job)
+        expected = simulate_completion(messages, batch.model, job.max_output_tokens).content
+        assert job.result == expected
+        assert job.input_tokens == count_prompt_tokens(messages)
+        assert job.output_tokens == count_tokens(expected)
+        assert job.input_tokens > 0
+        assert job.output_tokens > 0
+        cost = accounting_service.batch_price(
+            model, input_tokens=job.input_tokens, output_tokens=job.output_tokens
+        )
+        naive = accounting_service.naive_price(
+            catalog, input_tokens=job.input_tokens, output_tokens=job.output_tokens
+        )
+        assert job.cost_usd == money(cost)
+        assert job.naive_cost_usd == money(naive)
+        assert Decimal(0) < job.cost_usd < job.naive_cost_usd
+        assert job.completed_at is not None
+        assert job.submitted_at is not None
+        assert job.completed_at >= job.submitted_at
+
+        entry = db.scalars(
+            select(CacheEntry).where(
+                CacheEntry.tenant_id == job.tenant_id, CacheEntry.cache_key == job.cache_key
+            )
+        ).one()
+        assert entry.result == job.result
+        assert entry.source_job_id == job.id
+        assert entry.model == batch.model
+        assert (entry.input_tokens, entry.output_tokens) == (job.input_tokens, job.output_tokens)
+    assert db.scalar(select(func.count()).select_from(CacheEntry)) == len(jobs)
+
+    before = {
+        j.id: (j.state, j.result, j.cost_usd, j.updated_at, j.completed_at) for j in jobs
+    }
+    batch_completed_at = batch.completed_at
+
+    # Polling an ended batch again is a no-op.
+    assert service.poll(db, batch_id=batch.id, provider=provider, catalog=catalog) is None
+    db.commit()
+    db.refresh(batch)
+    assert batch.completed_at == batch_completed_at
+
+    # Even applying the provider's results a second time (the batch looks live again, as
+    # after a lost commit) writes nothing onto jobs that already have theirs.
+    batch.state = BatchState.submitted
+    db.commit()
+    assert (
+        service.poll(db, batch_id=batch.id, provider=provider, catalog=catalog)
+        == BatchState.completed
+    )
+    db.commit()
+    for job in jobs:
+        db.refresh(job)
+        assert (job.state, job.result, job.cost_usd, job.updated_at, job.completed_at) == before[
+            job.id
+        ]
+    assert db.scalar(select(func.count()).select_from(CacheEntry)) == len(jobs)
+
+
+def test_a_job_cancelled_after_submission_gets_no_result(
+    db: Session,
+    tenant: tuple[Tenant, str],
+    catalog: Catalog,
+    provider: OpenAIBatchProvider,
+) -> None:
+    batch, jobs = pending_batch(db, tenant[0], catalog, size=3)
+    assert service.submit(db, batch_id=batch.id, provider=provider)
+    db.commit()
+    cancelled = jobs[1]
+    db.refresh(cancelled)
+    cancelled.state = JobState.cancelled
+    db.commit()
+
+    assert poll_until_ended(db, batch.id, provider, catalog) == BatchState.completed
+
+    db.refresh(cancelled)
+    assert cancelled.state == JobState.cancelled
+    assert cancelled.result is None
+    assert cancelled.cost_usd is None
+    assert cancelled.input_tokens is None
+    assert cancelled.completed_at is None
+    assert (
+        db.scalar(select(CacheEntry).where(CacheEntry.cache_key == cancelled.cache_key)) is None
+    )
+    for job in (jobs[0], jobs[2]):
+        db.refresh(job)
+        assert job.state == JobState.completed
+        assert job.result
+
+
+def test_a_batch_with_every_job_cancelled_is_not_sent(
+    db: Session,
+    tenant: tuple[Tenant, str],
+    catalog: Catalog,
+    provider: OpenAIBatchProvider,
+    provider_http: httpx.Client,
+) -> None:
+    batch, jobs = pending_batch(db, tenant[0], catalog, size=2)
+    for job in jobs:
+        db.refresh(job)
+        job.state = JobState.cancelled
+    db.commit()
+
+    assert service.submit(db, batch_id=batch.id, provider=provider) is True
+    db.commit()
+    db.refresh(batch)
+    assert batch.state == BatchState.failed
+    assert batch.external_id is None
+    assert simulator_batches(provider_http, batch.id) == []
+
+
+def test_a_provider_refusal_fails_the_batch_and_its_jobs(
+    db: Session, tenant: tuple[Tenant, str], catalog: Catalog, simulator: str
+) -> None:
+    batch, jobs = pending_batch(db, tenant[0], catalog)
+    refusing = OpenAIBatchProvider(
+        base_url=simulator + "/nonexistent", api_key="test", timeout=5.0
+    )
+    try:
+        assert service.submit(db, batch_id=batch.id, provider=refusing) is True
+    finally:
+        refusing.close()
+    db.commit()
+
+    db.refresh(batch)
+    assert batch.state == BatchState.failed
+    assert batch.external_id is None
+    assert batch.error is not None
+    assert "404" in batch.error
+    for job in jobs:
+        db.refresh(job)
+        assert job.state == JobState.failed
+        assert job.error is not None
+        assert "provider" in job.error
+        assert "404" in job.error
+        assert job.completed_at is not None
+        assert job.result is None
+    # A failed batch is not submitted again.
+    assert service.submit(db, batch_id=batch.id, provider=refusing) is False
+
+
+def test_an_unreachable_provider_is_retryable_and_loses_nothing(
+    db: Session, tenant: tuple[Tenant, str], catalog: Catalog
+) -> None:
+    batch, jobs = pending_batch(db, tenant[0], catalog)
+    unreachable = OpenAIBatchProvider(
+        base_url=f"http://127.0.0.1:{free_port()}/v1",
+        api_key="test",
+        timeout=2.0,
+        transport=httpx.HTTPTransport(retries=0),
+    )
+    try:
+        with pytest.raises(ProviderError) as raised:
+            service.submit(db, batch_id=batch.id, provider=unreachable)
+    finally:
+        unreachable.close()
+    assert raised.value.retryable is True
+    db.rollback()  # as the worker's task does when it raises
+
+    db.refresh(batch)
+    assert batch.state == BatchState.pending
+    assert batch.external_id is None
+    assert batch.error is None
+    for job in jobs:
+        db.refresh(job)
+        assert job.state == JobState.batched
+        assert job.provider_batch_id == batch.id
+        assert job.error is None
+
+
+def test_sweep_re_enqueues_only_stale_queued_jobs_and_pending_batches(
+    db: Session, tenant: tuple[Tenant, str]
+) -> None:
+    stale_after = timedelta(seconds=get_settings().stale_after_seconds)
+    old = stale_after * 5
+    stale_job = make_job(db, tenant=tenant[0], updated_ago=old)
+    make_job(db, tenant=tenant[0])  # fresh queued job
+    make_job(db, tenant=tenant[0], state=JobState.waiting, updated_ago=old)  # not queued
+    now = utcnow()
+
+    def provider_batch(state: BatchState, updated_ago: timedelta) -> ProviderBatch:
+        batch = ProviderBatch(
+            provider="openai",
+            model=MINI,
+            mode="batch",
+            state=state,
+            request_count=0,
+            updated_at=now - updated_ago,
+        )
+        db.add(batch)
+        return batch
+
+    stale_batch = provider_batch(BatchState.pending, old)
+    provider_batch(BatchState.pending, timedelta(0))
+    provider_batch(BatchState.submitted, old)
+    provider_batch(BatchState.failed, old)
+    db.commit()
+    assert not db.info.get("thrifty_outbox")
+
+    counts = service.sweep(db, stale_after=stale_after)
+
+    assert counts == {"queued_jobs": 1, "pending_batches": 1}
+    assert db.info["thrifty_outbox"] == [
+        queue.Message(queue.INGEST, ([str(stale_job.id)],)),
+        queue.Message(queue.SUBMIT_BATCH, (str(stale_batch.id),)),
+    ]
+    db.rollback()
+    assert "thrifty_outbox" not in db.info
+
+    # Seen from far enough in the future, the fresh ones are stale too.
+    counts = service.sweep(db, stale_after=stale_after, now=utcnow() + old)
+    assert counts == {"queued_jobs": 2, "pending_batches": 2}
+    db.rollback()
