@@ -38,11 +38,19 @@ def jobs_of(db: Session, batch_id: uuid.UUID) -> list[Job]:
     return list(db.scalars(select(Job).where(Job.provider_batch_id == batch_id)))
 
 
+def placement(db: Session, job_id: uuid.UUID) -> tuple[JobState, uuid.UUID | None]:
+    """A job's state and batch, read afresh."""
+    row = db.execute(select(Job.state, Job.provider_batch_id).where(Job.id == job_id)).one()
+    return row.state, row.provider_batch_id
+
+
 def outbox(db: Session) -> list[queue.Message]:
     return list(db.info.get("thrifty_outbox", []))
 
 
-def test_a_window_neither_full_nor_old_is_not_flushed(db: Session, tenant: tuple[Tenant, str]) -> None:
+def test_a_window_neither_full_nor_old_is_not_flushed(
+    db: Session, tenant: tuple[Tenant, str]
+) -> None:
     catalog = get_catalog()
     assert catalog.model(MINI).max_wait_seconds == 0.5
     jobs = [make_job(db, tenant=tenant[0], state=JobState.waiting) for _ in range(3)]
@@ -122,18 +130,15 @@ def test_a_full_window_flushes_at_once_in_batches_of_max_size(
     assert sorted(b.request_count for b in found) == [3, 3]
     claimed = {j.id for b in found for j in jobs_of(db, b.id)}
     assert claimed == {j.id for j in jobs[:6]}
-    db.refresh(jobs[6])
-    assert jobs[6].state == JobState.waiting
-    assert jobs[6].provider_batch_id is None
+    newest = jobs[6].id
+    assert placement(db, newest) == (JobState.waiting, None)
 
     # The remainder waits until it is due, then flushes on its own.
     assert service.collect(db, catalog=catalog) == []
     later = service.collect(db, catalog=catalog, now=utcnow() + timedelta(seconds=1))
     db.commit()
     assert len(later) == 1
-    db.refresh(jobs[6])
-    assert jobs[6].state == JobState.batched
-    assert jobs[6].provider_batch_id == later[0]
+    assert placement(db, newest) == (JobState.batched, later[0])
     remainder = db.get(ProviderBatch, later[0])
     assert remainder is not None
     assert remainder.request_count == 1

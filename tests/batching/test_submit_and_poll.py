@@ -46,16 +46,26 @@ def catalog() -> Catalog:
 
 
 def pending_batch(
-    db: Session, tenant: Tenant, catalog: Catalog, *, size: int = 3
+    db: Session,
+    tenant: Tenant,
+    catalog: Catalog,
+    *,
+    size: int = 3,
+    prompts: list[str] | None = None,
 ) -> tuple[ProviderBatch, list[Job]]:
-    """Due waiting jobs (with distinct prompts and cache keys) flushed into one pending batch."""
+    """Due waiting jobs (distinct prompts unless given, with cache keys) in one pending batch."""
     tier = catalog.model(MINI).tier
+    if prompts is None:
+        prompts = [
+            f"What is the capital of country number {i} ({uuid.uuid4().hex[:8]})?"
+            for i in range(size)
+        ]
     jobs = []
-    for i in range(size):
+    for prompt in prompts:
         job = make_job(
             db,
             tenant=tenant,
-            prompt=f"What is the capital of country number {i} ({uuid.uuid4().hex[:8]})?",
+            prompt=prompt,
             state=JobState.waiting,
             model=MINI,
             routed_ago=DUE,
@@ -153,8 +163,7 @@ def test_submit_adopts_a_batch_the_provider_already_holds(
     requests = [BatchRequest(str(j.id), build_messages(j), j.max_output_tokens) for j in jobs]
     handle = provider.submit(reference=str(batch.id), model=batch.model, requests=requests)
     db.refresh(batch)
-    assert batch.state == BatchState.pending
-    assert batch.external_id is None
+    assert batch.external_id is None  # pending_batch checked it is still pending
 
     assert service.submit(db, batch_id=batch.id, provider=provider) is True
     db.commit()
@@ -225,9 +234,7 @@ def test_poll_applies_every_result_once(
         assert (entry.input_tokens, entry.output_tokens) == (job.input_tokens, job.output_tokens)
     assert db.scalar(select(func.count()).select_from(CacheEntry)) == len(jobs)
 
-    before = {
-        j.id: (j.state, j.result, j.cost_usd, j.updated_at, j.completed_at) for j in jobs
-    }
+    before = {j.id: (j.state, j.result, j.cost_usd, j.updated_at, j.completed_at) for j in jobs}
     batch_completed_at = batch.completed_at
 
     # Polling an ended batch again is a no-op.
@@ -275,9 +282,7 @@ def test_a_job_cancelled_after_submission_gets_no_result(
     assert cancelled.cost_usd is None
     assert cancelled.input_tokens is None
     assert cancelled.completed_at is None
-    assert (
-        db.scalar(select(CacheEntry).where(CacheEntry.cache_key == cancelled.cache_key)) is None
-    )
+    assert db.scalar(select(CacheEntry).where(CacheEntry.cache_key == cancelled.cache_key)) is None
     for job in (jobs[0], jobs[2]):
         db.refresh(job)
         assert job.state == JobState.completed
@@ -309,9 +314,7 @@ def test_a_provider_refusal_fails_the_batch_and_its_jobs(
     db: Session, tenant: tuple[Tenant, str], catalog: Catalog, simulator: str
 ) -> None:
     batch, jobs = pending_batch(db, tenant[0], catalog)
-    refusing = OpenAIBatchProvider(
-        base_url=simulator + "/nonexistent", api_key="test", timeout=5.0
-    )
+    refusing = OpenAIBatchProvider(base_url=simulator + "/nonexistent", api_key="test", timeout=5.0)
     try:
         assert service.submit(db, batch_id=batch.id, provider=refusing) is True
     finally:
@@ -333,6 +336,132 @@ def test_a_provider_refusal_fails_the_batch_and_its_jobs(
         assert job.result is None
     # A failed batch is not submitted again.
     assert service.submit(db, batch_id=batch.id, provider=refusing) is False
+
+
+def test_a_batch_the_provider_rejects_after_the_upload_fails_its_jobs(
+    db: Session, tenant: tuple[Tenant, str], catalog: Catalog, simulator: str
+) -> None:
+    batch, jobs = pending_batch(db, tenant[0], catalog)
+    # The upload succeeds; creating the batch is refused (400: unsupported completion window).
+    refusing = OpenAIBatchProvider(
+        base_url=simulator, api_key="test", timeout=5.0, completion_window="1h"
+    )
+    try:
+        assert service.submit(db, batch_id=batch.id, provider=refusing) is True
+    finally:
+        refusing.close()
+    db.commit()
+
+    db.refresh(batch)
+    assert batch.state == BatchState.failed
+    assert batch.error is not None
+    assert "completion_window" in batch.error
+    for job in jobs:
+        db.refresh(job)
+        assert job.state == JobState.failed
+        assert job.error is not None
+        assert job.error.startswith("provider refused the batch")
+
+
+def test_a_batch_the_provider_fails_fails_every_job_with_its_reason(
+    db: Session,
+    tenant: tuple[Tenant, str],
+    catalog: Catalog,
+    provider: OpenAIBatchProvider,
+    provider_http: httpx.Client,
+) -> None:
+    batch, jobs = pending_batch(db, tenant[0], catalog, size=2)
+    # A batch for our reference whose input the provider will fail in validation, adopted as
+    # after a crash: the provider's failure must reach every job.
+    upload = provider_http.post(
+        "files",
+        data={"purpose": "batch"},
+        files={"file": ("broken.jsonl", b"this is not json\n", "application/jsonl")},
+    )
+    upload.raise_for_status()
+    created = provider_http.post(
+        "batches",
+        json={
+            "input_file_id": upload.json()["id"],
+            "endpoint": "/v1/chat/completions",
+            "completion_window": "24h",
+            "metadata": {"thrifty_batch_id": str(batch.id)},
+        },
+    )
+    created.raise_for_status()
+    assert service.submit(db, batch_id=batch.id, provider=provider) is True
+    db.commit()
+    db.refresh(batch)
+    assert batch.external_id == created.json()["id"]
+
+    assert poll_until_ended(db, batch.id, provider, catalog) == BatchState.failed
+
+    db.refresh(batch)
+    assert batch.provider_status == "failed"
+    assert batch.error is not None
+    assert "JSON" in batch.error
+    for job in jobs:
+        db.refresh(job)
+        assert job.state == JobState.failed
+        assert job.error == batch.error
+        assert job.result is None
+        assert job.cost_usd is None
+        assert job.completed_at is not None
+    assert db.scalar(select(func.count()).select_from(CacheEntry)) == 0
+
+
+def test_a_batch_cancelled_at_the_provider_ends_every_job(
+    db: Session,
+    tenant: tuple[Tenant, str],
+    catalog: Catalog,
+    provider: OpenAIBatchProvider,
+    provider_http: httpx.Client,
+) -> None:
+    batch, jobs = pending_batch(db, tenant[0], catalog, size=4)
+    assert service.submit(db, batch_id=batch.id, provider=provider)
+    db.commit()
+    db.refresh(batch)
+    provider_http.post(f"batches/{batch.external_id}/cancel").raise_for_status()
+
+    assert poll_until_ended(db, batch.id, provider, catalog) == BatchState.failed
+
+    db.refresh(batch)
+    assert batch.provider_status == "cancelled"
+    for job in jobs:
+        db.refresh(job)
+        # What the provider finished before the cancel is kept; the rest fails, saying why.
+        if job.state == JobState.completed:
+            assert job.result
+            assert job.cost_usd is not None
+        else:
+            assert job.state == JobState.failed
+            assert job.error is not None
+            assert "cancelled" in job.error
+            assert job.result is None
+
+
+def test_duplicate_questions_in_one_batch_share_one_cache_entry(
+    db: Session,
+    tenant: tuple[Tenant, str],
+    catalog: Catalog,
+    provider: OpenAIBatchProvider,
+) -> None:
+    question = f"Why is the sky blue? ({uuid.uuid4().hex[:8]})"
+    batch, jobs = pending_batch(db, tenant[0], catalog, prompts=[question, question])
+    assert jobs[0].cache_key == jobs[1].cache_key
+    assert service.submit(db, batch_id=batch.id, provider=provider)
+    db.commit()
+
+    assert poll_until_ended(db, batch.id, provider, catalog) == BatchState.completed
+
+    for job in jobs:
+        db.refresh(job)
+        assert job.state == JobState.completed
+    assert jobs[0].result == jobs[1].result
+    entries = list(db.scalars(select(CacheEntry)))
+    assert len(entries) == 1
+    assert entries[0].source_job_id in {j.id for j in jobs}
+    assert entries[0].result == jobs[0].result
 
 
 def test_an_unreachable_provider_is_retryable_and_loses_nothing(
