@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -99,15 +100,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:
-    from app.simulator.server import SimulatorSettings, serve
+    from app.simulator.server import serve, settings_from_args
 
-    serve(
-        args.host,
-        args.port,
-        SimulatorSettings(
-            validating_seconds=args.validating_seconds, processing_seconds=args.processing_seconds
-        ),
-    )
+    serve(args.host, args.port, settings_from_args(args))
     return 0
 
 
@@ -131,6 +126,54 @@ def cmd_tenant_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_dir() -> Path:
+    """The shared evaluation data beside the repository (``<repo>/../shared/data``)."""
+    from app.config import PROJECT_ROOT
+
+    return PROJECT_ROOT.parent / "shared" / "data"
+
+
+def cmd_eval_cache(args: argparse.Namespace) -> int:
+    from app.cache.evaluation import evaluate
+
+    if args.pairs is None and not args.documents:
+        print("thrifty: give --pairs FILE, or --documents for the document set", file=sys.stderr)
+        return 2
+    try:
+        evaluate(
+            pairs_path=args.pairs,
+            documents=args.documents,
+            data_dir=args.data_dir or _data_dir(),
+            limit=args.limit,
+            verifier_path=args.verifier,
+            shared=args.shared,
+            say=_say,
+        )
+    except (OSError, ValueError) as exc:
+        print(f"thrifty: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_cache_train(args: argparse.Namespace) -> int:
+    from app.cache.training import train_command
+
+    try:
+        train_command(
+            pairs_path=args.pairs,
+            out=args.out,
+            holdout=args.holdout,
+            epochs=args.epochs,
+            limit=args.limit,
+            target_fhr=args.target_fhr,
+            say=_say,
+        )
+    except (OSError, ValueError) as exc:
+        print(f"thrifty: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="thrifty", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -147,11 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep-running", action="store_true", help="leave the stack up afterwards")
     demo.set_defaults(func=cmd_demo)
 
-    sim = sub.add_parser("simulator", help="serve the provider simulator (OpenAI Batch API)")
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=8100)
-    sim.add_argument("--validating-seconds", type=float, default=0.5)
-    sim.add_argument("--processing-seconds", type=float, default=2.0)
+    sim = sub.add_parser(
+        "simulator", help="serve the provider simulator (OpenAI and Anthropic APIs)"
+    )
+    from app.simulator.server import add_arguments as add_simulator_arguments
+
+    add_simulator_arguments(sim, default_port=8100)
     sim.set_defaults(func=cmd_simulator)
 
     mig = sub.add_parser("migrate", help="apply database migrations (THRIFTY_DATABASE_URL)")
@@ -163,6 +207,47 @@ def build_parser() -> argparse.ArgumentParser:
     create = tenant.add_parser("create", help="create a tenant (or reuse it) and issue an API key")
     create.add_argument("name")
     create.set_defaults(func=cmd_tenant_create)
+
+    evaluation = sub.add_parser("eval", help="measure parts of Thrifty on labelled data")
+    targets = evaluation.add_subparsers(dest="eval_command", required=True)
+    cache_eval = targets.add_parser(
+        "cache", help="precision, recall and false-hit rate of the cache on labelled pairs"
+    )
+    cache_eval.add_argument("--pairs", type=Path, help="JSON lines: a, b, and same or score")
+    cache_eval.add_argument(
+        "--documents",
+        action="store_true",
+        help="a and b are documents (the document path); without --pairs, build the "
+        "near-duplicate set from the docs data",
+    )
+    cache_eval.add_argument("--limit", type=int, help="use only the first N pairs (articles)")
+    cache_eval.add_argument("--data-dir", type=Path, help="default: <repo>/../shared/data")
+    cache_eval.add_argument(
+        "--verifier", type=Path, help="a verifier from `thrifty cache train` (default: configured)"
+    )
+    cache_eval.add_argument(
+        "--shared",
+        action="store_true",
+        help="store every a in one scope (a lookup may land on another pair's entry); "
+        "default: each pair in a scope of its own",
+    )
+    cache_eval.set_defaults(func=cmd_eval_cache)
+
+    cache = sub.add_parser("cache", help="semantic cache tools").add_subparsers(
+        dest="cache_command", required=True
+    )
+    train = cache.add_parser(
+        "train", help="train a short-prompt verifier on labelled pairs (and report it)"
+    )
+    train.add_argument("--pairs", type=Path, required=True, help="JSON lines: a, b, same|score")
+    train.add_argument("--out", type=Path, default=Path(".thrifty/verifier"))
+    train.add_argument("--holdout", type=float, default=0.3, help="share of pairs kept for eval")
+    train.add_argument("--epochs", type=int, default=1)
+    train.add_argument("--limit", type=int, help="train on at most N pairs")
+    train.add_argument(
+        "--target-fhr", type=float, default=0.005, help="false-hit rate to calibrate the cut for"
+    )
+    train.set_defaults(func=cmd_cache_train)
     return parser
 
 

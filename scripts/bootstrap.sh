@@ -43,10 +43,17 @@ PY
 if ! redis_answers && ! command -v redis-server >/dev/null 2>&1; then
     apt_install redis-server
 fi
+# The webhook TLS test makes a throwaway certificate with the openssl command.
+if ! command -v openssl >/dev/null 2>&1; then
+    apt_install openssl
+fi
 
 if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
+# torch first, pinned: the semantic cache's embedder needs it, and installing it on its own
+# resolves the CPU build (sentence-transformers alone would pull the multi-GB CUDA wheels).
+"$VENV/bin/python" -m pip install -q torch==2.13.0
 "$VENV/bin/python" -m pip install -q -e '.[dev]'
 echo "bootstrap: ready ($VENV)"

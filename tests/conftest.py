@@ -40,6 +40,8 @@ os.environ.update(
     THRIFTY_POLL_INTERVAL_SECONDS="0.3",
     THRIFTY_SWEEP_INTERVAL_SECONDS="1",
     THRIFTY_STALE_AFTER_SECONDS="2",
+    # Webhook tests run their receiver on 127.0.0.1.
+    THRIFTY_WEBHOOK_ALLOW_LOOPBACK="true",
 )
 
 import httpx  # noqa: E402
@@ -144,6 +146,8 @@ def simulator(supervisor: Supervisor) -> str:
     )
     base = f"http://127.0.0.1:{port}/v1"
     os.environ["THRIFTY_OPENAI_BASE_URL"] = base
+    os.environ["THRIFTY_ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{port}"
+    os.environ["THRIFTY_REALTIME_BASE_URL"] = base
     return base
 
 
@@ -157,7 +161,7 @@ def worker(database: str, broker: str, simulator: str, supervisor: Supervisor) -
     env = dict(os.environ, THRIFTY_OPENAI_BASE_URL=simulator)
     schedule = TEST_HOME / "run" / "beat-schedule"
     argv = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-B",
-            "-s", str(schedule), "-Q", "collect,ingest,provider", "-c", "2",
+            "-s", str(schedule), "-Q", "collect,delivery,ingest,provider", "-c", "2",
             "-n", "test@%h", "--loglevel", "INFO"]  # fmt: skip
     child = supervisor.start("worker", argv, env=env, cwd=ROOT)
     from app.kit.queue import get_sender

@@ -21,9 +21,23 @@ celery_app.conf.update(
     worker_send_task_events=True,
     task_send_sent_event=True,
     beat_schedule={
-        "collect": {"task": queue.COLLECT, "schedule": settings.collect_interval_seconds},
-        "poll-batches": {"task": queue.POLL_BATCHES, "schedule": settings.poll_interval_seconds},
+        # A periodic hint older than its interval is dropped (`expires`), not run late: a busy
+        # worker must not work through a backlog of ticks ahead of real work (submissions).
+        "collect": {
+            "task": queue.COLLECT,
+            "schedule": settings.collect_interval_seconds,
+            "options": {"expires": max(1.0, settings.collect_interval_seconds)},
+        },
+        "poll-batches": {
+            "task": queue.POLL_BATCHES,
+            "schedule": settings.poll_interval_seconds,
+            "options": {"expires": max(1.0, settings.poll_interval_seconds)},
+        },
         "sweep": {"task": queue.SWEEP, "schedule": settings.sweep_interval_seconds},
+        "dispatch-webhooks": {
+            "task": queue.DISPATCH_WEBHOOKS,
+            "schedule": settings.webhook_dispatch_interval_seconds,
+        },
     },
 )
 # Redis visibility timeout: an unacked message is redelivered after this long.

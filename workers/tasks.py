@@ -8,12 +8,13 @@ from datetime import timedelta
 
 from app.batching import service as batching_service
 from app.config import get_settings
+from app.delivery import service as delivery_service
 from app.jobs import service as job_service
 from app.kit import queue
 from app.kit.db import session_scope
 from app.models import BatchState
-from app.providers.base import ProviderError
-from app.providers.registry import get_provider
+from app.providers.base import BatchProvider, ProviderError
+from app.providers.registry import get_provider, get_realtime_provider, realtime_concurrency
 from app.routing.catalog import get_catalog
 from workers.celery_app import celery_app
 
@@ -41,9 +42,22 @@ def submit_batch(batch_id: str) -> bool:
     catalog = get_catalog()
     with session_scope() as session:
         batch_uuid = uuid.UUID(batch_id)
-        provider_name = batching_service.provider_of(session, batch_id=batch_uuid)
-        if provider_name is None:
+        route = batching_service.route_of(session, batch_id=batch_uuid)
+        if route is None:
             return False
+        provider_name, mode = route
+        if mode == batching_service.REALTIME:
+            realtime = get_realtime_provider(catalog, provider_name)
+            try:
+                return batching_service.run_realtime(
+                    session,
+                    batch_id=batch_uuid,
+                    provider=realtime,
+                    concurrency=realtime_concurrency(catalog, provider_name),
+                    catalog=catalog,
+                )
+            finally:
+                realtime.close()
         provider = get_provider(catalog, provider_name)
         try:
             return batching_service.submit(session, batch_id=batch_uuid, provider=provider)
@@ -54,26 +68,36 @@ def submit_batch(batch_id: str) -> bool:
 @celery_app.task(name=queue.POLL_BATCHES)
 def poll_batches() -> int:
     catalog = get_catalog()
+    settings = get_settings()
+    backoff = (settings.poll_interval_seconds, settings.poll_backoff_max_seconds)
     with session_scope() as session:
         batch_ids = batching_service.open_batches(session)
     done = 0
-    for batch_id in batch_ids:
-        with session_scope() as session:
-            provider_name = batching_service.provider_of(session, batch_id=batch_id)
-            if provider_name is None:
-                continue
-            provider = get_provider(catalog, provider_name)
-            try:
-                state = batching_service.poll(
-                    session, batch_id=batch_id, provider=provider, catalog=catalog
-                )
-            except ProviderError:
-                # One unreachable batch must not hold up the others; the next poll retries it.
-                log.warning("polling batch %s failed", batch_id, exc_info=True)
-                continue
-            finally:
-                provider.close()
-            done += state is not None and state != BatchState.submitted
+    adapters: dict[str, BatchProvider] = {}  # one client per provider for the whole sweep
+    try:
+        for batch_id in batch_ids:
+            with session_scope() as session:
+                provider_name = batching_service.provider_of(session, batch_id=batch_id)
+                if provider_name is None:
+                    continue
+                if provider_name not in adapters:
+                    adapters[provider_name] = get_provider(catalog, provider_name)
+                try:
+                    state = batching_service.poll(
+                        session,
+                        batch_id=batch_id,
+                        provider=adapters[provider_name],
+                        catalog=catalog,
+                        backoff=backoff,
+                    )
+                except ProviderError:
+                    # One unreachable batch must not hold up the others; the next poll retries.
+                    log.warning("polling batch %s failed", batch_id, exc_info=True)
+                    continue
+                done += state is not None and state != BatchState.submitted
+    finally:
+        for adapter in adapters.values():
+            adapter.close()
     return done
 
 
@@ -81,4 +105,19 @@ def poll_batches() -> int:
 def sweep() -> dict[str, int]:
     stale_after = timedelta(seconds=get_settings().stale_after_seconds)
     with session_scope() as session:
-        return batching_service.sweep(session, stale_after=stale_after)
+        return batching_service.sweep(session, stale_after=stale_after, catalog=get_catalog())
+
+
+@celery_app.task(name=queue.DISPATCH_WEBHOOKS)
+def dispatch_webhooks() -> int:
+    stale_after = timedelta(seconds=get_settings().stale_after_seconds)
+    with session_scope() as session:
+        return len(delivery_service.dispatch_due(session, stale_after=stale_after))
+
+
+@celery_app.task(name=queue.DELIVER_WEBHOOK)
+def deliver_webhook(delivery_id: str) -> str | None:
+    config = delivery_service.WebhookConfig.from_settings()
+    with session_scope() as session:
+        state = delivery_service.deliver(session, delivery_id=uuid.UUID(delivery_id), config=config)
+        return state.value if state is not None else None

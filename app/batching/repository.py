@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Table, bindparam, func, or_, select, update
+from sqlalchemy.orm import Session, load_only
 
 from app.models import BatchState, Job, JobState, ProviderBatch, utcnow
 
@@ -18,45 +18,80 @@ class Window:
     model: str
     mode: str
     size: int
+    tokens: int
+    bytes: int
     oldest: datetime
 
 
+@dataclass(frozen=True)
+class Claimed:
+    batch: ProviderBatch
+    count: int
+    tokens: int
+    bytes: int
+
+
 def open_windows(session: Session) -> list[Window]:
-    """Waiting jobs grouped by (provider, model, mode), with the count and the oldest."""
+    """Waiting jobs grouped by (provider, model, mode): count, estimated tokens and bytes,
+    and the oldest routing time."""
     query = (
-        select(Job.provider, Job.model, Job.mode, func.count(), func.min(Job.routed_at))
+        select(
+            Job.provider,
+            Job.model,
+            Job.mode,
+            func.count(),
+            func.coalesce(func.sum(Job.estimated_tokens), 0),
+            func.coalesce(func.sum(Job.estimated_bytes), 0),
+            func.min(Job.routed_at),
+        )
         .where(Job.state == JobState.waiting)
         .group_by(Job.provider, Job.model, Job.mode)
     )
     return [
-        Window(provider, model, mode, size, oldest)
-        for provider, model, mode, size, oldest in session.execute(query)
+        Window(provider, model, mode, size, int(tokens or 0), int(nbytes or 0), oldest)
+        for provider, model, mode, size, tokens, nbytes, oldest in session.execute(query)
         # Waiting jobs are always routed; the guard keeps the types honest.
         if provider and model and mode and oldest
     ]
 
 
 def claim(
-    session: Session, *, provider: str, model: str, mode: str, limit: int
-) -> ProviderBatch | None:
-    """Move up to ``limit`` waiting jobs, oldest first, into a new pending batch.
+    session: Session,
+    *,
+    provider: str,
+    model: str,
+    mode: str,
+    max_size: int,
+    max_tokens: int,
+    max_bytes: int,
+) -> Claimed | None:
+    """Move waiting jobs, highest priority then oldest first, into a new pending batch.
 
-    ``FOR UPDATE SKIP LOCKED`` makes concurrent collectors take disjoint rows, so no job is
-    ever in two batches.
+    Takes at most ``max_size`` jobs and stops before the estimated tokens or bytes would pass
+    their caps (a single job over a cap still goes, alone). ``FOR UPDATE SKIP LOCKED`` makes
+    concurrent collectors take disjoint rows, so no job is ever in two batches.
     """
     candidates = (
-        select(Job.id)
+        select(Job.id, Job.estimated_tokens, Job.estimated_bytes)
         .where(
             Job.state == JobState.waiting,
             Job.provider == provider,
             Job.model == model,
             Job.mode == mode,
         )
-        .order_by(Job.routed_at, Job.id)
-        .limit(limit)
+        .order_by(Job.priority.desc(), Job.routed_at, Job.id)
+        .limit(max_size)
         .with_for_update(skip_locked=True)
     )
-    ids = list(session.scalars(candidates))
+    ids: list[uuid.UUID] = []
+    tokens = nbytes = 0
+    for job_id, job_tokens, job_bytes in session.execute(candidates):
+        job_tokens, job_bytes = job_tokens or 0, job_bytes or 0
+        if ids and (tokens + job_tokens > max_tokens or nbytes + job_bytes > max_bytes):
+            break
+        ids.append(job_id)
+        tokens += job_tokens
+        nbytes += job_bytes
     if not ids:
         return None
     batch = ProviderBatch(provider=provider, model=model, mode=mode, request_count=len(ids))
@@ -66,8 +101,9 @@ def claim(
         update(Job)
         .where(Job.id.in_(ids))
         .values(state=JobState.batched, provider_batch_id=batch.id, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
     )
-    return batch
+    return Claimed(batch, len(ids), tokens, nbytes)
 
 
 def lock_batch(session: Session, *, batch_id: uuid.UUID, state: BatchState) -> ProviderBatch | None:
@@ -80,19 +116,68 @@ def lock_batch(session: Session, *, batch_id: uuid.UUID, state: BatchState) -> P
 
 
 def batch_jobs(session: Session, *, batch_id: uuid.UUID, state: JobState) -> list[Job]:
+    """A batch's jobs in ``state``, with only what building their requests needs loaded."""
     query = (
-        select(Job).where(Job.provider_batch_id == batch_id, Job.state == state).order_by(Job.id)
+        select(Job)
+        .options(
+            load_only(
+                Job.id,
+                Job.prompt,
+                Job.document,
+                Job.instruction,
+                Job.system,
+                Job.max_output_tokens,
+            )
+        )
+        .where(Job.provider_batch_id == batch_id, Job.state == state)
+        .order_by(Job.id)
     )
     return list(session.scalars(query))
+
+
+@dataclass(frozen=True)
+class Member:
+    """What applying a result needs of a job (not its prompt or document)."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    model: str | None
+    mode: str | None
+    attempts: int
+    cache_key: str | None
+
+
+def batch_members(session: Session, *, batch_id: uuid.UUID, state: JobState) -> list[Member]:
+    query = select(Job.id, Job.tenant_id, Job.model, Job.mode, Job.attempts, Job.cache_key).where(
+        Job.provider_batch_id == batch_id, Job.state == state
+    )
+    return [Member(*row) for row in session.execute(query)]
+
+
+def has_jobs(session: Session, *, batch_id: uuid.UUID, state: JobState) -> bool:
+    query = select(Job.id).where(Job.provider_batch_id == batch_id, Job.state == state).limit(1)
+    return session.scalar(query) is not None
 
 
 def set_jobs_state(
     session: Session, *, batch_id: uuid.UUID, from_state: JobState, values: dict[str, Any]
 ) -> None:
+    # No ORM synchronisation: matching a thousand loaded objects in Python cost more than the
+    # UPDATE itself; callers re-read rows they need.
     session.execute(
         update(Job)
         .where(Job.provider_batch_id == batch_id, Job.state == from_state)
         .values(updated_at=utcnow(), **values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def release(session: Session, *, job_ids: Sequence[uuid.UUID]) -> None:
+    """Send claimed, unsent jobs back to their window."""
+    session.execute(
+        update(Job)
+        .where(Job.id.in_(job_ids), Job.state == JobState.batched)
+        .values(state=JobState.waiting, provider_batch_id=None, updated_at=utcnow())
     )
 
 
@@ -105,24 +190,75 @@ def batch_ids_in_state(session: Session, *, state: BatchState) -> list[uuid.UUID
     return list(session.scalars(query))
 
 
-def apply_results(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Write results by job id, only onto jobs still ``submitted`` (so a re-poll is a no-op)."""
+def batches_due_for_poll(session: Session, *, now: datetime) -> list[uuid.UUID]:
+    query = (
+        select(ProviderBatch.id)
+        .where(
+            ProviderBatch.state == BatchState.submitted,
+            or_(ProviderBatch.next_poll_at.is_(None), ProviderBatch.next_poll_at <= now),
+        )
+        .order_by(ProviderBatch.created_at)
+    )
+    return list(session.scalars(query))
+
+
+def apply_results(
+    session: Session, rows: Sequence[dict[str, Any]], *, from_state: JobState
+) -> None:
+    """Write results by job id, only onto jobs still in ``from_state`` (a re-poll is a no-op,
+    and a job cancelled meanwhile keeps ``cancelled``).
+
+    One ``UPDATE ... FROM unnest(arrays)`` for the whole batch: a thousand results cost one
+    round trip and one statement, not a thousand.
+    """
+    if not rows:
+        return
+    columns = [
+        ("job_id", "uuid"),
+        ("new_state", "job_state"),
+        ("result", "text"),
+        ("error", "text"),
+        ("input_tokens", "integer"),
+        ("output_tokens", "integer"),
+        ("cost_usd", "numeric"),
+        ("naive_cost_usd", "numeric"),
+        ("completed_at", "timestamptz"),
+    ]
+    arrays = tuple(
+        [row[key].value if key == "new_state" else row[key] for row in rows] for key, _ in columns
+    )
+    unnest = ", ".join(
+        f"%s::text[]::{kind}[]" if kind == "job_state" else f"%s::{kind}[]" for _, kind in columns
+    )
+    names = ", ".join(key for key, _ in columns)
+    # Fixed text (our column names and types); every value is a parameter.
+    sql = (
+        "UPDATE jobs SET state = v.new_state, result = v.result, error = v.error, "  # noqa: S608
+        "input_tokens = v.input_tokens, output_tokens = v.output_tokens, cost_usd = v.cost_usd, "
+        "naive_cost_usd = v.naive_cost_usd, completed_at = v.completed_at, "
+        "updated_at = v.completed_at "
+        f"FROM unnest({unnest}) AS v({names}) "
+        "WHERE jobs.id = v.job_id AND jobs.state = %s::job_state"
+    )
+    session.connection().exec_driver_sql(sql, (*arrays, from_state.value))
+
+
+def requeue(session: Session, rows: Sequence[dict[str, Any]], *, from_state: JobState) -> None:
+    """Put jobs whose request failed retryably back in a window (``job_id``, ``attempts``,
+    ``mode``, ``error``), for a later batch."""
     if not rows:
         return
     table = cast(Table, Job.__table__)
     statement = (
         update(table)
-        .where(table.c.id == bindparam("job_id"), table.c.state == JobState.submitted)
+        .where(table.c.id == bindparam("job_id"), table.c.state == from_state)
         .values(
-            state=bindparam("new_state"),
-            result=bindparam("result"),
+            state=JobState.waiting,
+            provider_batch_id=None,
+            attempts=bindparam("attempts"),
+            mode=bindparam("new_mode"),
             error=bindparam("error"),
-            input_tokens=bindparam("input_tokens"),
-            output_tokens=bindparam("output_tokens"),
-            cost_usd=bindparam("cost_usd"),
-            naive_cost_usd=bindparam("naive_cost_usd"),
-            completed_at=bindparam("completed_at"),
-            updated_at=bindparam("completed_at"),
+            updated_at=utcnow(),
         )
     )
     session.connection().execute(statement, list(rows))
@@ -147,5 +283,40 @@ def stale_batches(session: Session, *, state: BatchState, before: datetime) -> l
     return list(session.scalars(query))
 
 
-def provider_of(session: Session, *, batch_id: uuid.UUID) -> str | None:
-    return session.scalar(select(ProviderBatch.provider).where(ProviderBatch.id == batch_id))
+def release_orphans(session: Session, *, before: datetime) -> list[uuid.UUID]:
+    """Claimed jobs whose batch is gone or no longer pending go back to their window."""
+    live = select(ProviderBatch.id).where(ProviderBatch.state == BatchState.pending)
+    statement = (
+        update(Job)
+        .where(
+            Job.state == JobState.batched,
+            Job.updated_at < before,
+            or_(Job.provider_batch_id.is_(None), Job.provider_batch_id.not_in(live)),
+        )
+        .values(state=JobState.waiting, provider_batch_id=None, updated_at=utcnow())
+        .returning(Job.id)
+    )
+    return list(session.scalars(statement))
+
+
+def stranded_submitted(session: Session, *, before: datetime, limit: int) -> list[Job]:
+    """Submitted jobs whose batch ended (or vanished) without giving them an outcome."""
+    open_batches = select(ProviderBatch.id).where(ProviderBatch.state == BatchState.submitted)
+    query = (
+        select(Job)
+        .where(
+            Job.state == JobState.submitted,
+            Job.updated_at < before,
+            or_(Job.provider_batch_id.is_(None), Job.provider_batch_id.not_in(open_batches)),
+        )
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(session.scalars(query))
+
+
+def route_of(session: Session, *, batch_id: uuid.UUID) -> tuple[str, str] | None:
+    row = session.execute(
+        select(ProviderBatch.provider, ProviderBatch.mode).where(ProviderBatch.id == batch_id)
+    ).one_or_none()
+    return (row[0], row[1]) if row else None

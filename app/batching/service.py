@@ -6,66 +6,163 @@ so each one is safe to run twice, concurrently, or after a crash.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from app.accounting import service as accounting_service
 from app.batching import repository
 from app.cache import service as cache_service
+from app.delivery import service as delivery_service
 from app.jobs.prompts import build_messages
 from app.kit import queue
-from app.models import BatchState, JobState, ProviderBatch, utcnow
+from app.models import BatchState, Job, JobState, ProviderBatch, utcnow
 from app.providers.base import (
     BatchProvider,
     BatchRequest,
     BatchResult,
     BatchStatus,
     ProviderError,
+    ProviderLimits,
+    RealtimeProvider,
+    split_requests,
 )
-from app.routing.catalog import Catalog
+from app.routing.catalog import Catalog, get_catalog
 
 log = logging.getLogger(__name__)
 
+REALTIME = "realtime"
+# What one request line adds besides its messages: custom_id, method, url, model, max_tokens.
+LINE_OVERHEAD_BYTES = 400
+# A window with no byte or token cap of its own.
+UNBOUNDED = 2**62
+# Per-line codes that a later batch may not repeat; ``batch_cancelled`` is someone's decision.
+NOT_RETRIED = frozenset({"batch_cancelled"})
 
-def collect(session: Session, *, catalog: Catalog, now: datetime | None = None) -> list[uuid.UUID]:
-    """Flush every window that is full or whose oldest job has waited ``max_wait_seconds``.
 
-    A full window flushes in batches of ``max_size``; the remainder waits unless it is due.
-    Returns the new batch ids; their submission is enqueued after commit.
+@dataclass(frozen=True)
+class WindowSettings:
+    max_size: int
+    max_tokens: int
+    max_bytes: int
+    max_wait_seconds: float
+
+
+def estimate_bytes(job: Job) -> int:
+    """An upper bound of the bytes ``job``'s request adds to a batch file."""
+    body = json.dumps(build_messages(job), ensure_ascii=False)
+    return len(body.encode()) + LINE_OVERHEAD_BYTES
+
+
+def window_settings(
+    catalog: Catalog, *, model: str, mode: str, limits: ProviderLimits | None
+) -> WindowSettings:
+    """A window's flush thresholds: the model's settings, capped by the provider's limits."""
+    config = catalog.model(model)
+    if mode == REALTIME:
+        return WindowSettings(
+            config.realtime_max_size, UNBOUNDED, UNBOUNDED, config.realtime_max_wait_seconds
+        )
+    max_size, max_bytes = config.max_size, config.max_bytes or UNBOUNDED
+    if limits is not None:
+        max_size = min(max_size, limits.max_requests)
+        max_bytes = min(max_bytes, limits.max_bytes)
+    return WindowSettings(max_size, config.max_tokens, max_bytes, config.max_wait_seconds)
+
+
+_LIMITS: dict[int, tuple[Catalog, dict[str, ProviderLimits]]] = {}
+
+
+def provider_limits(catalog: Catalog) -> dict[str, ProviderLimits]:
+    """Per-batch limits of every batch provider in the catalog (worked out once per catalog:
+    building an adapter costs tens of milliseconds, mostly its TLS context)."""
+    cached = _LIMITS.get(id(catalog))
+    if cached is not None and cached[0] is catalog:
+        return cached[1]
+    from app.providers.registry import get_provider
+
+    limits: dict[str, ProviderLimits] = {}
+    for name, config in catalog.providers.items():
+        if config.kind == "openai_realtime":
+            continue
+        adapter = get_provider(catalog, name)
+        limits[name] = adapter.limits
+        adapter.close()
+    _LIMITS[id(catalog)] = (catalog, limits)
+    return limits
+
+
+def collect(
+    session: Session,
+    *,
+    catalog: Catalog,
+    limits: Mapping[str, ProviderLimits] | None = None,
+    now: datetime | None = None,
+) -> list[uuid.UUID]:
+    """Flush every window that is full (size, estimated tokens or bytes) or whose oldest job
+    has waited ``max_wait_seconds``, whichever comes first.
+
+    A full window flushes in batches that each fit the thresholds; the remainder waits unless
+    it is due. Returns the new batch ids; their submission is enqueued after commit.
     """
     now = now or utcnow()
+    if limits is None:
+        limits = provider_limits(catalog)
     created: list[uuid.UUID] = []
     for window in repository.open_windows(session):
-        model = catalog.model(window.model)
-        due = window.oldest <= now - timedelta(seconds=model.max_wait_seconds)
-        remaining = window.size
-        while remaining >= model.max_size or (due and remaining > 0):
-            batch = repository.claim(
+        settings = window_settings(
+            catalog, model=window.model, mode=window.mode, limits=limits.get(window.provider)
+        )
+        due = window.oldest <= now - timedelta(seconds=settings.max_wait_seconds)
+        size, tokens, nbytes = window.size, window.tokens, window.bytes
+        while size > 0 and (
+            due
+            or size >= settings.max_size
+            or tokens >= settings.max_tokens
+            or nbytes >= settings.max_bytes
+        ):
+            claimed = repository.claim(
                 session,
                 provider=window.provider,
                 model=window.model,
                 mode=window.mode,
-                limit=model.max_size,
+                max_size=settings.max_size,
+                max_tokens=settings.max_tokens,
+                max_bytes=settings.max_bytes,
             )
-            if batch is None:  # another collector holds the rest
+            if claimed is None:  # another collector holds the rest
                 break
-            created.append(batch.id)
-            remaining -= batch.request_count
-            queue.enqueue(session, queue.SUBMIT_BATCH, str(batch.id))
+            created.append(claimed.batch.id)
+            size -= claimed.count
+            tokens -= claimed.tokens
+            nbytes -= claimed.bytes
+            queue.enqueue(session, queue.SUBMIT_BATCH, str(claimed.batch.id))
             log.info(
-                "flushed %d jobs for %s into batch %s", batch.request_count, window.model, batch.id
+                "flushed %d jobs for %s (%s) into batch %s",
+                claimed.count,
+                window.model,
+                window.mode,
+                claimed.batch.id,
             )
     return created
+
+
+def _requests(jobs: list[Job]) -> list[BatchRequest]:
+    return [BatchRequest(str(job.id), build_messages(job), job.max_output_tokens) for job in jobs]
 
 
 def submit(session: Session, *, batch_id: uuid.UUID, provider: BatchProvider) -> bool:
     """Send a pending batch to its provider. Returns False when there was nothing to do.
 
     The batch row is locked for the duration, so only one worker submits it. A batch the
-    provider already holds (a crash after the provider accepted it) is adopted, not resent.
+    provider already holds (a worker killed after the provider accepted it) is adopted, not
+    resent. Jobs that do not fit the provider's limits go back to their window.
     """
     batch = repository.lock_batch(session, batch_id=batch_id, state=BatchState.pending)
     if batch is None:
@@ -78,11 +175,14 @@ def submit(session: Session, *, batch_id: uuid.UUID, provider: BatchProvider) ->
     try:
         handle = provider.find_batch(reference=str(batch.id))
         if handle is None:
-            requests = [
-                BatchRequest(str(job.id), build_messages(job), job.max_output_tokens)
-                for job in jobs
-            ]
-            handle = provider.submit(reference=str(batch.id), model=batch.model, requests=requests)
+            chunks = split_requests(provider, model=batch.model, requests=_requests(jobs))
+            if len(chunks) > 1:
+                # The estimates let too much in: send what fits, the rest waits for a later batch.
+                overflow = {r.custom_id for chunk in chunks[1:] for r in chunk}
+                repository.release(session, job_ids=[uuid.UUID(i) for i in overflow])
+                jobs = [job for job in jobs if str(job.id) not in overflow]
+                queue.enqueue(session, queue.COLLECT)
+            handle = provider.submit(reference=str(batch.id), model=batch.model, requests=chunks[0])
     except ProviderError as exc:
         if exc.retryable:
             raise
@@ -95,6 +195,7 @@ def submit(session: Session, *, batch_id: uuid.UUID, provider: BatchProvider) ->
             values={"state": JobState.failed, "error": f"provider refused the batch: {exc}",
                     "completed_at": now},
         )  # fmt: skip
+        delivery_service.on_jobs_finished(session, job_ids=[job.id for job in jobs])
         return True
     batch.external_id = handle.external_id
     batch.input_file_id = handle.input_file_id
@@ -111,24 +212,103 @@ def submit(session: Session, *, batch_id: uuid.UUID, provider: BatchProvider) ->
     return True
 
 
+def run_realtime(
+    session: Session,
+    *,
+    batch_id: uuid.UUID,
+    provider: RealtimeProvider,
+    concurrency: int,
+    catalog: Catalog,
+) -> bool:
+    """Send a pending realtime micro-batch as concurrent calls and store every outcome.
+
+    Runs in one transaction under the batch's lock: a worker killed mid-way leaves the batch
+    pending (nothing applied), and the sweeper sends it again.
+    """
+    batch = repository.lock_batch(session, batch_id=batch_id, state=BatchState.pending)
+    if batch is None:
+        return False
+    jobs = repository.batch_jobs(session, batch_id=batch.id, state=JobState.batched)
+    if not jobs:
+        batch.state, batch.error = BatchState.failed, "no jobs left to submit"
+        return True
+    now = utcnow()
+    repository.set_jobs_state(
+        session,
+        batch_id=batch.id,
+        from_state=JobState.batched,
+        values={"state": JobState.submitted, "submitted_at": now},
+    )
+    results = provider.complete_many(
+        model=batch.model, requests=_requests(jobs), concurrency=concurrency
+    )
+    status = BatchStatus(REALTIME, "completed", True, None, None, None)
+    _apply(session, batch=batch, results=results, status=status, catalog=catalog)
+    batch.state, batch.provider_status = BatchState.completed, "completed"
+    batch.submitted_at = batch.completed_at = now
+    batch.request_count = len(jobs)
+    return True
+
+
+def route_of(session: Session, *, batch_id: uuid.UUID) -> tuple[str, str] | None:
+    """(provider, mode) of a batch, or None for an unknown batch."""
+    return repository.route_of(session, batch_id=batch_id)
+
+
 def provider_of(session: Session, *, batch_id: uuid.UUID) -> str | None:
     """The provider a batch goes to, or None for an unknown batch."""
-    return repository.provider_of(session, batch_id=batch_id)
+    route = repository.route_of(session, batch_id=batch_id)
+    return route[0] if route else None
 
 
-def open_batches(session: Session) -> list[uuid.UUID]:
-    """Batches the provider holds that have not ended yet."""
-    return repository.batch_ids_in_state(session, state=BatchState.submitted)
+def open_batches(session: Session, *, now: datetime | None = None) -> list[uuid.UUID]:
+    """Batches the provider holds that have not ended and whose backoff has passed."""
+    return repository.batches_due_for_poll(session, now=now or utcnow())
+
+
+def poll_delay(polls: int, *, base: float, cap: float) -> timedelta:
+    """Exponential backoff between polls of one batch: base, 2·base, 4·base ... up to cap."""
+    return timedelta(seconds=min(cap, base * 2 ** max(0, min(polls - 1, 30))))
 
 
 def poll(
-    session: Session, *, batch_id: uuid.UUID, provider: BatchProvider, catalog: Catalog
+    session: Session,
+    *,
+    batch_id: uuid.UUID,
+    provider: BatchProvider,
+    catalog: Catalog,
+    backoff: tuple[float, float] = (2.0, 60.0),
 ) -> BatchState | None:
-    """Check one submitted batch; once the provider has ended it, store every result."""
+    """Check one submitted batch; once the provider has ended it, store every result.
+
+    Between polls the batch backs off (``backoff`` = (first delay, longest delay)), also
+    after a failed call. A batch whose every job was cancelled is cancelled at the provider.
+    """
     batch = repository.lock_batch(session, batch_id=batch_id, state=BatchState.submitted)
     if batch is None or batch.external_id is None:
         return None
-    status = provider.retrieve(batch.external_id)
+    now = utcnow()
+    batch.polls += 1
+    batch.next_poll_at = now + poll_delay(batch.polls, base=backoff[0], cap=backoff[1])
+    try:
+        status = provider.retrieve(batch.external_id)
+        if (
+            not status.ended
+            and batch.cancel_requested_at is None
+            and not repository.has_jobs(session, batch_id=batch.id, state=JobState.submitted)
+        ):
+            status = provider.cancel(batch.external_id)
+            batch.cancel_requested_at = now
+            log.info("every job of batch %s was cancelled; cancelled it at the provider", batch.id)
+    except ProviderError as exc:
+        if exc.status_code != 404:
+            log.warning("polling batch %s failed; backing off: %s", batch.id, exc)
+            return batch.state
+        # The provider no longer knows the batch: its jobs go to a later batch.
+        status = BatchStatus(batch.external_id, "failed", True, None, None, f"lost: {exc}")
+        _apply(session, batch=batch, results=[], status=status, catalog=catalog, retry_all=True)
+        batch.state, batch.error, batch.completed_at = BatchState.failed, status.error, now
+        return batch.state
     batch.provider_status = status.status
     if not status.ended:
         return batch.state
@@ -144,6 +324,34 @@ def poll(
     return batch.state
 
 
+def _retry_row(
+    job: Job | repository.Member, *, catalog: Catalog, reason: str, code: str | None
+) -> dict[str, Any] | None:
+    """The requeue row for a retryable failure, or None once the job used its attempts."""
+    model = catalog.model(job.model or "")
+    attempts = job.attempts + 1
+    if attempts >= model.max_attempts:
+        return None
+    mode = job.mode
+    if code == "batch_expired" and model.on_expiry == "realtime":
+        mode = REALTIME
+    return {"job_id": job.id, "attempts": attempts, "new_mode": mode, "error": reason}
+
+
+def _failed_row(job: repository.Member, *, reason: str, now: datetime) -> dict[str, Any]:
+    return {
+        "job_id": job.id,
+        "new_state": JobState.failed,
+        "result": None,
+        "error": reason,
+        "input_tokens": None,
+        "output_tokens": None,
+        "cost_usd": None,
+        "naive_cost_usd": None,
+        "completed_at": now,
+    }
+
+
 def _apply(
     session: Session,
     *,
@@ -151,14 +359,25 @@ def _apply(
     results: list[BatchResult],
     status: BatchStatus,
     catalog: Catalog,
+    retry_all: bool = False,
 ) -> None:
+    """Apply results by ``custom_id`` onto the batch's jobs still ``submitted``.
+
+    Retryable failures (expired, rate-limited, 5xx) go back to a window until the model's
+    ``max_attempts``; other failures, and the last attempt, fail with the provider's reason.
+    """
     model = catalog.model(batch.model)
+    # Realtime calls pay list price; batch calls get the model's batch discount.
+    price = (
+        accounting_service.list_price if batch.mode == REALTIME else accounting_service.batch_price
+    )
     jobs = {
         str(job.id): job
-        for job in repository.batch_jobs(session, batch_id=batch.id, state=JobState.submitted)
+        for job in repository.batch_members(session, batch_id=batch.id, state=JobState.submitted)
     }
     now = utcnow()
-    rows = []
+    rows: list[dict[str, Any]] = []
+    retries: list[dict[str, Any]] = []
     writes = []
     seen: set[str] = set()
     for result in results:
@@ -167,15 +386,25 @@ def _apply(
             continue  # not ours, already applied, or cancelled meanwhile
         seen.add(result.custom_id)
         ok = result.error is None and result.content is not None
+        if not ok:
+            reason = f"provider error: {result.error}"
+            retry = None
+            if result.retryable and result.error_code not in NOT_RETRIED:
+                retry = _retry_row(job, catalog=catalog, reason=reason, code=result.error_code)
+            if retry is not None:
+                retries.append(retry)
+            else:
+                rows.append(_failed_row(job, reason=reason, now=now))
+            continue
         rows.append(
             {
                 "job_id": job.id,
-                "new_state": JobState.completed if ok else JobState.failed,
+                "new_state": JobState.completed,
                 "result": result.content,
-                "error": None if ok else f"provider error: {result.error}",
+                "error": None,
                 "input_tokens": result.input_tokens,
                 "output_tokens": result.output_tokens,
-                "cost_usd": accounting_service.batch_price(
+                "cost_usd": price(
                     model, input_tokens=result.input_tokens, output_tokens=result.output_tokens
                 ),
                 "naive_cost_usd": accounting_service.naive_price(
@@ -184,7 +413,7 @@ def _apply(
                 "completed_at": now,
             }
         )
-        if ok and job.cache_key and result.content is not None:
+        if job.cache_key and result.content is not None:
             writes.append(
                 cache_service.CacheWrite(
                     tenant_id=job.tenant_id,
@@ -197,37 +426,78 @@ def _apply(
                 )
             )
     reason = status.error or f"provider batch ended {status.status} without a result for this job"
+    # A batch that expired (or completed yet left a request out) did not try every request.
+    retryable = retry_all or status.status in {"expired", "completed"}
+    code = "batch_expired" if status.status == "expired" else None
     for custom_id, job in jobs.items():
-        if custom_id not in seen:
-            rows.append(
-                {
-                    "job_id": job.id,
-                    "new_state": JobState.failed,
-                    "result": None,
-                    "error": reason,
-                    "input_tokens": None,
-                    "output_tokens": None,
-                    "cost_usd": None,
-                    "naive_cost_usd": None,
-                    "completed_at": now,
-                }
-            )
-    repository.apply_results(session, rows)
+        if custom_id in seen:
+            continue
+        retry = _retry_row(job, catalog=catalog, reason=reason, code=code) if retryable else None
+        if retry is not None:
+            retries.append(retry)
+        else:
+            rows.append(_failed_row(job, reason=reason, now=now))
+    repository.apply_results(session, rows, from_state=JobState.submitted)
+    repository.requeue(session, retries, from_state=JobState.submitted)
     cache_service.store_many(session, writes)
+    if retries:
+        queue.enqueue(session, queue.COLLECT)
+    delivery_service.on_jobs_finished(session, job_ids=[row["job_id"] for row in rows])
 
 
 def sweep(
-    session: Session, *, stale_after: timedelta, now: datetime | None = None
+    session: Session,
+    *,
+    stale_after: timedelta,
+    catalog: Catalog | None = None,
+    now: datetime | None = None,
 ) -> dict[str, int]:
-    """Re-drive work whose wake-up message was lost: queued jobs and pending batches.
+    """Re-drive work stuck in any non-terminal state for longer than ``stale_after``.
 
-    Enqueues hints only; the tasks they wake check state again under row locks.
+    queued → ingest again; waiting → collect; batched in a batch that is no longer pending →
+    back to the window; pending batch → submit again; submitted in a batch that ended without
+    an outcome for it → retried or failed; submitted batch not polled → poll. Enqueues hints
+    (or repairs rows) only; the tasks they wake check state again under row locks.
     """
-    before = (now or utcnow()) - stale_after
+    now = now or utcnow()
+    before = now - stale_after
     queued = repository.stale_jobs(session, state=JobState.queued, before=before, limit=50_000)
     for start in range(0, len(queued), 500):
         queue.enqueue(session, queue.INGEST, [str(i) for i in queued[start : start + 500]])
+    waiting = repository.stale_jobs(session, state=JobState.waiting, before=before, limit=1)
+    orphans = repository.release_orphans(session, before=before)
+    if waiting or orphans:
+        queue.enqueue(session, queue.COLLECT)
     pending = repository.stale_batches(session, state=BatchState.pending, before=before)
     for batch_id in pending:
         queue.enqueue(session, queue.SUBMIT_BATCH, str(batch_id))
-    return {"queued_jobs": len(queued), "pending_batches": len(pending)}
+    stranded = repository.stranded_submitted(session, before=before, limit=10_000)
+    if stranded:
+        _settle_stranded(session, jobs=stranded, catalog=catalog or get_catalog(), now=now)
+    unpolled = repository.stale_batches(session, state=BatchState.submitted, before=before)
+    if unpolled:
+        queue.enqueue(session, queue.POLL_BATCHES)
+    return {
+        "queued_jobs": len(queued),
+        "waiting_jobs": len(waiting),
+        "orphaned_jobs": len(orphans),
+        "pending_batches": len(pending),
+        "stranded_jobs": len(stranded),
+        "unpolled_batches": len(unpolled),
+    }
+
+
+def _settle_stranded(session: Session, *, jobs: list[Job], catalog: Catalog, now: datetime) -> None:
+    reason = "the provider batch ended without an outcome for this job"
+    failed: list[uuid.UUID] = []
+    for job in jobs:
+        retry = _retry_row(job, catalog=catalog, reason=reason, code=None)
+        if retry is None:
+            job.state, job.error, job.completed_at = JobState.failed, reason, now
+            failed.append(job.id)
+        else:
+            job.state, job.provider_batch_id = JobState.waiting, None
+            job.attempts, job.mode, job.error = retry["attempts"], retry["new_mode"], reason
+    session.flush()
+    queue.enqueue(session, queue.COLLECT)
+    delivery_service.on_jobs_finished(session, job_ids=failed)

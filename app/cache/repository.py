@@ -1,33 +1,172 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from app.models import CacheEntry
+from app.models import CacheEntry, CacheSettings, Job, JobEmbedding
 
 
-def find_many(session: Session, *, tenant_id: uuid.UUID, keys: list[str]) -> dict[str, CacheEntry]:
+def find_many(
+    session: Session, *, tenant_id: uuid.UUID, keys: list[str], since: datetime | None = None
+) -> dict[str, CacheEntry]:
     query = select(CacheEntry).where(
         CacheEntry.tenant_id == tenant_id, CacheEntry.cache_key.in_(keys)
     )
+    if since is not None:
+        query = query.where(CacheEntry.created_at >= since)
     return {entry.cache_key: entry for entry in session.scalars(query)}
 
 
-def count_hits(session: Session, *, entry_ids: list[uuid.UUID]) -> None:
+def count_hits(
+    session: Session, *, entry_ids: list[uuid.UUID], now: datetime | None = None
+) -> None:
     for entry_id in entry_ids:
+        values: dict[str, Any] = {"hit_count": CacheEntry.hit_count + 1}
+        if now is not None:
+            values["last_hit_at"] = now
+        session.execute(update(CacheEntry).where(CacheEntry.id == entry_id).values(**values))
+
+
+def insert_many(session: Session, rows: list[dict[str, Any]], *, replace: bool = False) -> None:
+    """Insert entries; an existing entry for the same tenant and key is kept, or with
+    ``replace`` overwritten (a ``cache: refresh`` request)."""
+    if not rows:
+        return
+    statement = insert(CacheEntry).values(rows)
+    if replace:
+        columns = [
+            "model", "result", "source_job_id", "input_tokens", "output_tokens", "hit_count",
+            "scope_key", "kind", "request_text", "embedding", "created_at", "last_hit_at",
+        ]  # fmt: skip
         session.execute(
-            update(CacheEntry)
-            .where(CacheEntry.id == entry_id)
-            .values(hit_count=CacheEntry.hit_count + 1)
+            statement.on_conflict_do_update(
+                index_elements=["tenant_id", "cache_key"],
+                set_={c: statement.excluded[c] for c in columns if c in rows[0]},
+            )
+        )
+    else:
+        session.execute(statement.on_conflict_do_nothing(index_elements=["tenant_id", "cache_key"]))
+
+
+def set_search_breadth(session: Session, *, ef_search: int) -> None:
+    """HNSW search settings for the rest of this transaction. Iterative scans keep filtered
+    searches (one tenant and scope among many) from returning too few rows."""
+    session.execute(text(f"SET LOCAL hnsw.ef_search = {int(ef_search)}"))
+    session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+
+
+def nearest(
+    session: Session,
+    *,
+    tenant_id: uuid.UUID,
+    scope_key: str,
+    embedding: list[float],
+    limit: int,
+    since: datetime | None,
+) -> list[tuple[CacheEntry, float]]:
+    """The ``limit`` entries of one tenant and scope closest to ``embedding`` (cosine)."""
+    distance = CacheEntry.embedding.cosine_distance(embedding)
+    query = (
+        select(CacheEntry, distance.label("distance"))
+        .where(
+            CacheEntry.tenant_id == tenant_id,
+            CacheEntry.scope_key == scope_key,
+            CacheEntry.embedding.is_not(None),
+        )
+        .order_by(distance)
+        .limit(limit)
+    )
+    if since is not None:
+        query = query.where(CacheEntry.created_at >= since)
+    found = [(entry, 1.0 - float(dist)) for entry, dist in session.execute(query).all()]
+    # relaxed_order may return neighbours slightly out of order
+    return sorted(found, key=lambda pair: -pair[1])
+
+
+def save_job_embeddings(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        statement = insert(JobEmbedding).values(rows)
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["job_id"],
+                set_={c: statement.excluded[c] for c in ("scope_key", "kind", "embedding")},
+            )
         )
 
 
-def insert_many(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert entries; an existing entry for the same tenant and key is kept."""
-    if rows:
-        statement = insert(CacheEntry).values(rows)
-        session.execute(statement.on_conflict_do_nothing(index_elements=["tenant_id", "cache_key"]))
+def job_embeddings(
+    session: Session, *, job_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, tuple[JobEmbedding, Job]]:
+    query = (
+        select(JobEmbedding, Job)
+        .join(Job, Job.id == JobEmbedding.job_id)
+        .where(JobEmbedding.job_id.in_(job_ids))
+    )
+    return {emb.job_id: (emb, job) for emb, job in session.execute(query).all()}
+
+
+def job_cache_modes(session: Session, *, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    query = select(Job.id, Job.cache_mode).where(Job.id.in_(job_ids))
+    return {job_id: mode for job_id, mode in session.execute(query).all()}
+
+
+def delete_job_embeddings(session: Session, *, job_ids: list[uuid.UUID]) -> None:
+    if job_ids:
+        session.execute(delete(JobEmbedding).where(JobEmbedding.job_id.in_(job_ids)))
+
+
+def get_settings(session: Session, *, tenant_id: uuid.UUID) -> CacheSettings | None:
+    return session.get(CacheSettings, tenant_id)
+
+
+def count_entries(session: Session, *, tenant_id: uuid.UUID) -> int:
+    query = select(func.count()).select_from(CacheEntry).where(CacheEntry.tenant_id == tenant_id)
+    return int(session.scalar(query) or 0)
+
+
+def delete_expired(session: Session, *, tenant_id: uuid.UUID, before: datetime) -> int:
+    result = session.execute(
+        delete(CacheEntry).where(CacheEntry.tenant_id == tenant_id, CacheEntry.created_at < before)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def evict_least_recent(session: Session, *, tenant_id: uuid.UUID, count: int) -> int:
+    """Delete the ``count`` entries least recently used (last hit, else written)."""
+    recency = func.coalesce(CacheEntry.last_hit_at, CacheEntry.created_at)
+    victims = (
+        select(CacheEntry.id)
+        .where(CacheEntry.tenant_id == tenant_id)
+        .order_by(recency, CacheEntry.created_at)
+        .limit(count)
+        .scalar_subquery()
+    )
+    result = session.execute(delete(CacheEntry).where(CacheEntry.id.in_(victims)))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def invalidate(
+    session: Session,
+    *,
+    tenant_id: uuid.UUID,
+    entry_ids: list[uuid.UUID],
+    source_job_ids: list[uuid.UUID],
+    everything: bool,
+) -> int:
+    query = delete(CacheEntry).where(CacheEntry.tenant_id == tenant_id)
+    if not everything:
+        query = query.where(
+            or_(CacheEntry.id.in_(entry_ids), CacheEntry.source_job_id.in_(source_job_ids))
+        )
+    result = session.execute(query)
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def get_entry(session: Session, *, tenant_id: uuid.UUID, entry_id: uuid.UUID) -> CacheEntry | None:
+    entry = session.get(CacheEntry, entry_id)
+    return entry if entry is not None and entry.tenant_id == tenant_id else None

@@ -1,38 +1,66 @@
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.orm import Session
 
-from app.models import Job, JobGroup, JobState
+from app.models import TERMINAL_STATES, Job, JobGroup, JobState
 
-# Rows per INSERT statement: keeps each statement under Postgres's 65,535 bind parameters.
-INSERT_CHUNK = 1000
+# Rows per INSERT statement.
+INSERT_CHUNK = 5000
 
 
 def insert_many(session: Session, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
-    """Insert jobs with multi-row INSERTs; returns the ids that were new.
+    """Insert jobs in bulk (rows as the table's column names); returns the ids that were new.
 
     A row whose (tenant, idempotency key) already exists is skipped, not an error.
     """
+    if not rows:
+        return set()
+    # One statement whose parameters are one array per column, unnested by Postgres: its text
+    # does not grow with the row count, so neither SQLAlchemy nor psycopg spends seconds
+    # compiling a 10,000-row VALUES clause (multi-row VALUES cost ~1 ms per job).
+    table = cast(Table, Job.__table__)
+    keys = list(rows[0])
+    dialect = session.get_bind().dialect
+    columns = ", ".join(f'"{key}"' for key in keys)
+    casts = ", ".join(
+        f"c{i}::{table.c[key].type.compile(dialect=dialect)}" for i, key in enumerate(keys)
+    )
+    arrays = ", ".join("%s::text[]" for _ in keys)
+    names = ", ".join(f"c{i}" for i in range(len(keys)))
+    # Identifiers are the table's own column names (table.c[key] above); values are parameters.
+    sql = (
+        f"INSERT INTO jobs ({columns}) SELECT {casts} FROM unnest({arrays}) AS t({names}) "  # noqa: S608
+        "ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING "
+        "RETURNING id"
+    )
     inserted: set[uuid.UUID] = set()
     for start in range(0, len(rows), INSERT_CHUNK):
-        statement = (
-            insert(Job)
-            .values(list(rows[start : start + INSERT_CHUNK]))
-            .on_conflict_do_nothing(
-                index_elements=["tenant_id", "idempotency_key"],
-                index_where=Job.idempotency_key.is_not(None),
-            )
-            .returning(Job.id)
-        )
-        inserted.update(session.scalars(statement))
+        chunk = rows[start : start + INSERT_CHUNK]
+        params = tuple([_as_text(row[key]) for row in chunk] for key in keys)
+        result = session.connection().exec_driver_sql(sql, params)
+        inserted.update(uuid.UUID(str(value)) for value in result.scalars())
     return inserted
+
+
+def _as_text(value: Any) -> str | None:
+    """A value as Postgres's text input for its column type."""
+    if value is None:
+        return None
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
 
 
 def find_by_keys(
@@ -96,3 +124,44 @@ def list_group_jobs(
     if after is not None:
         query = query.where(Job.id > after)
     return list(session.scalars(query.order_by(Job.id).limit(limit)))
+
+
+def cancel_unfinished(session: Session, *, group_id: uuid.UUID, now: datetime) -> list[uuid.UUID]:
+    """Move a group's jobs that have not ended to ``cancelled``; returns their ids.
+
+    The UPDATE re-checks each row's state after waiting for its lock, so a job that a
+    concurrent poller completes first keeps its result.
+    """
+    statement = (
+        update(Job)
+        .where(Job.group_id == group_id, Job.state.not_in(TERMINAL_STATES))
+        .values(
+            state=JobState.cancelled,
+            error="cancelled by the client",
+            completed_at=now,
+            updated_at=now,
+        )
+        .returning(Job.id)
+    )
+    return list(session.scalars(statement))
+
+
+def cancel_one(session: Session, *, tenant_id: uuid.UUID, job_id: uuid.UUID, now: datetime) -> bool:
+    """Move one job that has not ended to ``cancelled``; False when it had already ended.
+
+    The UPDATE re-checks the state after waiting for the row lock, so a result the poller
+    applies first wins, and a result arriving after the cancel is never applied.
+    """
+    statement = (
+        update(Job)
+        .where(Job.id == job_id, Job.tenant_id == tenant_id, Job.state.not_in(TERMINAL_STATES))
+        .values(
+            state=JobState.cancelled,
+            error="cancelled by the client",
+            cancelled_at=now,
+            completed_at=now,
+            updated_at=now,
+        )
+        .returning(Job.id)
+    )
+    return session.scalar(statement) is not None

@@ -3,9 +3,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from app.models import JobState
 
@@ -46,6 +46,35 @@ class JobIn(BaseModel):
         description="Resubmitting a key returns the existing job instead of a new one.",
     )
     webhook_url: AnyHttpUrl | None = Field(default=None, description="Notified when done.")
+    temperature: float | None = Field(
+        default=None,
+        ge=0,
+        le=2,
+        description="Sampling temperature; part of the cache scope. Above 0 the semantic cache "
+        "is skipped unless `semantic_cache` is true.",
+    )
+    cache: Literal["default", "bypass", "refresh"] = Field(
+        default="default",
+        description="`default`: answer from the cache when possible; `bypass`: neither read "
+        "nor write the cache; `refresh`: do not read, and replace the cached answer.",
+    )
+    semantic_cache: bool | None = Field(
+        default=None,
+        description="Force the semantic (similar-request) layer on or off; by default it is on "
+        "for temperature 0 (or unset) and off above.",
+    )
+    mode: Literal["batch", "realtime", "auto"] = Field(
+        default="auto",
+        description="`batch`: the provider's discounted Batch API; `realtime`: concurrent "
+        "realtime calls, for latency-sensitive jobs; `auto`: batch when `deadline` (if any) "
+        "leaves room for the provider's completion window, realtime otherwise.",
+    )
+    deadline: AwareDatetime | None = Field(
+        default=None, description="When the result is needed by (ISO 8601 with a time zone)."
+    )
+    priority: int = Field(
+        default=0, ge=-1000, le=1000, description="Higher leaves its window first."
+    )
 
     @model_validator(mode="after")
     def _prompt_or_document(self) -> JobIn:
@@ -106,11 +135,19 @@ class JobOut(BaseModel):
     route_reason: str | None
     cache_hit: bool
     cached_from_job_id: uuid.UUID | None
+    cache_similarity: float | None = Field(
+        default=None,
+        description="For a cache hit: cosine similarity to the cached request (1.0: exact).",
+    )
     usage: Usage
     cost: Cost
     timings: Timings
     metadata: dict[str, Any]
     idempotency_key: str | None
+    requested_mode: str = Field(default="auto", description="The `mode` asked for.")
+    deadline: datetime | None = None
+    priority: int = 0
+    attempts: int = Field(default=0, description="Provider attempts that failed retryably.")
 
 
 class GroupOut(BaseModel):
@@ -127,3 +164,8 @@ class GroupOut(BaseModel):
 class JobPage(BaseModel):
     data: list[JobOut]
     next_after: uuid.UUID | None = Field(description="Pass as `after` for the next page.")
+
+
+class GroupCancelled(BaseModel):
+    cancelled: int = Field(description="Jobs that had not ended and are now cancelled.")
+    group: GroupOut

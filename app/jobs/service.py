@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -11,11 +12,16 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.accounting import service as accounting_service
+from app.batching import service as batching_service
 from app.cache import service as cache_service
+from app.delivery import service as delivery_service
+from app.embeddings import service as embedding_service
+from app.embeddings.base import Embedder
 from app.jobs import repository
 from app.jobs.prompts import DEFAULT_INSTRUCTION, user_content
 from app.jobs.schemas import (
     Cost,
+    GroupCancelled,
     GroupOut,
     JobIn,
     JobOut,
@@ -26,7 +32,7 @@ from app.jobs.schemas import (
     Usage,
 )
 from app.kit import queue
-from app.kit.errors import NotFound, ValidationFailed
+from app.kit.errors import Conflict, NotFound, ValidationFailed
 from app.kit.text import estimate_tokens
 from app.models import TERMINAL_STATES, Job, JobGroup, JobState, Tenant, utcnow
 from app.routing import service as routing_service
@@ -52,6 +58,9 @@ def submit(
         )
     for item in items:
         routing_service.validate_hints(catalog, model=item.model, tier=item.tier)
+    # SSRF: refuse receivers on internal addresses now; delivery checks them again.
+    for url in sorted({str(item.webhook_url) for item in items if item.webhook_url}):
+        delivery_service.check_url(url, field="webhook_url")
 
     earlier = repository.find_by_keys(session, tenant_id=tenant.id, keys=keys) if keys else {}
     fresh = [item for item in items if item.idempotency_key not in earlier]
@@ -82,6 +91,12 @@ def submit(
             "idempotency_key": item.idempotency_key,
             "webhook_url": str(item.webhook_url) if item.webhook_url else None,
             "cache_hit": False,
+            "temperature": item.temperature,
+            "cache_mode": item.cache,
+            "semantic_cache": item.semantic_cache,
+            "requested_mode": item.mode,
+            "deadline": item.deadline,
+            "priority": item.priority,
             "created_at": now,
             "updated_at": now,
         }
@@ -156,6 +171,7 @@ def to_out(job: Job) -> JobOut:
         route_reason=job.route_reason,
         cache_hit=job.cache_hit,
         cached_from_job_id=job.cached_from_job_id,
+        cache_similarity=job.cache_similarity,
         usage=Usage(
             input_tokens=job.input_tokens, output_tokens=job.output_tokens, total_tokens=total
         ),
@@ -174,6 +190,10 @@ def to_out(job: Job) -> JobOut:
         ),
         metadata=job.job_metadata,
         idempotency_key=job.idempotency_key,
+        requested_mode=job.requested_mode,
+        deadline=job.deadline,
+        priority=job.priority,
+        attempts=job.attempts,
     )
 
 
@@ -217,7 +237,58 @@ def list_group_jobs(
     return JobPage(data=[to_out(job) for job in jobs], next_after=next_after)
 
 
-def ingest(session: Session, *, job_ids: list[uuid.UUID], catalog: Catalog) -> int:
+def iter_group_results(session: Session, *, group_id: uuid.UUID, page: int = 500) -> Iterator[str]:
+    """A group's jobs as JSON lines (one JobOut each), read a page at a time."""
+    after: uuid.UUID | None = None
+    while True:
+        jobs = repository.list_group_jobs(session, group_id=group_id, after=after, limit=page)
+        for job in jobs:
+            yield to_out(job).model_dump_json() + "\n"
+        if len(jobs) < page:
+            return
+        after = jobs[-1].id
+        session.expunge_all()  # keep memory flat on large groups
+
+
+def cancel_job(session: Session, *, tenant: Tenant, job_id: uuid.UUID) -> Job:
+    """Cancel one job that has not ended. Raises ``Conflict`` when it already has.
+
+    Before submission the job simply leaves its window (or its not-yet-sent batch); after
+    submission its late result is ignored, and the poller cancels the provider batch once
+    every job in it is cancelled.
+    """
+    job = get_job(session, tenant=tenant, job_id=job_id)
+    if not repository.cancel_one(session, tenant_id=tenant.id, job_id=job.id, now=utcnow()):
+        session.refresh(job)
+        raise Conflict(f"job {job_id} already ended ({job.state.value}); nothing to cancel")
+    session.refresh(job)
+    delivery_service.on_jobs_finished(session, job_ids=[job.id])
+    return job
+
+
+def cancel_group(session: Session, *, tenant: Tenant, group_id: uuid.UUID) -> GroupCancelled:
+    """Cancel every job of the group that has not ended; finished jobs keep their results.
+
+    A job already handed to the provider is cancelled here too: its result, if one still
+    arrives, is not applied.
+    """
+    group = repository.get_group(session, tenant_id=tenant.id, group_id=group_id)
+    if group is None:
+        raise NotFound(f"no group {group_id}")
+    cancelled = repository.cancel_unfinished(session, group_id=group.id, now=utcnow())
+    delivery_service.on_jobs_finished(session, job_ids=cancelled)
+    return GroupCancelled(
+        cancelled=len(cancelled), group=get_group(session, tenant=tenant, group_id=group_id)
+    )
+
+
+def ingest(
+    session: Session,
+    *,
+    job_ids: list[uuid.UUID],
+    catalog: Catalog,
+    embedder: Callable[[], Embedder] | None = None,
+) -> int:
     """Answer queued jobs from the cache or route them into a window. Returns jobs handled.
 
     Only jobs still ``queued`` are touched, under row locks, so a repeated or concurrent
@@ -228,6 +299,7 @@ def ingest(session: Session, *, job_ids: list[uuid.UUID], catalog: Catalog) -> i
         return 0
     now = utcnow()
     routed: list[Job] = []
+    tiers: dict[uuid.UUID, str] = {}
     for job in jobs:
         text = user_content(job)
         job.estimated_tokens = estimate_tokens(text) + estimate_tokens(job.system or "")
@@ -243,40 +315,50 @@ def ingest(session: Session, *, job_ids: list[uuid.UUID], catalog: Catalog) -> i
         except routing_service.NoRoute as exc:
             job.state, job.error, job.completed_at = JobState.failed, str(exc), now
             continue
+        mode, why = routing_service.choose_mode(
+            catalog,
+            provider=route.provider,
+            requested=job.requested_mode,
+            deadline=job.deadline,
+            now=now,
+        )
         job.provider, job.model, job.mode, job.route_reason = (
             route.provider,
             route.model,
-            route.mode,
-            route.reason,
+            mode,
+            f"{route.reason}; {mode} mode ({why})",
         )
-        job.cache_key = cache_service.cache_key(job, tier=catalog.model(route.model).tier)
+        job.estimated_bytes = batching_service.estimate_bytes(job)
+        tiers[job.id] = catalog.model(route.model).tier
         job.routed_at = now
         routed.append(job)
 
-    by_tenant: dict[uuid.UUID, list[Job]] = {}
+    # Exact, then semantic (one embedding call for the whole chunk), then verification.
+    hits = cache_service.lookup_jobs(
+        session, jobs=routed, tiers=tiers, embedder=embedder or embedding_service.get_embedder
+    )
     for job in routed:
-        by_tenant.setdefault(job.tenant_id, []).append(job)
-    for tenant_id, tenant_jobs in by_tenant.items():
-        hits = cache_service.lookup_many(
-            session, tenant_id=tenant_id, keys=[j.cache_key for j in tenant_jobs if j.cache_key]
+        hit = hits.get(job.id)
+        if hit is None:
+            job.state = JobState.waiting
+            continue
+        entry = hit.entry
+        job.state = JobState.completed
+        job.cache_hit = True
+        job.cached_from_job_id = entry.source_job_id
+        job.cache_similarity = round(hit.similarity, 4)
+        job.result = entry.result
+        job.model = entry.model
+        job.input_tokens, job.output_tokens = entry.input_tokens, entry.output_tokens
+        job.cost_usd = Decimal(0)
+        job.naive_cost_usd = accounting_service.naive_price(
+            catalog, input_tokens=entry.input_tokens, output_tokens=entry.output_tokens
         )
-        for job in tenant_jobs:
-            entry = hits.get(job.cache_key or "")
-            if entry is None:
-                job.state = JobState.waiting
-                continue
-            job.state = JobState.completed
-            job.cache_hit = True
-            job.cached_from_job_id = entry.source_job_id
-            job.result = entry.result
-            job.model = entry.model
-            job.input_tokens, job.output_tokens = entry.input_tokens, entry.output_tokens
-            job.cost_usd = Decimal(0)
-            job.naive_cost_usd = accounting_service.naive_price(
-                catalog, input_tokens=entry.input_tokens, output_tokens=entry.output_tokens
-            )
-            job.completed_at = now
+        job.completed_at = now
     session.flush()
     if any(job.state == JobState.waiting for job in jobs):
         queue.enqueue(session, queue.COLLECT)
+    delivery_service.on_jobs_finished(
+        session, job_ids=[job.id for job in jobs if job.state in TERMINAL_STATES]
+    )
     return len(jobs)

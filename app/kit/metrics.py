@@ -9,6 +9,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from app.delivery.metrics import DeliveryCollector
 from app.kit.db import session_scope
 from app.models import Job, ProviderBatch
 
@@ -43,3 +44,4 @@ class StateCollector(Collector):
 
 registry = CollectorRegistry()
 registry.register(StateCollector())
+registry.register(DeliveryCollector())

@@ -23,6 +23,8 @@ COLLECT = "thrifty.collect"
 SUBMIT_BATCH = "thrifty.submit_batch"
 POLL_BATCHES = "thrifty.poll_batches"
 SWEEP = "thrifty.sweep"
+DELIVER_WEBHOOK = "thrifty.deliver_webhook"
+DISPATCH_WEBHOOKS = "thrifty.dispatch_webhooks"
 
 TASK_QUEUES: dict[str, str] = {
     INGEST: "ingest",
@@ -30,6 +32,8 @@ TASK_QUEUES: dict[str, str] = {
     SUBMIT_BATCH: "provider",
     POLL_BATCHES: "provider",
     SWEEP: "collect",
+    DELIVER_WEBHOOK: "delivery",
+    DISPATCH_WEBHOOKS: "delivery",
 }
 QUEUES = tuple(sorted(set(TASK_QUEUES.values())))
 

@@ -2,22 +2,36 @@
 
 from app.models.api_key import ApiKey
 from app.models.base import Base, utcnow
-from app.models.cache_entry import CacheEntry
+from app.models.cache_entry import EMBEDDING_DIMENSIONS, CacheEntry
+from app.models.cache_settings import CacheSettings
 from app.models.job import TERMINAL_STATES, Job, JobState
+from app.models.job_embedding import JobEmbedding
 from app.models.job_group import JobGroup
 from app.models.provider_batch import BatchState, ProviderBatch
 from app.models.tenant import Tenant
+from app.models.webhook_attempt import WebhookAttempt
+from app.models.webhook_delivery import DeliveryState, WebhookDelivery
+from app.models.webhook_endpoint import WebhookEndpoint
+from app.models.webhook_secret import WebhookSecret
 
 __all__ = [
+    "EMBEDDING_DIMENSIONS",
     "TERMINAL_STATES",
     "ApiKey",
     "Base",
     "BatchState",
     "CacheEntry",
+    "CacheSettings",
+    "DeliveryState",
     "Job",
+    "JobEmbedding",
     "JobGroup",
     "JobState",
     "ProviderBatch",
     "Tenant",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookSecret",
     "utcnow",
 ]

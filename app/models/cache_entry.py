@@ -1,18 +1,39 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, CreatedAtMixin, IdMixin
 
+# Width of every stored embedding (all-MiniLM-L6-v2; the openai backend asks for this size).
+EMBEDDING_DIMENSIONS = 384
+
 
 class CacheEntry(IdMixin, CreatedAtMixin, Base):
-    """A stored answer, keyed by a hash of the tenant's scope and the normalised request."""
+    """A stored answer, keyed by a hash of the tenant's scope and the normalised request.
+
+    ``scope_key`` hashes the scope without the text (tier, instruction, system prompt,
+    generation parameters); semantic lookups only compare entries of the same tenant and
+    scope. ``request_text`` is kept so a semantic candidate can be verified against the full
+    request (documents are longer than what the embedding model reads).
+    """
 
     __tablename__ = "cache_entries"
-    __table_args__ = (UniqueConstraint("tenant_id", "cache_key"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "cache_key"),
+        Index("ix_cache_entries_tenant_scope", "tenant_id", "scope_key"),
+        Index(
+            "ix_cache_entries_embedding",
+            "embedding",
+            postgresql_using="hnsw",
+            postgresql_with={"m": 16, "ef_construction": 64},
+            postgresql_ops={"embedding": "vector_cosine_ops"},
+        ),
+    )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     cache_key: Mapped[str] = mapped_column(String(64))
@@ -22,3 +43,9 @@ class CacheEntry(IdMixin, CreatedAtMixin, Base):
     input_tokens: Mapped[int]
     output_tokens: Mapped[int]
     hit_count: Mapped[int] = mapped_column(default=0)
+    # Semantic layer; NULL for entries written without an embedding (exact match only).
+    scope_key: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str | None] = mapped_column(String(10))  # "prompt" | "document"
+    request_text: Mapped[str | None] = mapped_column(Text)
+    embedding: Mapped[list[float] | None] = mapped_column(Vector(EMBEDDING_DIMENSIONS))
+    last_hit_at: Mapped[datetime | None]

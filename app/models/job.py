@@ -62,6 +62,17 @@ class Job(IdMixin, CreatedAtMixin, Base):
     job_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, default=dict)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     webhook_url: Mapped[str | None] = mapped_column(Text)
+    # Generation parameter (part of the cache scope) and cache controls, see app/cache.
+    temperature: Mapped[float | None]
+    cache_mode: Mapped[str] = mapped_column(String(10), default="default")  # default|bypass|refresh
+    semantic_cache: Mapped[bool | None]  # None: on at temperature 0 only; True/False: forced
+    # Collector controls (app/batching): the mode asked for (batch|realtime|auto), the time the
+    # result is needed by, and the order within a window (higher leaves first).
+    requested_mode: Mapped[str] = mapped_column(String(20), default="auto", server_default="auto")
+    deadline: Mapped[datetime | None]
+    priority: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Provider attempts that ended in a retryable failure (expired, rate-limited, 5xx).
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
 
     # Set by the router.
     provider: Mapped[str | None] = mapped_column(String(50))
@@ -69,6 +80,8 @@ class Job(IdMixin, CreatedAtMixin, Base):
     mode: Mapped[str | None] = mapped_column(String(20))
     route_reason: Mapped[str | None] = mapped_column(Text)
     estimated_tokens: Mapped[int | None]
+    # Upper bound of the bytes this request adds to a provider batch file (windows' max_bytes).
+    estimated_bytes: Mapped[int | None]
     # Hash of the request's cache scope and normalised text; the poller writes the answer under it.
     cache_key: Mapped[str | None] = mapped_column(String(64))
 
@@ -81,6 +94,8 @@ class Job(IdMixin, CreatedAtMixin, Base):
     error: Mapped[str | None] = mapped_column(Text)
     cache_hit: Mapped[bool] = mapped_column(default=False)
     cached_from_job_id: Mapped[uuid.UUID | None]
+    # For a cache hit: cosine similarity to the cached request (1.0 for an exact match).
+    cache_similarity: Mapped[float | None]
     input_tokens: Mapped[int | None]
     output_tokens: Mapped[int | None]
     cost_usd: Mapped[Decimal | None] = mapped_column(Numeric(18, 8))
@@ -90,3 +105,4 @@ class Job(IdMixin, CreatedAtMixin, Base):
     routed_at: Mapped[datetime | None]
     submitted_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]

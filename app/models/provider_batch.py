@@ -40,3 +40,8 @@ class ProviderBatch(IdMixin, CreatedAtMixin, Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     submitted_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
+    # The poller's per-batch backoff: not polled again before next_poll_at.
+    next_poll_at: Mapped[datetime | None]
+    polls: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Set once the provider was asked to cancel (every job of the batch was cancelled).
+    cancel_requested_at: Mapped[datetime | None]

@@ -44,6 +44,19 @@ class BatchResult:
     input_tokens: int
     output_tokens: int
     error: str | None
+    # Optional detail for a failed request: the provider's error code (``batch_expired``,
+    # ``rate_limit_exceeded``, ``invalid_request_error`` ...) and whether sending the same
+    # request again may succeed (expired, cancelled, rate-limited or 5xx: yes; a 4xx: no).
+    error_code: str | None = None
+    retryable: bool = False
+
+
+@dataclass(frozen=True)
+class ProviderLimits:
+    """The most one provider batch may hold; the collector caps windows to fit."""
+
+    max_requests: int
+    max_bytes: int
 
 
 class ProviderError(Exception):
@@ -53,12 +66,16 @@ class ProviderError(Exception):
     429): sending it again would fail the same way.
     """
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(self, message: str, *, retryable: bool, status_code: int | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.status_code = status_code
 
 
 class BatchProvider(Protocol):
+    # Per-batch limits (requests and bytes of the encoded batch); ``submit`` refuses more.
+    limits: ProviderLimits
+
     def find_batch(self, *, reference: str) -> BatchHandle | None:
         """A live batch earlier created for ``reference`` (our batch id), if any."""
         ...
@@ -73,4 +90,52 @@ class BatchProvider(Protocol):
         """Every request's outcome, from the output and error files."""
         ...
 
+    def cancel(self, external_id: str) -> BatchStatus:
+        """Ask the provider to stop the batch; what finished before still has results."""
+        ...
+
+    def request_bytes(self, *, model: str, request: BatchRequest) -> int:
+        """Bytes one request adds to a batch, to split windows under ``limits.max_bytes``."""
+        ...
+
     def close(self) -> None: ...
+
+
+class RealtimeProvider(Protocol):
+    """An OpenAI-compatible chat endpoint called request by request (vLLM, Ollama, ...).
+
+    Used by the ``realtime`` mode: a flushed window's requests go out concurrently, at most
+    ``concurrency`` at a time, and come back as the same ``BatchResult`` records a batch gives.
+    """
+
+    def complete_many(
+        self, *, model: str, requests: list[BatchRequest], concurrency: int
+    ) -> list[BatchResult]:
+        """Every request's outcome; a per-request failure is a result with ``error`` set."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def split_requests(
+    provider: BatchProvider, *, model: str, requests: list[BatchRequest]
+) -> list[list[BatchRequest]]:
+    """Cut ``requests`` into consecutive chunks that each fit the provider's limits.
+
+    A single request larger than ``max_bytes`` still gets a chunk of its own; the provider
+    will refuse it, and that refusal is recorded on its job.
+    """
+    limits = provider.limits
+    chunks: list[list[BatchRequest]] = []
+    current: list[BatchRequest] = []
+    size = 0
+    for request in requests:
+        cost = provider.request_bytes(model=model, request=request)
+        if current and (len(current) >= limits.max_requests or size + cost > limits.max_bytes):
+            chunks.append(current)
+            current, size = [], 0
+        current.append(request)
+        size += cost
+    if current:
+        chunks.append(current)
+    return chunks

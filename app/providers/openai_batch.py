@@ -1,38 +1,46 @@
-"""OpenAI Files + Batches API adapter (also the bundled simulator's protocol)."""
+"""OpenAI Files + Batches API adapter (also the bundled simulator's protocol).
+
+A batch is one JSONL file of ``/v1/chat/completions`` requests (``custom_id`` = our job id),
+at most 50,000 requests and 200 MB. Results come back in an output file (successes) and an
+error file (per-request errors, and ``batch_expired`` lines for requests the 24 h window did
+not reach), in any order, matched by ``custom_id``.
+"""
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from tenacity import (
-    retry,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
-from app.providers.base import BatchHandle, BatchRequest, BatchResult, BatchStatus, ProviderError
+from app.providers.base import (
+    BatchHandle,
+    BatchRequest,
+    BatchResult,
+    BatchStatus,
+    ProviderError,
+    ProviderLimits,
+)
+from app.providers.http import ProviderHTTP, RetryPolicy
 
 ENDED = frozenset({"completed", "failed", "expired", "cancelled"})
 ENDPOINT = "/v1/chat/completions"
+LIMITS = ProviderLimits(max_requests=50_000, max_bytes=200 * 1024 * 1024)
+# Per-line error codes worth sending again in a new batch.
+RETRYABLE_CODES = frozenset({"batch_expired", "batch_cancelled", "rate_limit_exceeded"})
 
 
-def _transient(exc: BaseException) -> bool:
-    if isinstance(exc, httpx.TransportError):
-        return True
-    if isinstance(exc, httpx.HTTPStatusError):
-        return exc.response.status_code == 429 or exc.response.status_code >= 500
-    return False
+@dataclass(frozen=True)
+class BatchSummary:
+    """One batch as ``list_batches`` shows it."""
 
-
-_retry = retry(
-    retry=retry_if_exception(_transient),
-    wait=wait_exponential_jitter(initial=0.5, max=20),
-    stop=stop_after_attempt(5),
-    reraise=True,
-)
+    external_id: str
+    status: str
+    reference: str | None
+    request_counts: dict[str, int]
 
 
 class OpenAIBatchProvider:
@@ -43,35 +51,44 @@ class OpenAIBatchProvider:
         api_key: str,
         completion_window: str = "24h",
         timeout: float = 60.0,
+        limits: ProviderLimits = LIMITS,
+        policy: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._client = httpx.Client(
-            base_url=base_url.rstrip("/") + "/",
+        self._http = ProviderHTTP(
+            base_url=base_url,
             headers={"Authorization": f"Bearer {api_key}"},
+            secret=api_key,
             timeout=timeout,
+            policy=policy,
             transport=transport,
+            sleep=sleep,
         )
         self._completion_window = completion_window
+        self.limits = limits
 
     def close(self) -> None:
-        self._client.close()
-
-    @_retry
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        response = self._client.request(method, path, **kwargs)
-        response.raise_for_status()
-        return response
+        self._http.close()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return self._request(method, path, **kwargs)
-        except httpx.HTTPStatusError as exc:
-            raise ProviderError(
-                f"{method} {path}: HTTP {exc.response.status_code}: {_message(exc.response)}",
-                retryable=_transient(exc),
-            ) from None
-        except httpx.TransportError as exc:
-            raise ProviderError(f"{method} {path}: {type(exc).__name__}", retryable=True) from None
+        return self._http.request(method, path, **kwargs)
+
+    def list_batches(self, *, limit: int = 100, after: str | None = None) -> list[BatchSummary]:
+        """The most recent batches, newest first (one page)."""
+        params: dict[str, Any] = {"limit": limit}
+        if after is not None:
+            params["after"] = after
+        data = self._call("GET", "batches", params=params).json()
+        return [
+            BatchSummary(
+                external_id=batch["id"],
+                status=batch["status"],
+                reference=(batch.get("metadata") or {}).get("thrifty_batch_id"),
+                request_counts=dict(batch.get("request_counts") or {}),
+            )
+            for batch in data.get("data", [])
+        ]
 
     def find_batch(self, *, reference: str) -> BatchHandle | None:
         # Recent batches carry our reference in metadata; a crash between the provider
@@ -84,23 +101,28 @@ class OpenAIBatchProvider:
                 return BatchHandle(batch["id"], batch.get("input_file_id"), batch["status"])
         return None
 
+    def _line(self, model: str, request: BatchRequest) -> str:
+        body: dict[str, Any] = {"model": model, "messages": request.messages}
+        if request.max_tokens is not None:
+            body["max_tokens"] = request.max_tokens
+        record = {"custom_id": request.custom_id, "method": "POST", "url": ENDPOINT, "body": body}
+        return json.dumps(record, ensure_ascii=False)
+
+    def request_bytes(self, *, model: str, request: BatchRequest) -> int:
+        return len(self._line(model, request).encode()) + 1
+
     def submit(self, *, reference: str, model: str, requests: list[BatchRequest]) -> BatchHandle:
-        lines = []
-        for request in requests:
-            body: dict[str, Any] = {"model": model, "messages": request.messages}
-            if request.max_tokens is not None:
-                body["max_tokens"] = request.max_tokens
-            lines.append(
-                json.dumps(
-                    {
-                        "custom_id": request.custom_id,
-                        "method": "POST",
-                        "url": ENDPOINT,
-                        "body": body,
-                    }
-                )
+        if len(requests) > self.limits.max_requests:
+            raise ProviderError(
+                f"a batch holds at most {self.limits.max_requests} requests, got {len(requests)}",
+                retryable=False,
             )
-        payload = ("\n".join(lines) + "\n").encode()
+        payload = "".join(self._line(model, r) + "\n" for r in requests).encode()
+        if len(payload) > self.limits.max_bytes:
+            raise ProviderError(
+                f"a batch file holds at most {self.limits.max_bytes} bytes, got {len(payload)}",
+                retryable=False,
+            )
         upload = self._call(
             "POST",
             "files",
@@ -120,17 +142,11 @@ class OpenAIBatchProvider:
         return BatchHandle(batch["id"], upload["id"], batch["status"])
 
     def retrieve(self, external_id: str) -> BatchStatus:
-        batch = self._call("GET", f"batches/{external_id}").json()
-        errors = (batch.get("errors") or {}).get("data") or []
-        error = "; ".join(str(e.get("message")) for e in errors) or None
-        return BatchStatus(
-            external_id=batch["id"],
-            status=batch["status"],
-            ended=batch["status"] in ENDED,
-            output_file_id=batch.get("output_file_id"),
-            error_file_id=batch.get("error_file_id"),
-            error=error,
-        )
+        return _status(self._call("GET", f"batches/{external_id}").json())
+
+    def cancel(self, external_id: str) -> BatchStatus:
+        """Ask OpenAI to stop the batch: ``cancelling``, then ``cancelled`` with partial output."""
+        return _status(self._call("POST", f"batches/{external_id}/cancel").json())
 
     def results(self, status: BatchStatus) -> list[BatchResult]:
         results: list[BatchResult] = []
@@ -138,26 +154,51 @@ class OpenAIBatchProvider:
             if not file_id:
                 continue
             content = self._call("GET", f"files/{file_id}/content").text
-            results.extend(_parse_line(line) for line in content.splitlines() if line.strip())
+            results.extend(parse_line(line) for line in content.splitlines() if line.strip())
         return results
 
 
-def _message(response: httpx.Response) -> str:
-    try:
-        return str(response.json()["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        return response.text[:200]
+def _status(batch: dict[str, Any]) -> BatchStatus:
+    errors = (batch.get("errors") or {}).get("data") or []
+    error = "; ".join(_describe_batch_error(e) for e in errors) or None
+    if error is None and batch["status"] == "expired":
+        error = "the batch expired before the completion window ended"
+    return BatchStatus(
+        external_id=batch["id"],
+        status=batch["status"],
+        ended=batch["status"] in ENDED,
+        output_file_id=batch.get("output_file_id"),
+        error_file_id=batch.get("error_file_id"),
+        error=error,
+    )
 
 
-def _parse_line(line: str) -> BatchResult:
+def _describe_batch_error(error: dict[str, Any]) -> str:
+    line = f" (line {error['line']})" if error.get("line") else ""
+    return f"{error.get('code') or 'error'}{line}: {error.get('message')}"
+
+
+def parse_line(line: str) -> BatchResult:
+    """One output- or error-file line as a result: content and usage, or the error."""
     record = json.loads(line)
     custom_id = record["custom_id"]
     response = record.get("response") or {}
     body = response.get("body") or {}
     if record.get("error") or response.get("status_code") != 200:
         error = record.get("error") or body.get("error") or {}
-        message = error.get("message") if isinstance(error, dict) else str(error)
-        return BatchResult(custom_id, None, 0, 0, message or f"HTTP {response.get('status_code')}")
+        if isinstance(error, dict):
+            code = error.get("code") or error.get("type")
+            message = error.get("message")
+        else:
+            code, message = None, str(error)
+        status_code = response.get("status_code")
+        retryable = code in RETRYABLE_CODES or (
+            isinstance(status_code, int) and (status_code == 429 or status_code >= 500)
+        )
+        text = message or f"HTTP {status_code}"
+        if code == "batch_expired":
+            text = f"batch_expired: {text}"
+        return BatchResult(custom_id, None, 0, 0, text, error_code=code, retryable=retryable)
     usage = body.get("usage") or {}
     content = body["choices"][0]["message"]["content"]
     return BatchResult(

@@ -1,16 +1,92 @@
-"""Adapters by provider name, built from the catalog."""
+"""Adapters by provider name, built from the catalog.
+
+The base URL comes from the provider's ``base_url_env`` variable when set, else the catalog's
+``base_url``; the key from the variable named by ``api_key_env`` (never from the catalog).
+"""
 
 from __future__ import annotations
 
-from app.providers.base import BatchProvider
+from app.providers.anthropic_batch import LIMITS as ANTHROPIC_LIMITS
+from app.providers.anthropic_batch import AnthropicBatchProvider
+from app.providers.base import BatchProvider, ProviderLimits, RealtimeProvider
+from app.providers.http import RetryPolicy
+from app.providers.openai_batch import LIMITS as OPENAI_LIMITS
 from app.providers.openai_batch import OpenAIBatchProvider
-from app.routing.catalog import Catalog
+from app.providers.openai_embeddings import OpenAIEmbeddings
+from app.providers.openai_realtime import OpenAIRealtimeProvider
+from app.routing.catalog import Catalog, ProviderConfig
+
+
+def _limits(config: ProviderConfig, published: ProviderLimits) -> ProviderLimits:
+    # A catalog may lower the limits (a proxy in front of the provider), never raise them.
+    return ProviderLimits(
+        max_requests=min(config.max_requests or published.max_requests, published.max_requests),
+        max_bytes=min(config.max_bytes or published.max_bytes, published.max_bytes),
+    )
+
+
+def _policy(config: ProviderConfig) -> RetryPolicy:
+    return RetryPolicy(max_attempts=config.max_attempts)
 
 
 def get_provider(catalog: Catalog, name: str) -> BatchProvider:
+    """The batch adapter for provider ``name``."""
     config = catalog.providers[name]
-    return OpenAIBatchProvider(
+    if config.kind == "anthropic_batch":
+        return AnthropicBatchProvider(
+            base_url=config.resolved_base_url(),
+            api_key=config.api_key(),
+            anthropic_version=config.anthropic_version,
+            timeout=config.timeout_seconds,
+            limits=_limits(config, ANTHROPIC_LIMITS),
+            policy=_policy(config),
+        )
+    if config.kind == "openai_batch":
+        return OpenAIBatchProvider(
+            base_url=config.resolved_base_url(),
+            api_key=config.api_key(),
+            completion_window=config.completion_window,
+            timeout=config.timeout_seconds,
+            limits=_limits(config, OPENAI_LIMITS),
+            policy=_policy(config),
+        )
+    raise ValueError(f"provider {name} ({config.kind}) has no batch API")
+
+
+def get_realtime_provider(catalog: Catalog, name: str) -> RealtimeProvider:
+    """The realtime chat adapter for provider ``name``.
+
+    Every OpenAI-protocol provider has one (``openai_batch`` providers serve
+    ``/chat/completions`` at the same base URL); Anthropic's realtime API is not wired yet.
+    """
+    config = catalog.providers[name]
+    if config.kind == "anthropic_batch":
+        raise ValueError(f"provider {name} ({config.kind}) has no OpenAI-compatible chat API")
+    return OpenAIRealtimeProvider(
         base_url=config.resolved_base_url(),
         api_key=config.api_key(),
-        completion_window=config.completion_window,
+        timeout=config.timeout_seconds,
+        policy=_policy(config),
+    )
+
+
+def realtime_concurrency(catalog: Catalog, name: str) -> int:
+    """How many realtime calls to provider ``name`` may be in flight at once."""
+    return catalog.providers[name].concurrency
+
+
+def get_embeddings(
+    catalog: Catalog, name: str, *, model: str, dimensions: int | None = None
+) -> OpenAIEmbeddings:
+    """An OpenAI-compatible embeddings client on provider ``name``'s endpoint."""
+    config = catalog.providers[name]
+    if config.kind == "anthropic_batch":
+        raise ValueError(f"provider {name} ({config.kind}) has no embeddings API")
+    return OpenAIEmbeddings(
+        base_url=config.resolved_base_url(),
+        api_key=config.api_key(),
+        model=model,
+        dimensions=dimensions,
+        timeout=config.timeout_seconds,
+        policy=_policy(config),
     )

@@ -8,6 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.config import get_settings
@@ -18,22 +19,51 @@ class _Strict(BaseModel):
 
 
 class ProviderConfig(_Strict):
-    kind: Literal["openai_batch"]
+    # openai_batch: OpenAI Files + Batches; anthropic_batch: Anthropic Message Batches;
+    # openai_realtime: any OpenAI-compatible chat endpoint (vLLM, Ollama, ...), called per
+    # request. Every kind also serves OpenAI-compatible embeddings where the server has them.
+    kind: Literal["openai_batch", "anthropic_batch", "openai_realtime"]
     base_url: str
     base_url_env: str | None = None
     api_key_env: str | None = None
     completion_window: str = "24h"
+    anthropic_version: str = "2023-06-01"
+    # Per-batch limits; the provider's published limits when unset.
+    max_requests: int | None = Field(default=None, gt=0)
+    max_bytes: int | None = Field(default=None, gt=0)
+    # Realtime calls in flight at once, per flushed window.
+    concurrency: int = Field(default=8, gt=0)
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=5, gt=0)
 
     def resolved_base_url(self) -> str:
-        if self.base_url_env and os.environ.get(self.base_url_env):
-            return os.environ[self.base_url_env]
-        return self.base_url
+        return (_environment(self.base_url_env) if self.base_url_env else None) or self.base_url
+
+    @property
+    def completion_window_seconds(self) -> float:
+        """The batch completion window (``24h``, ``90m``, ``3600s``) in seconds."""
+        value = self.completion_window.strip().lower()
+        units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+        if value and value[-1] in units:
+            return float(value[:-1]) * units[value[-1]]
+        return float(value)
 
     def api_key(self) -> str:
         # The simulator accepts any key; real providers need the variable set.
-        if self.api_key_env and os.environ.get(self.api_key_env):
-            return os.environ[self.api_key_env]
-        return "thrifty-simulator"
+        return (_environment(self.api_key_env) if self.api_key_env else None) or (
+            "thrifty-simulator"
+        )
+
+
+def _environment(name: str) -> str | None:
+    """A variable from the environment, else from the ``.env`` file settings also read."""
+    value = os.environ.get(name)
+    if value:
+        return value
+    env_file = Path(".env")
+    if env_file.is_file():
+        return dotenv_values(env_file).get(name) or None
+    return None
 
 
 class ModelConfig(_Strict):
@@ -44,8 +74,19 @@ class ModelConfig(_Strict):
     output_per_mtok: float = Field(ge=0)
     batch_discount: float = Field(default=0.5, ge=0, lt=1)
     context_tokens: int = Field(gt=0)
+    # Batch window: flush at max_size jobs, max_tokens estimated input tokens, max_bytes of
+    # batch file (never above the provider's limit), or when the oldest job waited max_wait.
     max_size: int = Field(default=1000, gt=0, le=50_000)
+    max_tokens: int = Field(default=2_000_000, gt=0)
+    max_bytes: int | None = Field(default=None, gt=0)
     max_wait_seconds: float = Field(default=10, gt=0)
+    # Realtime window: micro-batches of concurrent calls, flushed much sooner.
+    realtime_max_size: int = Field(default=64, gt=0, le=10_000)
+    realtime_max_wait_seconds: float = Field(default=0.05, gt=0)
+    # Provider attempts per job for retryable failures (expired, rate-limited, 5xx lines).
+    max_attempts: int = Field(default=3, gt=0)
+    # What an expired request does next: another batch, or the realtime path.
+    on_expiry: Literal["resubmit", "realtime"] = "resubmit"
 
 
 class Rule(_Strict):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
 
 from app.kit.errors import ValidationFailed
 from app.routing.catalog import Catalog, ModelConfig
@@ -32,9 +34,11 @@ def validate_hints(catalog: Catalog, *, model: str | None, tier: str | None) -> 
         )
 
 
-def _has_phrase(text: str, phrase: str) -> bool:
-    # Whole words only: "prove" must not match "improve" or "approved".
-    return re.search(rf"\b{re.escape(phrase.lower())}\b", text) is not None
+@lru_cache(maxsize=256)
+def _any_phrase(phrases: tuple[str, ...]) -> re.Pattern[str]:
+    # Whole words only ("prove" must not match "improve" or "approved"); one compiled
+    # alternation per rule, as the router runs once per job at ingest.
+    return re.compile("|".join(rf"\b{re.escape(p.lower())}\b" for p in phrases))
 
 
 def _cheapest_fitting(catalog: Catalog, tier: str, tokens: int) -> ModelConfig | None:
@@ -74,7 +78,7 @@ def route(
                 instruction is None or instruction.strip().lower() not in rule.instruction_in
             ):
                 continue
-            if rule.keywords and not any(_has_phrase(lowered, k) for k in rule.keywords):
+            if rule.keywords and not _any_phrase(tuple(rule.keywords)).search(lowered):
                 continue
             if rule.min_tokens is not None and tokens < rule.min_tokens:
                 continue
@@ -89,3 +93,32 @@ def route(
         chosen = min(fitting, key=lambda m: (m.input_per_mtok, m.output_per_mtok))
         reason += f"; {tier} models cannot hold {tokens} tokens"
     return Route(chosen.provider, chosen.name, "batch", reason)
+
+
+def choose_mode(
+    catalog: Catalog, *, provider: str, requested: str, deadline: datetime | None, now: datetime
+) -> tuple[str, str]:
+    """``batch`` or ``realtime`` for a job routed to ``provider``, and why.
+
+    ``auto`` takes the discounted batch path when the job's deadline (if any) leaves room for
+    the provider's whole completion window, and the realtime path otherwise.
+    """
+    config = catalog.providers[provider]
+    has_batch = config.kind != "openai_realtime"
+    has_realtime = config.kind != "anthropic_batch"
+    if requested == "batch" or (requested == "realtime" and not has_realtime):
+        if not has_batch:
+            return "realtime", f"{provider} has no batch API"
+        why = "batch requested" if requested == "batch" else f"{provider} has no realtime API"
+        return "batch", why
+    if requested == "realtime" or not has_batch:
+        return "realtime", "realtime requested" if has_batch else f"{provider} has no batch API"
+    if deadline is None:
+        return "batch", "auto: no deadline"
+    window = timedelta(seconds=config.completion_window_seconds)
+    batch_window = f"the {config.completion_window} batch window"
+    if deadline - now >= window:
+        return "batch", f"auto: the deadline allows {batch_window}"
+    if not has_realtime:
+        return "batch", f"auto: deadline inside {batch_window}, but {provider} has no realtime API"
+    return "realtime", f"auto: the deadline is sooner than {batch_window}"

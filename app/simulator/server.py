@@ -1,9 +1,14 @@
-"""Provider simulator: an HTTP server speaking the OpenAI Files and Batches API.
+"""Provider simulator: an HTTP server speaking the OpenAI and Anthropic APIs Thrifty uses.
 
-It lets Thrifty's batching pipeline run end to end in development, tests and demos without
-an OpenAI account. Batches move through ``validating`` -> ``in_progress`` -> ``completed`` on
-a timer, and every request is answered by the deterministic extractive summariser, so the
-same input always produces the same output text and token usage.
+OpenAI: Files, Batches, chat completions and embeddings (this module and ``chat.py``);
+Anthropic: Messages and Message Batches (``anthropic.py``). It lets Thrifty's pipeline run
+end to end in development, tests and demos without an account, and it is faithful enough for
+the official ``openai`` and ``anthropic`` SDKs. Batches move through ``validating`` ->
+``in_progress`` -> (``finalizing``) -> ``completed`` on a timer, or to ``expired`` when they
+would outlast ``expire_after_seconds``; every request is answered by the deterministic
+extractive summariser, so the same input always produces the same output text and token usage.
+Failures (per-request errors, 429s, 5xx, latency) are injected as ``SimulatorSettings`` and
+``faults.py`` describe.
 
 State lives in memory and is guarded by one ``threading.Lock``: endpoints are synchronous,
 so uvicorn runs them concurrently in its threadpool.
@@ -15,6 +20,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import secrets
 import threading
 import time
@@ -29,13 +35,21 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.simulator import anthropic, chat, faults
+from app.simulator.common import (
+    EXPIRED_MESSAGE,
+    LINE_ERROR_MESSAGE,
+    APIError,
+    SimulatorSettings,
+    request_fails,
+)
 from app.simulator.summarise import count_prompt_tokens, count_tokens, simulate_completion
 
-__all__ = ["APIError", "SimulatorSettings", "create_app", "main", "serve"]
+__all__ = ["APIError", "SimulatorSettings", "add_arguments", "create_app", "main", "serve",
+           "settings_from_args"]  # fmt: skip
 
 CHAT_COMPLETIONS_ENDPOINT = "/v1/chat/completions"
 COMPLETION_WINDOW = "24h"
-_COMPLETION_WINDOW_SECONDS = 24 * 60 * 60
 # Limits published for the OpenAI Batch API; enforcing them keeps the simulator honest.
 _MAX_FILE_BYTES = 200 * 1024 * 1024
 _MAX_REQUESTS_PER_BATCH = 50_000
@@ -49,58 +63,6 @@ _MISSING_KEY_MESSAGE = (
     "You didn't provide an API key. You need to provide your API key in an Authorization "
     "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
 )
-
-
-@dataclass(frozen=True, slots=True)
-class SimulatorSettings:
-    """Timings and randomness of the simulator.
-
-    ``validating_seconds`` and ``processing_seconds`` are how long a batch stays in the
-    ``validating`` and ``in_progress`` states; ``cancelling_seconds`` is how long a cancelled
-    batch stays ``cancelling``. ``seed`` fixes the output line order. IDs are random, as a
-    real provider's are: a restarted simulator must never hand out an ID twice.
-    """
-
-    validating_seconds: float = 0.5
-    processing_seconds: float = 2.0
-    seed: int = 0
-    cancelling_seconds: float = 0.5
-
-    def __post_init__(self) -> None:
-        for name in ("validating_seconds", "processing_seconds", "cancelling_seconds"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative")
-
-
-class APIError(Exception):
-    """An error rendered as an OpenAI-style JSON error body with the given HTTP status."""
-
-    def __init__(
-        self,
-        status_code: int,
-        message: str,
-        *,
-        param: str | None = None,
-        code: str | None = None,
-        error_type: str = "invalid_request_error",
-    ) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.message = message
-        self.param = param
-        self.code = code
-        self.error_type = error_type
-
-    def body(self) -> dict[str, Any]:
-        """Return the JSON body OpenAI would send for this error."""
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.error_type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
 
 
 class CreateBatchRequest(BaseModel):
@@ -147,10 +109,13 @@ class _Batch:
     metadata: dict[str, str] | None
     created_wall: float
     created_monotonic: float
+    expiry_seconds: float
     requests: list[_BatchRequest]
     validation_errors: list[dict[str, Any]]
     status: str = "validating"
     output_file_id: str | None = None
+    error_file_id: str | None = None
+    expired_at: int | None = None
     in_progress_at: int | None = None
     finalizing_at: int | None = None
     completed_at: int | None = None
@@ -182,14 +147,14 @@ class _Batch:
             "completion_window": self.completion_window,
             "status": self.status,
             "output_file_id": self.output_file_id,
-            "error_file_id": None,
+            "error_file_id": self.error_file_id,
             "created_at": int(self.created_wall),
             "in_progress_at": self.in_progress_at,
-            "expires_at": self.wall(_COMPLETION_WINDOW_SECONDS),
+            "expires_at": self.wall(self.expiry_seconds),
             "finalizing_at": self.finalizing_at,
             "completed_at": self.completed_at,
             "failed_at": self.failed_at,
-            "expired_at": None,
+            "expired_at": self.expired_at,
             "cancelling_at": self.cancelling_at,
             "cancelled_at": self.cancelled_at,
             "request_counts": dict(self.counts),
@@ -316,6 +281,12 @@ def _parse_batch_file(
     return requests, errors
 
 
+def _progress(seconds_processing: float, settings: SimulatorSettings) -> float:
+    if settings.processing_seconds <= 0:
+        return 1.0
+    return max(0.0, min(1.0, seconds_processing / settings.processing_seconds))
+
+
 def _max_tokens(body: dict[str, Any]) -> int | None:
     for key in ("max_completion_tokens", "max_tokens"):
         value = body.get(key)
@@ -397,6 +368,7 @@ class _Simulator:
                 metadata=dict(request.metadata) if request.metadata is not None else None,
                 created_wall=time.time(),
                 created_monotonic=time.monotonic(),
+                expiry_seconds=self.settings.expiry_seconds,
                 requests=requests,
                 validation_errors=errors,
             )
@@ -483,14 +455,27 @@ class _Simulator:
         batch.in_progress_at = batch.wall(validating)
         batch.counts["total"] = total
         processing_done = validating + settings.processing_seconds
+        expiry = batch.expiry_seconds
+        if elapsed >= expiry and processing_done > expiry:
+            # The window ran out first: what was done is delivered, the rest is expired.
+            done = min(total, math.floor(total * _progress(expiry - validating, settings)))
+            batch.expired_at = batch.wall(expiry)
+            self._write_output(batch, done, batch.expired_at, expire_rest=True)
+            batch.status = "expired"
+            return
         if elapsed < processing_done:
-            progress = (elapsed - validating) / settings.processing_seconds
+            progress = _progress(elapsed - validating, settings)
             batch.counts["completed"] = min(total, math.floor(total * progress))
             batch.status = "in_progress"
             return
+        finalizing_at = batch.wall(processing_done)
+        batch.finalizing_at = finalizing_at
+        if elapsed < processing_done + settings.finalizing_seconds:
+            batch.counts["completed"] = total
+            batch.status = "finalizing"
+            return
         # Output is produced lazily, on the first look after processing time has run out.
-        completed_at = batch.wall(processing_done)
-        batch.finalizing_at = completed_at
+        completed_at = batch.wall(processing_done + settings.finalizing_seconds)
         self._write_output(batch, total, completed_at)
         batch.completed_at = completed_at
         batch.status = "completed"
@@ -508,23 +493,70 @@ class _Simulator:
             ordered = ordered[1:] + ordered[:1]
         return ordered
 
-    def _write_output(self, batch: _Batch, count: int, created: int) -> None:
-        """Answer the first ``count`` requests (in output order) and store the output file."""
+    def _write_output(
+        self, batch: _Batch, count: int, created: int, *, expire_rest: bool = False
+    ) -> None:
+        """Answer the first ``count`` requests (in output order) and store the output file.
+
+        Requests the error rate picks go to the error file as 400s; with ``expire_rest`` the
+        requests after the first ``count`` go there too, as ``batch_expired``.
+        """
+        ordered = self._output_order(batch.requests)
         lines: list[str] = []
-        for request in self._output_order(batch.requests)[:count]:
-            lines.append(json.dumps(self._response_line(request, created), ensure_ascii=False))
-        data = ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
-        output = _StoredFile(
+        errors: list[str] = []
+        for request in ordered[:count]:
+            if request_fails(self.settings, f"{batch.id}:{request.custom_id}"):
+                errors.append(json.dumps(self._error_line(request), ensure_ascii=False))
+            else:
+                line = self._response_line(request, created)
+                lines.append(json.dumps(line, ensure_ascii=False))
+        if expire_rest:
+            for request in ordered[count:]:
+                errors.append(json.dumps(self._expired_line(request), ensure_ascii=False))
+        if lines:
+            batch.output_file_id = self._store_output(batch, "output", lines, created)
+        if errors:
+            batch.error_file_id = self._store_output(batch, "error", errors, created)
+        batch.counts["completed"] = len(lines)
+        batch.counts["failed"] = len(errors)
+
+    def _store_output(self, batch: _Batch, kind: str, lines: list[str], created: int) -> str:
+        stored = _StoredFile(
             id=f"file-{self._hex(24)}",
-            filename=f"{batch.id}_output.jsonl",
+            filename=f"{batch.id}_{kind}.jsonl",
             purpose="batch_output",
-            data=data,
+            data=("\n".join(lines) + "\n").encode("utf-8"),
             created_at=created,
         )
-        self.files[output.id] = output
-        batch.output_file_id = output.id
-        batch.counts["completed"] = count
-        batch.counts["failed"] = 0
+        self.files[stored.id] = stored
+        return stored.id
+
+    def _error_line(self, request: _BatchRequest) -> dict[str, Any]:
+        return {
+            "id": f"batch_req_{self._hex(32)}",
+            "custom_id": request.custom_id,
+            "response": {
+                "status_code": 400,
+                "request_id": f"req_{self._hex(32)}",
+                "body": {
+                    "error": {
+                        "message": LINE_ERROR_MESSAGE.format(rate=self.settings.error_rate),
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": None,
+                    }
+                },
+            },
+            "error": None,
+        }
+
+    def _expired_line(self, request: _BatchRequest) -> dict[str, Any]:
+        return {
+            "id": f"batch_req_{self._hex(32)}",
+            "custom_id": request.custom_id,
+            "response": None,
+            "error": {"code": "batch_expired", "message": EXPIRED_MESSAGE},
+        }
 
     def _response_line(self, request: _BatchRequest, created: int) -> dict[str, Any]:
         body = request.body
@@ -606,21 +638,21 @@ def _validate_batch_request(request: CreateBatchRequest) -> None:
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    """Render every error, including FastAPI's own, in OpenAI's error format."""
+    """Render every error, including FastAPI's own, in the called provider's error format."""
 
     @app.exception_handler(APIError)
-    def _api_error(_: Request, exc: APIError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status_code)
+    def _api_error(request: Request, exc: APIError) -> JSONResponse:
+        return faults.json_error(request, exc)
 
     @app.exception_handler(RequestValidationError)
-    def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = exc.errors()
         first = problems[0] if problems else {}
         location = [str(part) for part in first.get("loc", ()) if part not in {"body", "query"}]
         param = ".".join(location) or None
         message = str(first.get("msg", "Invalid request."))
         error = APIError(400, f"{message} ({param})" if param else message, param=param)
-        return JSONResponse(error.body(), status_code=400)
+        return faults.json_error(request, error)
 
     @app.exception_handler(StarletteHTTPException)
     def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -628,16 +660,19 @@ def _install_error_handlers(app: FastAPI) -> None:
         if exc.status_code in {404, 405} and message in {"Not Found", "Method Not Allowed"}:
             # Routing misses read like OpenAI's, which names the method and path.
             message = f"Invalid URL ({request.method} {request.url.path})"
-        error = APIError(exc.status_code, message)
-        return JSONResponse(error.body(), status_code=exc.status_code, headers=exc.headers)
+        error = APIError(exc.status_code, message, headers=dict(exc.headers or {}))
+        return faults.json_error(request, error)
 
 
 def create_app(settings: SimulatorSettings | None = None) -> FastAPI:
     """Build the simulator's FastAPI app with fresh, empty in-memory state."""
-    sim = _Simulator(settings or SimulatorSettings())
+    settings = settings or SimulatorSettings()
+    sim = _Simulator(settings)
     app = FastAPI(title="Thrifty provider simulator", version="1.0")
     _install_error_handlers(app)
+    faults.install(app, faults.Faults(settings), faults.json_error)
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(_require_auth)])
+    v1.include_router(chat.router(settings))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -703,6 +738,7 @@ def create_app(settings: SimulatorSettings | None = None) -> FastAPI:
         return sim.cancel_batch(batch_id)
 
     app.include_router(v1)
+    app.include_router(anthropic.router(settings), prefix="/v1")
     return app
 
 
@@ -711,23 +747,64 @@ def serve(host: str, port: int, settings: SimulatorSettings) -> None:
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Command-line entry point: ``python -m app.simulator.server --port 8001``."""
-    parser = argparse.ArgumentParser(description="Run the OpenAI Batch API simulator.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8001)
-    parser.add_argument("--validating-seconds", type=float, default=0.5)
-    parser.add_argument("--processing-seconds", type=float, default=2.0)
-    parser.add_argument("--cancelling-seconds", type=float, default=0.5)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    settings = SimulatorSettings(
+# (flag, type, help) of every setting; each also reads THRIFTY_SIMULATOR_<FLAG> as its default,
+# so `thrifty up` (which starts the simulator) can be configured from the environment.
+_FLAGS: list[tuple[str, type, str]] = [
+    ("validating_seconds", float, "how long a batch stays validating"),
+    ("processing_seconds", float, "batch processing time"),
+    ("finalizing_seconds", float, "how long a finished batch stays finalizing"),
+    ("cancelling_seconds", float, "how long a cancelled batch stays cancelling"),
+    ("expire_after_seconds", float, "unfinished batches expire this long after creation "
+     "(default: the 24 h completion window)"),
+    ("latency_seconds", float, "delay added to every API call"),
+    ("error_rate", float, "share of requests (batch lines, realtime calls) answered 400"),
+    ("rate_limit_rate", float, "share of API calls answered 429"),
+    ("server_error_rate", float, "share of API calls answered 500"),
+    ("retry_after_seconds", float, "retry-after sent with injected 429s"),
+    ("embedding_dimensions", int, "embedding size when a request gives none"),
+    ("seed", int, "seed for output order and injected failures"),
+]  # fmt: skip
+
+
+def add_arguments(parser: argparse.ArgumentParser, *, default_port: int) -> None:
+    """The simulator's command-line flags, shared by ``thrifty simulator`` and ``-m``."""
+    defaults = SimulatorSettings()
+    parser.add_argument("--host", default=os.environ.get("THRIFTY_SIMULATOR_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=default_port)
+    for name, kind, help_text in _FLAGS:
+        env = f"THRIFTY_SIMULATOR_{name.upper()}"
+        default = os.environ.get(env)
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=kind,
+            default=kind(default) if default else getattr(defaults, name),
+            help=f"{help_text} (env {env})",
+        )
+
+
+def settings_from_args(args: argparse.Namespace) -> SimulatorSettings:
+    return SimulatorSettings(
         validating_seconds=args.validating_seconds,
         processing_seconds=args.processing_seconds,
-        seed=args.seed,
+        finalizing_seconds=args.finalizing_seconds,
         cancelling_seconds=args.cancelling_seconds,
+        expire_after_seconds=args.expire_after_seconds,
+        latency_seconds=args.latency_seconds,
+        error_rate=args.error_rate,
+        rate_limit_rate=args.rate_limit_rate,
+        server_error_rate=args.server_error_rate,
+        retry_after_seconds=args.retry_after_seconds,
+        embedding_dimensions=args.embedding_dimensions,
+        seed=args.seed,
     )
-    serve(args.host, args.port, settings)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command-line entry point: ``python -m app.simulator.server --port 8001``."""
+    parser = argparse.ArgumentParser(description="Run the provider simulator.")
+    add_arguments(parser, default_port=8001)
+    args = parser.parse_args(argv)
+    serve(args.host, args.port, settings_from_args(args))
 
 
 if __name__ == "__main__":

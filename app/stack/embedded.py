@@ -73,9 +73,14 @@ class EmbeddedStack:
             THRIFTY_DATABASE_URL=self.database_url,
             THRIFTY_REDIS_URL=self.redis_url,
             THRIFTY_OPENAI_BASE_URL=f"{self.simulator_url}/v1",
+            THRIFTY_ANTHROPIC_BASE_URL=self.simulator_url,
+            THRIFTY_REALTIME_BASE_URL=f"{self.simulator_url}/v1",
             THRIFTY_HOME=str(self.home),
             PYTHONUNBUFFERED="1",
         )
+        # One machine: webhook receivers on it are allowed, and payload links point here.
+        env.setdefault("THRIFTY_WEBHOOK_ALLOW_LOOPBACK", "true")
+        env.setdefault("THRIFTY_PUBLIC_BASE_URL", self.api_url)
         return env
 
     def start(self, *, say: Callable[[str], None]) -> StackInfo:
@@ -153,7 +158,7 @@ class EmbeddedStack:
             what="the simulator",
             on_poll=check,
         )
-        say(f"simulator  {self.simulator_url}/v1 (OpenAI Files + Batches)")
+        say(f"simulator  {self.simulator_url}/v1 (OpenAI and Anthropic APIs)")
         wait_until(
             lambda: http_ok(f"{self.api_url}/healthz"), timeout=60, what="the API", on_poll=check
         )

@@ -493,14 +493,14 @@ def test_an_unreachable_provider_is_retryable_and_loses_nothing(
         assert job.error is None
 
 
-def test_sweep_re_enqueues_only_stale_queued_jobs_and_pending_batches(
+def test_sweep_re_drives_only_stale_work_in_each_state(
     db: Session, tenant: tuple[Tenant, str]
 ) -> None:
     stale_after = timedelta(seconds=get_settings().stale_after_seconds)
     old = stale_after * 5
     stale_job = make_job(db, tenant=tenant[0], updated_ago=old)
     make_job(db, tenant=tenant[0])  # fresh queued job
-    make_job(db, tenant=tenant[0], state=JobState.waiting, updated_ago=old)  # not queued
+    make_job(db, tenant=tenant[0], state=JobState.waiting, updated_ago=old)  # stuck in a window
     now = utcnow()
 
     def provider_batch(state: BatchState, updated_ago: timedelta) -> ProviderBatch:
@@ -524,15 +524,24 @@ def test_sweep_re_enqueues_only_stale_queued_jobs_and_pending_batches(
 
     counts = service.sweep(db, stale_after=stale_after)
 
-    assert counts == {"queued_jobs": 1, "pending_batches": 1}
+    assert counts == {
+        "queued_jobs": 1,
+        "waiting_jobs": 1,
+        "orphaned_jobs": 0,
+        "pending_batches": 1,
+        "stranded_jobs": 0,
+        "unpolled_batches": 1,
+    }
     assert db.info["thrifty_outbox"] == [
         queue.Message(queue.INGEST, ([str(stale_job.id)],)),
+        queue.Message(queue.COLLECT, ()),
         queue.Message(queue.SUBMIT_BATCH, (str(stale_batch.id),)),
+        queue.Message(queue.POLL_BATCHES, ()),
     ]
     db.rollback()
     assert "thrifty_outbox" not in db.info
 
     # Seen from far enough in the future, the fresh ones are stale too.
     counts = service.sweep(db, stale_after=stale_after, now=utcnow() + old)
-    assert counts == {"queued_jobs": 2, "pending_batches": 2}
+    assert (counts["queued_jobs"], counts["pending_batches"]) == (2, 2)
     db.rollback()

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from app.cache import service as cache_service
+from app.cache.schemas import CacheSettingsIn, CacheSettingsOut, InvalidateIn, InvalidateOut
+from app.kit.deps import CurrentTenant, SessionDep
+from app.kit.errors import ErrorResponse
+
+router = APIRouter(prefix="/v1/cache", tags=["cache"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 422)
+}
+
+
+def _out(policy: cache_service.Policy, entries: int) -> CacheSettingsOut:
+    return CacheSettingsOut(
+        semantic_enabled=policy.semantic_enabled,
+        prompt_threshold=policy.prompt_threshold,
+        document_threshold=policy.document_threshold,
+        ttl_seconds=policy.ttl_seconds,
+        max_entries=policy.max_entries,
+        entries=entries,
+    )
+
+
+@router.get("/settings", responses=ERRORS)
+def get_cache_settings(session: SessionDep, tenant: CurrentTenant) -> CacheSettingsOut:
+    """The tenant's effective cache settings and its entry count."""
+    policy = cache_service.policy(session, tenant_id=tenant.id)
+    return _out(policy, cache_service.count_entries(session, tenant_id=tenant.id))
+
+
+@router.put("/settings", responses=ERRORS)
+def put_cache_settings(
+    body: CacheSettingsIn, session: SessionDep, tenant: CurrentTenant
+) -> CacheSettingsOut:
+    """Change the tenant's threshold, TTL or entry limit; limits apply at once."""
+    policy = cache_service.update_policy(
+        session, tenant_id=tenant.id, values=body.model_dump(exclude_unset=True)
+    )
+    cache_service.enforce_limits(session, tenant_id=tenant.id)
+    entries = cache_service.count_entries(session, tenant_id=tenant.id)
+    session.commit()
+    return _out(policy, entries)
+
+
+@router.post("/invalidate", responses=ERRORS)
+def invalidate(body: InvalidateIn, session: SessionDep, tenant: CurrentTenant) -> InvalidateOut:
+    """Delete the tenant's entries by id, by the job that produced them, or all of them."""
+    count = cache_service.invalidate(
+        session,
+        tenant_id=tenant.id,
+        entry_ids=body.entry_ids,
+        source_job_ids=body.source_job_ids,
+        everything=body.all,
+    )
+    session.commit()
+    return InvalidateOut(invalidated=count)

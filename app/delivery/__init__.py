@@ -1,0 +1,1 @@
+"""Result delivery: signed webhooks with retries (polling lives in app/jobs)."""

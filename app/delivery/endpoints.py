@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from app.delivery import service as delivery_service
+from app.delivery.schemas import (
+    DeliveryDetail,
+    DeliveryOut,
+    DeliveryPage,
+    EndpointCreated,
+    EndpointIn,
+    EndpointOut,
+    SecretOut,
+)
+from app.kit.deps import CurrentTenant, SessionDep
+from app.kit.errors import ErrorResponse
+from app.models import DeliveryState
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 422)
+}
+
+
+@router.post(
+    "/endpoints",
+    status_code=201,
+    response_model=EndpointCreated,
+    responses=ERRORS,
+    summary="Register a webhook endpoint",
+)
+def create_endpoint(
+    data: EndpointIn, tenant: CurrentTenant, session: SessionDep
+) -> EndpointCreated:
+    """Subscribe a URL to events. The answer holds the signing secret, shown only this once.
+
+    URLs resolving to loopback, private, link-local or cloud-metadata addresses are refused
+    (422) unless the server's configuration allows them.
+    """
+    created = delivery_service.create_endpoint(session, tenant=tenant, data=data)
+    session.commit()
+    return created
+
+
+@router.get("/endpoints", response_model=list[EndpointOut], responses=ERRORS)
+def list_endpoints(tenant: CurrentTenant, session: SessionDep) -> list[EndpointOut]:
+    """The tenant's endpoints (without secrets)."""
+    return delivery_service.list_endpoints(session, tenant=tenant)
+
+
+@router.get("/endpoints/{endpoint_id}", response_model=EndpointOut, responses=ERRORS)
+def get_endpoint(endpoint_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> EndpointOut:
+    return delivery_service.get_endpoint(session, tenant=tenant, endpoint_id=endpoint_id)
+
+
+@router.delete("/endpoints/{endpoint_id}", status_code=204, responses=ERRORS)
+def delete_endpoint(endpoint_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> Response:
+    """Remove an endpoint, its pending deliveries and its delivery history."""
+    delivery_service.delete_endpoint(session, tenant=tenant, endpoint_id=endpoint_id)
+    session.commit()
+    return Response(status_code=204)
+
+
+@router.post("/endpoints/{endpoint_id}/enable", response_model=EndpointOut, responses=ERRORS)
+def enable_endpoint(
+    endpoint_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep
+) -> EndpointOut:
+    """Re-enable an endpoint that was disabled (a 410 Gone answer disables it)."""
+    endpoint = delivery_service.enable_endpoint(session, tenant=tenant, endpoint_id=endpoint_id)
+    session.commit()
+    return endpoint
+
+
+@router.post("/endpoints/{endpoint_id}/rotate-secret", response_model=SecretOut, responses=ERRORS)
+def rotate_endpoint_secret(
+    endpoint_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep
+) -> SecretOut:
+    """A new secret; the previous one also signs (a second `v1,` signature) during the grace
+    period (`THRIFTY_WEBHOOK_SECRET_GRACE_SECONDS`)."""
+    secret = delivery_service.rotate_endpoint_secret(
+        session, tenant=tenant, endpoint_id=endpoint_id
+    )
+    session.commit()
+    return secret
+
+
+@router.get("/secret", response_model=SecretOut, responses=ERRORS)
+def get_secret(tenant: CurrentTenant, session: SessionDep) -> SecretOut:
+    """The secret that signs deliveries to jobs' own `webhook_url` (created on first use)."""
+    secret = delivery_service.tenant_secret(session, tenant=tenant)
+    session.commit()
+    return secret
+
+
+@router.post("/secret/rotate", response_model=SecretOut, responses=ERRORS)
+def rotate_secret(tenant: CurrentTenant, session: SessionDep) -> SecretOut:
+    """Rotate the per-job `webhook_url` secret, with the same grace period as endpoints."""
+    secret = delivery_service.rotate_tenant_secret(session, tenant=tenant)
+    session.commit()
+    return secret
+
+
+@router.get("/deliveries", response_model=DeliveryPage, responses=ERRORS)
+def list_deliveries(
+    tenant: CurrentTenant,
+    session: SessionDep,
+    status: Annotated[DeliveryState | None, Query(description="pending, succeeded or dead")] = None,
+    endpoint_id: uuid.UUID | None = None,
+    job_id: uuid.UUID | None = None,
+    before: Annotated[str | None, Query(description="Cursor from `next_before`.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> DeliveryPage:
+    """Deliveries, newest first; `status=dead` lists the dead-lettered ones."""
+    return delivery_service.list_deliveries(
+        session,
+        tenant=tenant,
+        state=status,
+        endpoint_id=endpoint_id,
+        job_id=job_id,
+        before=before,
+        limit=limit,
+    )
+
+
+@router.get("/deliveries/{delivery_id}", response_model=DeliveryDetail, responses=ERRORS)
+def get_delivery(
+    delivery_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep
+) -> DeliveryDetail:
+    """One delivery with its body and every attempt (status code, error, duration)."""
+    return delivery_service.get_delivery(session, tenant=tenant, delivery_id=delivery_id)
+
+
+@router.post(
+    "/deliveries/{delivery_id}/redeliver",
+    status_code=202,
+    response_model=DeliveryOut,
+    responses=ERRORS,
+)
+def redeliver(delivery_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> DeliveryOut:
+    """Send a delivery again now (same `webhook-id` and body), with a fresh retry budget."""
+    delivery = delivery_service.redeliver(session, tenant=tenant, delivery_id=delivery_id)
+    session.commit()
+    return delivery

@@ -1,0 +1,264 @@
+"""Queries for webhook endpoints, secrets, deliveries and attempts."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from app.models import (
+    TERMINAL_STATES,
+    DeliveryState,
+    Job,
+    JobGroup,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookSecret,
+)
+
+
+def endpoints_of(session: Session, *, tenant_id: uuid.UUID) -> list[WebhookEndpoint]:
+    query = (
+        select(WebhookEndpoint)
+        .where(WebhookEndpoint.tenant_id == tenant_id)
+        .order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
+    )
+    return list(session.scalars(query))
+
+
+def enabled_endpoints(
+    session: Session, *, tenant_ids: Sequence[uuid.UUID]
+) -> list[WebhookEndpoint]:
+    query = select(WebhookEndpoint).where(
+        WebhookEndpoint.tenant_id.in_(tenant_ids), WebhookEndpoint.disabled_at.is_(None)
+    )
+    return list(session.scalars(query))
+
+
+def get_endpoint(
+    session: Session, *, tenant_id: uuid.UUID, endpoint_id: uuid.UUID, lock: bool = False
+) -> WebhookEndpoint | None:
+    query = select(WebhookEndpoint).where(
+        WebhookEndpoint.id == endpoint_id, WebhookEndpoint.tenant_id == tenant_id
+    )
+    if lock:
+        query = query.with_for_update()
+    return session.scalars(query).one_or_none()
+
+
+def endpoint_by_id(session: Session, endpoint_id: uuid.UUID) -> WebhookEndpoint | None:
+    return session.get(WebhookEndpoint, endpoint_id)
+
+
+def tenant_secret(
+    session: Session, *, tenant_id: uuid.UUID, lock: bool = False
+) -> WebhookSecret | None:
+    query = select(WebhookSecret).where(WebhookSecret.tenant_id == tenant_id)
+    if lock:
+        query = query.with_for_update()
+    return session.scalars(query).one_or_none()
+
+
+def insert_tenant_secret(session: Session, *, tenant_id: uuid.UUID, secret: str) -> None:
+    """Create the tenant's secret unless a concurrent transaction just did."""
+    session.execute(
+        insert(WebhookSecret)
+        .values(tenant_id=tenant_id, secret=secret)
+        .on_conflict_do_nothing(index_elements=["tenant_id"])
+    )
+
+
+def anyone_listening(session: Session, *, job_ids: Sequence[uuid.UUID]) -> bool:
+    """Whether any of these jobs has a webhook_url or a tenant with an enabled endpoint.
+
+    One cheap query, so finishing jobs nobody subscribed to costs no row loads.
+    """
+    own_url = select(Job.id).where(Job.id.in_(job_ids), Job.webhook_url.is_not(None)).exists()
+    tenants = select(Job.tenant_id).where(Job.id.in_(job_ids)).distinct()
+    endpoint = (
+        select(WebhookEndpoint.id)
+        .where(WebhookEndpoint.tenant_id.in_(tenants), WebhookEndpoint.disabled_at.is_(None))
+        .exists()
+    )
+    return bool(session.scalar(select(own_url | endpoint)))
+
+
+def finished_jobs(session: Session, *, ids: Sequence[uuid.UUID]) -> list[Job]:
+    """The jobs among ``ids`` that are completed or failed, freshly read from the database."""
+    query = (
+        select(Job)
+        .where(Job.id.in_(ids), Job.state.in_(TERMINAL_STATES))
+        .order_by(Job.id)
+        # Results may have been written with a bulk UPDATE: refresh any stale loaded copy.
+        .execution_options(populate_existing=True)
+    )
+    return list(session.scalars(query))
+
+
+def lock_groups(session: Session, *, ids: Sequence[uuid.UUID]) -> list[JobGroup]:
+    """Lock groups (in id order, so two finishing transactions cannot deadlock)."""
+    query = select(JobGroup).where(JobGroup.id.in_(ids)).order_by(JobGroup.id).with_for_update()
+    return list(session.scalars(query))
+
+
+def group_summary(session: Session, *, group_id: uuid.UUID) -> dict[str, Any]:
+    """Counts by state plus total tokens and cost of a group's jobs."""
+    query = (
+        select(
+            Job.state,
+            func.count(),
+            func.coalesce(func.sum(Job.input_tokens), 0),
+            func.coalesce(func.sum(Job.output_tokens), 0),
+            func.coalesce(func.sum(Job.cost_usd), 0),
+            func.coalesce(func.sum(Job.naive_cost_usd), 0),
+        )
+        .where(Job.group_id == group_id)
+        .group_by(Job.state)
+    )
+    counts: dict[str, int] = {}
+    input_total = output_total = 0
+    cost_total = naive_total = Decimal(0)
+    for state, count, input_tokens, output_tokens, cost, naive in session.execute(query):
+        counts[state.value] = count
+        input_total += int(input_tokens or 0)
+        output_total += int(output_tokens or 0)
+        cost_total += Decimal(cost or 0)
+        naive_total += Decimal(naive or 0)
+    totals = {
+        "usage": {
+            "input_tokens": input_total,
+            "output_tokens": output_total,
+            "total_tokens": input_total + output_total,
+        },
+        "cost": {"cost_usd": str(cost_total), "naive_cost_usd": str(naive_total)},
+    }
+    return {"counts": counts, **totals}
+
+
+def insert_deliveries(session: Session, rows: Sequence[dict[str, Any]]) -> list[uuid.UUID]:
+    """Insert deliveries; one already recorded for the same event and receiver is skipped."""
+    if not rows:
+        return []
+    statement = (
+        insert(WebhookDelivery)
+        .on_conflict_do_nothing(index_elements=["dedup_key"])
+        .returning(WebhookDelivery.id)
+    )
+    # Executemany: SQLAlchemy batches the rows into multi-row INSERTs ("insertmanyvalues").
+    return list(session.scalars(statement, list(rows)))
+
+
+def lock_due(session: Session, *, delivery_id: uuid.UUID, now: datetime) -> WebhookDelivery | None:
+    """The delivery if it is pending and due; None if another worker holds it."""
+    query = (
+        select(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == delivery_id,
+            WebhookDelivery.state == DeliveryState.pending,
+            WebhookDelivery.next_attempt_at <= now,
+        )
+        .with_for_update(skip_locked=True)
+    )
+    return session.scalars(query).one_or_none()
+
+
+def claim_due(
+    session: Session, *, now: datetime, stale_before: datetime, limit: int
+) -> list[uuid.UUID]:
+    """Due deliveries with no fresh hint in flight; marks them hinted now.
+
+    ``SKIP LOCKED`` leaves alone the rows a worker is attempting at this moment.
+    """
+    candidates = (
+        select(WebhookDelivery.id)
+        .where(
+            WebhookDelivery.state == DeliveryState.pending,
+            WebhookDelivery.next_attempt_at <= now,
+            (WebhookDelivery.enqueued_at.is_(None)) | (WebhookDelivery.enqueued_at < stale_before),
+        )
+        .order_by(WebhookDelivery.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list(session.scalars(candidates))
+    if ids:
+        session.execute(
+            update(WebhookDelivery).where(WebhookDelivery.id.in_(ids)).values(enqueued_at=now)
+        )
+    return ids
+
+
+def get_delivery(
+    session: Session, *, tenant_id: uuid.UUID, delivery_id: uuid.UUID, lock: bool = False
+) -> WebhookDelivery | None:
+    query = select(WebhookDelivery).where(
+        WebhookDelivery.id == delivery_id, WebhookDelivery.tenant_id == tenant_id
+    )
+    if lock:
+        query = query.with_for_update()
+    return session.scalars(query).one_or_none()
+
+
+def list_deliveries(
+    session: Session,
+    *,
+    tenant_id: uuid.UUID,
+    state: DeliveryState | None,
+    endpoint_id: uuid.UUID | None,
+    job_id: uuid.UUID | None,
+    before: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[WebhookDelivery]:
+    """Newest first, keyset-paginated on (created_at, id)."""
+    query = select(WebhookDelivery).where(WebhookDelivery.tenant_id == tenant_id)
+    if state is not None:
+        query = query.where(WebhookDelivery.state == state)
+    if endpoint_id is not None:
+        query = query.where(WebhookDelivery.endpoint_id == endpoint_id)
+    if job_id is not None:
+        query = query.where(WebhookDelivery.job_id == job_id)
+    if before is not None:
+        created_at, delivery_id = before
+        query = query.where(
+            (WebhookDelivery.created_at < created_at)
+            | ((WebhookDelivery.created_at == created_at) & (WebhookDelivery.id < delivery_id))
+        )
+    query = query.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
+    return list(session.scalars(query.limit(limit)))
+
+
+def attempts_of(session: Session, *, delivery_id: uuid.UUID) -> list[WebhookAttempt]:
+    query = (
+        select(WebhookAttempt)
+        .where(WebhookAttempt.delivery_id == delivery_id)
+        .order_by(WebhookAttempt.number)
+    )
+    return list(session.scalars(query))
+
+
+def last_attempt_number(session: Session, *, delivery_id: uuid.UUID) -> int:
+    query = select(func.coalesce(func.max(WebhookAttempt.number), 0)).where(
+        WebhookAttempt.delivery_id == delivery_id
+    )
+    return int(session.scalar(query) or 0)
+
+
+def kill_pending(session: Session, *, endpoint_id: uuid.UUID, reason: str) -> int:
+    """Dead-letter an endpoint's pending deliveries (it was disabled)."""
+    result = session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.endpoint_id == endpoint_id,
+            WebhookDelivery.state == DeliveryState.pending,
+        )
+        .values(state=DeliveryState.dead, last_error=reason, next_attempt_at=None)
+        .returning(WebhookDelivery.id)
+    )
+    return len(result.all())

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+import uuid
+
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, CreatedAtMixin
+from app.models.cache_entry import EMBEDDING_DIMENSIONS
+
+
+class JobEmbedding(CreatedAtMixin, Base):
+    """The embedding computed for a job at ingest, kept until the poller writes its answer to
+    the cache, so the vector is computed once for both the lookup and the write."""
+
+    __tablename__ = "job_embeddings"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    scope_key: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(10))
+    embedding: Mapped[list[float]] = mapped_column(Vector(EMBEDDING_DIMENSIONS))

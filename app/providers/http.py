@@ -1,0 +1,175 @@
+"""The HTTP client every provider adapter uses: bounded retries, and no secrets in errors.
+
+- 429 waits for the provider's ``retry-after`` (or ``retry-after-ms``) when it sends one,
+  otherwise backs off like a 5xx;
+- 5xx, connection errors and timeouts retry with exponential backoff and full jitter;
+- anything else (a 4xx the caller can fix) is not retried;
+- every attempt is bounded (``max_attempts``) and so is every wait (``max_wait``).
+
+Errors are raised as :class:`ProviderError` whose message names the method, path, status
+and the provider's own error message, with the API key scrubbed out of all of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+from app.providers.base import ProviderError
+
+log = logging.getLogger(__name__)
+
+REDACTED = "[redacted]"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry a transient failure."""
+
+    max_attempts: int = 5
+    initial_wait: float = 0.5
+    max_wait: float = 30.0
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A failure that may go away if the same request is sent again."""
+    if isinstance(exc, httpx.TransportError):  # connection errors and timeouts
+        return True
+    if isinstance(exc, httpx.HTTPStatusError):
+        code = exc.response.status_code
+        return code in {408, 409, 429} or code >= 500
+    return False
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """The wait a 429/503 asks for, from ``retry-after-ms`` or ``retry-after`` (seconds)."""
+    for header, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = response.headers.get(header)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            continue  # an HTTP date; rare from APIs, fall back to backoff
+        if seconds >= 0:
+            return seconds
+    return None
+
+
+class ProviderHTTP:
+    """An ``httpx.Client`` with the retry policy above; thread-safe, as httpx's client is."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        headers: dict[str, str],
+        secret: str,
+        timeout: float = 60.0,
+        policy: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        max_connections: int = 100,
+    ) -> None:
+        self._secret = secret
+        self._policy = policy or RetryPolicy()
+        self._sleep = sleep
+        self.client = httpx.Client(
+            base_url=base_url.rstrip("/") + "/",
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            limits=httpx.Limits(max_connections=max_connections),
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _wait(self, state: RetryCallState) -> float:
+        policy = self._policy
+        backoff = min(policy.max_wait, policy.initial_wait * 2 ** (state.attempt_number - 1))
+        wait = random.uniform(0, backoff)  # full jitter: spread out clients retrying together
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code in {429, 503}:
+            asked = retry_after_seconds(exc.response)
+            if asked is not None:
+                wait = min(policy.max_wait, asked + random.uniform(0, policy.initial_wait / 10))
+        return wait
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.info(
+            "provider call failed (%s), retry %d/%d",
+            self.redact(_describe(exc)),
+            state.attempt_number,
+            self._policy.max_attempts - 1,
+        )
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send with retries; return a 2xx response or raise :class:`ProviderError`."""
+        retrying = Retrying(
+            retry=retry_if_exception(is_transient),
+            stop=stop_after_attempt(self._policy.max_attempts),
+            wait=self._wait,
+            sleep=self._sleep,
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    response = self.client.request(method, path, **kwargs)
+                    response.raise_for_status()
+                    return response
+        except httpx.HTTPStatusError as exc:
+            response = exc.response
+            raise ProviderError(
+                self.redact(
+                    f"{method} {path}: HTTP {response.status_code}: {error_message(response)}"
+                ),
+                retryable=is_transient(exc),
+                status_code=response.status_code,
+            ) from None
+        except httpx.TransportError as exc:
+            raise ProviderError(
+                self.redact(f"{method} {path}: {_describe(exc)}"), retryable=True
+            ) from None
+        raise AssertionError("unreachable: tenacity either returns or reraises")
+
+    def redact(self, text: str) -> str:
+        """``text`` with the API key replaced, wherever it appears."""
+        if self._secret and len(self._secret) >= 4:
+            text = text.replace(self._secret, REDACTED)
+        return text
+
+
+def _describe(exc: BaseException | None) -> str:
+    if isinstance(exc, httpx.HTTPStatusError):
+        return f"HTTP {exc.response.status_code}"
+    if exc is None:
+        return "unknown error"
+    return type(exc).__name__
+
+
+def error_message(response: httpx.Response) -> str:
+    """The provider's own error message from an OpenAI- or Anthropic-style error body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300] or response.reason_phrase
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        if isinstance(error, str):
+            return error
+        if body.get("message"):
+            return str(body["message"])
+    return response.text[:300]

@@ -1,0 +1,347 @@
+"""Anthropic's Messages and Message Batches API, as the simulator serves it.
+
+``POST /v1/messages`` answers at once; ``/v1/messages/batches`` holds inline requests
+(``custom_id`` + ``params``) that stay ``in_progress`` for the configured time, then
+``ended`` with a JSONL results file whose ``result.type`` is ``succeeded``, ``errored``,
+``canceled`` or ``expired``. Requests need ``x-api-key`` and ``anthropic-version`` headers;
+errors use Anthropic's ``{"type": "error", "error": {...}}`` body.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import Response
+
+from app.simulator.common import APIError, SimulatorSettings, request_fails
+from app.simulator.summarise import count_prompt_tokens, count_tokens, simulate_completion
+
+MAX_BATCH_REQUESTS = 100_000
+MAX_BATCH_BYTES = 256 * 1024 * 1024
+_CUSTOM_ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_ROLES = {"user", "assistant"}
+
+
+def _require_headers(
+    x_api_key: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Header()] = None,
+    anthropic_version: Annotated[str | None, Header()] = None,
+) -> None:
+    # The key comes as x-api-key, or (newer SDKs) as Authorization: Bearer.
+    scheme, _, bearer = (authorization or "").partition(" ")
+    if not (x_api_key or "").strip() and not (scheme.lower() == "bearer" and bearer.strip()):
+        raise APIError(401, "x-api-key header is required")
+    if not (anthropic_version or "").strip():
+        raise APIError(400, "anthropic-version: header is required")
+
+
+def _rfc3339(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _chat_messages(params: dict[str, Any]) -> tuple[str, list[dict[str, Any]], int]:
+    """Validate Messages API params; return the model, OpenAI-style messages and max_tokens."""
+    model = params.get("model")
+    if not isinstance(model, str) or not model:
+        raise APIError(400, "model: Field required")
+    max_tokens = params.get("max_tokens")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise APIError(400, "max_tokens: Field required (an integer >= 1)")
+    messages = params.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise APIError(400, "messages: at least one message is required")
+    converted: list[dict[str, Any]] = []
+    system = params.get("system")
+    if system is not None:
+        if not isinstance(system, str | list):
+            raise APIError(400, "system: Input should be a valid string or list of text blocks")
+        converted.append({"role": "system", "content": system})
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in _ROLES:
+            raise APIError(400, f"messages.{index}.role: Input should be 'user' or 'assistant'")
+        content = message.get("content")
+        if not isinstance(content, str | list):
+            raise APIError(400, f"messages.{index}.content: Field required")
+        converted.append({"role": message["role"], "content": content})
+    if params.get("stream"):
+        raise APIError(400, "stream: the simulator does not support streaming")
+    return model, converted, max_tokens
+
+
+def create_message(params: dict[str, Any]) -> dict[str, Any]:
+    """A Messages API ``message`` for valid ``params``; usage counted from the text."""
+    model, messages, max_tokens = _chat_messages(params)
+    completion = simulate_completion(messages, model, max_tokens)
+    return {
+        "id": f"msg_{secrets.token_hex(12)}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": completion.content}],
+        "stop_reason": "max_tokens" if completion.finish_reason == "length" else "end_turn",
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": count_prompt_tokens(messages),
+            "output_tokens": count_tokens(completion.content),
+        },
+    }
+
+
+def _error_result(message: str) -> dict[str, Any]:
+    return {
+        "type": "errored",
+        "error": {"type": "error", "error": {"type": "invalid_request_error", "message": message}},
+    }
+
+
+@dataclass
+class _MessageBatch:
+    id: str
+    requests: list[tuple[str, Any]]
+    created_wall: float
+    created_monotonic: float
+    expiry_seconds: float
+    status: str = "in_progress"
+    cancel_requested_monotonic: float | None = None
+    cancel_initiated_at: float | None = None
+    ended_at: float | None = None
+    results: bytes = b""
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self, base_url: str) -> dict[str, Any]:
+        counts = self.counts or {
+            "processing": len(self.requests), "succeeded": 0, "errored": 0,
+            "canceled": 0, "expired": 0,
+        }  # fmt: skip
+        ended = self.status == "ended"
+        return {
+            "id": self.id,
+            "type": "message_batch",
+            "processing_status": self.status,
+            "request_counts": dict(counts),
+            "ended_at": _rfc3339(self.ended_at) if self.ended_at is not None else None,
+            "created_at": _rfc3339(self.created_wall),
+            "expires_at": _rfc3339(self.created_wall + self.expiry_seconds),
+            "archived_at": None,
+            "cancel_initiated_at": (
+                _rfc3339(self.cancel_initiated_at) if self.cancel_initiated_at else None
+            ),
+            "results_url": (
+                f"{base_url.rstrip('/')}/v1/messages/batches/{self.id}/results" if ended else None
+            ),
+        }
+
+
+class _Batches:
+    def __init__(self, settings: SimulatorSettings) -> None:
+        self.settings = settings
+        self.lock = threading.Lock()
+        self.batches: dict[str, _MessageBatch] = {}
+
+    def create(self, requests: list[tuple[str, Any]]) -> _MessageBatch:
+        with self.lock:
+            batch = _MessageBatch(
+                id=f"msgbatch_{secrets.token_hex(12)}",
+                requests=requests,
+                created_wall=time.time(),
+                created_monotonic=time.monotonic(),
+                expiry_seconds=self.settings.expiry_seconds,
+            )
+            self.batches[batch.id] = batch
+            return batch
+
+    def get(self, batch_id: str) -> _MessageBatch:
+        batch = self.batches.get(batch_id)
+        if batch is None:
+            raise APIError(404, f"Message batch {batch_id} not found")
+        self._advance(batch, time.monotonic())
+        return batch
+
+    def _advance(self, batch: _MessageBatch, now: float) -> None:
+        if batch.status == "ended":
+            return
+        settings = self.settings
+        work = settings.validating_seconds + settings.processing_seconds
+        elapsed = now - batch.created_monotonic
+        if batch.cancel_requested_monotonic is not None:
+            if now - batch.cancel_requested_monotonic < settings.cancelling_seconds:
+                return
+            done_at = batch.cancel_requested_monotonic - batch.created_monotonic
+            self._end(batch, done_at / work if work else 1.0, "canceled")
+            batch.ended_at = batch.created_wall + done_at + settings.cancelling_seconds
+            return
+        if elapsed >= batch.expiry_seconds and work > batch.expiry_seconds:
+            self._end(batch, batch.expiry_seconds / work, "expired")
+            batch.ended_at = batch.created_wall + batch.expiry_seconds
+            return
+        if elapsed >= work:
+            self._end(batch, 1.0, "expired")
+            batch.ended_at = batch.created_wall + work
+
+    def _end(self, batch: _MessageBatch, progress: float, rest: str) -> None:
+        """Process the first ``progress`` share of requests; the rest end as ``rest``."""
+        order = sorted(
+            batch.requests,
+            key=lambda r: hashlib.sha256(f"{self.settings.seed}:{r[0]}".encode()).hexdigest(),
+        )
+        done = min(len(order), math.floor(len(order) * max(0.0, min(1.0, progress))))
+        counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
+        lines = []
+        for position, (custom_id, params) in enumerate(order):
+            result: dict[str, Any]
+            if position >= done:
+                result = {"type": rest}
+                counts[rest] += 1
+            elif request_fails(self.settings, f"{batch.id}:{custom_id}"):
+                result = _error_result(
+                    f"The simulator rejected this request (per-request error rate "
+                    f"{self.settings.error_rate})."
+                )
+                counts["errored"] += 1
+            else:
+                try:
+                    message = create_message(params if isinstance(params, dict) else {})
+                    result = {"type": "succeeded", "message": message}
+                    counts["succeeded"] += 1
+                except APIError as exc:
+                    result = _error_result(exc.message)
+                    counts["errored"] += 1
+            lines.append(json.dumps({"custom_id": custom_id, "result": result}))
+        batch.results = ("\n".join(lines) + "\n").encode() if lines else b""
+        batch.counts = counts
+        batch.status = "ended"
+
+    def cancel(self, batch_id: str) -> _MessageBatch:
+        with self.lock:
+            batch = self.get(batch_id)
+            if batch.status == "in_progress":
+                batch.status = "canceling"
+                batch.cancel_requested_monotonic = time.monotonic()
+                batch.cancel_initiated_at = time.time()
+            return batch
+
+    def page(self, limit: int, after_id: str | None, before_id: str | None) -> list[_MessageBatch]:
+        with self.lock:
+            newest_first = list(reversed(self.batches.values()))
+            ids = [b.id for b in newest_first]
+            for cursor in (after_id, before_id):
+                if cursor is not None and cursor not in ids:
+                    raise APIError(400, f"Unknown pagination cursor '{cursor}'.")
+            if after_id is not None:
+                newest_first = newest_first[ids.index(after_id) + 1 :]
+            elif before_id is not None:
+                newest_first = newest_first[: ids.index(before_id)][-limit:]
+            page = newest_first[: limit + 1]
+            now = time.monotonic()
+            for batch in page:
+                self._advance(batch, now)
+            return page
+
+
+def _parse_batch(raw: bytes) -> list[tuple[str, Any]]:
+    if len(raw) > MAX_BATCH_BYTES:
+        raise APIError(413, "Request exceeds the 256 MB limit for a message batch.")
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise APIError(400, "The request body is not valid JSON.") from None
+    requests = body.get("requests") if isinstance(body, dict) else None
+    if not isinstance(requests, list) or not requests:
+        raise APIError(400, "requests: at least one request is required")
+    if len(requests) > MAX_BATCH_REQUESTS:
+        raise APIError(400, f"requests: a batch may hold at most {MAX_BATCH_REQUESTS} requests")
+    seen: set[str] = set()
+    parsed: list[tuple[str, Any]] = []
+    for index, item in enumerate(requests):
+        custom_id = item.get("custom_id") if isinstance(item, dict) else None
+        if not isinstance(custom_id, str) or not _CUSTOM_ID_RE.match(custom_id):
+            raise APIError(400, f"requests.{index}.custom_id: must match ^[a-zA-Z0-9_-]{{1,64}}$")
+        if custom_id in seen:
+            raise APIError(400, f"requests.{index}.custom_id: '{custom_id}' is not unique")
+        seen.add(custom_id)
+        params = item.get("params")
+        if not isinstance(params, dict):
+            raise APIError(400, f"requests.{index}.params: Field required")
+        parsed.append((custom_id, params))
+    return parsed
+
+
+def router(settings: SimulatorSettings) -> APIRouter:
+    """The Anthropic routes (mounted under ``/v1``)."""
+    store = _Batches(settings)
+    routes = APIRouter(dependencies=[Depends(_require_headers)])
+
+    @routes.post("/messages")
+    async def messages(request: Request) -> dict[str, Any]:
+        try:
+            params = json.loads(await request.body())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise APIError(400, "The request body is not valid JSON.") from None
+        if not isinstance(params, dict):
+            raise APIError(400, "The request body must be a JSON object.")
+        if request_fails(settings, json.dumps(params.get("messages"), sort_keys=True)):
+            raise APIError(
+                400, f"The simulator rejected this request (error rate {settings.error_rate})."
+            )
+        return create_message(params)
+
+    @routes.post("/messages/batches")
+    async def create_batch(request: Request) -> dict[str, Any]:
+        batch = store.create(_parse_batch(await request.body()))
+        return batch.to_json(str(request.base_url))
+
+    @routes.get("/messages/batches")
+    def list_batches(
+        request: Request,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+        after_id: str | None = None,
+        before_id: str | None = None,
+    ) -> dict[str, Any]:
+        page = store.page(limit, after_id, before_id)
+        data = [b.to_json(str(request.base_url)) for b in page[:limit]]
+        return {
+            "data": data,
+            "has_more": len(page) > limit,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
+
+    @routes.get("/messages/batches/{batch_id}")
+    def retrieve_batch(batch_id: str, request: Request) -> dict[str, Any]:
+        with store.lock:
+            return store.get(batch_id).to_json(str(request.base_url))
+
+    @routes.get("/messages/batches/{batch_id}/results")
+    def batch_results(batch_id: str) -> Response:
+        with store.lock:
+            batch = store.get(batch_id)
+            if batch.status != "ended":
+                raise APIError(
+                    400, f"Message batch {batch_id} has not ended; results are not ready yet."
+                )
+            return Response(batch.results, media_type="application/binary")
+
+    @routes.post("/messages/batches/{batch_id}/cancel")
+    def cancel_batch(batch_id: str, request: Request) -> dict[str, Any]:
+        return store.cancel(batch_id).to_json(str(request.base_url))
+
+    @routes.delete("/messages/batches/{batch_id}")
+    def delete_batch(batch_id: str) -> dict[str, Any]:
+        with store.lock:
+            batch = store.get(batch_id)
+            if batch.status != "ended":
+                raise APIError(400, "A message batch can be deleted only once it has ended.")
+            del store.batches[batch_id]
+        return {"id": batch_id, "type": "message_batch_deleted"}
+
+    return routes

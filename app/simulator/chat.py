@@ -1,0 +1,184 @@
+"""OpenAI-compatible realtime endpoints: ``POST /v1/chat/completions`` and ``/v1/embeddings``.
+
+Chat answers come from the same deterministic summariser as batch lines, and ``usage`` is
+counted from the very text returned. Embeddings are a hashed bag of words, L2-normalised, so
+texts sharing words are close and the same text always gets the same vector.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import secrets
+import struct
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from app.simulator.common import LINE_ERROR_MESSAGE, APIError, SimulatorSettings, request_fails
+from app.simulator.summarise import count_prompt_tokens, count_tokens, simulate_completion
+
+_WORD_RE = re.compile(r"\w+")
+_MAX_EMBEDDING_INPUTS = 2048
+
+
+def max_tokens_of(body: dict[str, Any]) -> int | None:
+    for key in ("max_completion_tokens", "max_tokens"):
+        value = body.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise APIError(400, f"Invalid '{key}': expected an integer >= 1.", param=key)
+        return value
+    return None
+
+
+def validate_chat(body: Any) -> tuple[str, list[dict[str, Any]], int | None]:
+    """The model, messages and output limit of a chat request, or a 400 naming the problem."""
+    if not isinstance(body, dict):
+        raise APIError(400, "The request body must be a JSON object.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise APIError(400, "Missing required parameter: 'model'.", param="model")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise APIError(
+            400, "Invalid 'messages': expected a non-empty array of messages.", param="messages"
+        )
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in {
+            "system", "developer", "user", "assistant", "tool"
+        }:  # fmt: skip
+            raise APIError(
+                400,
+                f"Invalid 'messages[{index}]': expected an object with a valid 'role'.",
+                param=f"messages[{index}]",
+            )
+    if body.get("stream"):
+        raise APIError(400, "The simulator does not support 'stream': true.", param="stream")
+    if body.get("n") not in (None, 1):
+        raise APIError(400, "The simulator supports only n=1.", param="n")
+    return model, messages, max_tokens_of(body)
+
+
+def chat_completion(
+    settings: SimulatorSettings, body: dict[str, Any], *, request_key: str
+) -> dict[str, Any]:
+    """A ``chat.completion`` object for ``body`` (already validated), usage matching text."""
+    model, messages, max_tokens = validate_chat(body)
+    if request_fails(settings, request_key):
+        raise APIError(400, LINE_ERROR_MESSAGE.format(rate=settings.error_rate))
+    completion = simulate_completion(messages, model, max_tokens)
+    prompt_tokens = count_prompt_tokens(messages)
+    completion_tokens = count_tokens(completion.content)
+    return {
+        "id": f"chatcmpl-{secrets.token_hex(15)[:29]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": completion.content, "refusal": None},
+                "logprobs": None,
+                "finish_reason": completion.finish_reason,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+        "system_fingerprint": "fp_simulator",
+    }
+
+
+def embed_text(text: str, dimensions: int) -> list[float]:
+    """A deterministic unit vector: signed hashed bag of lower-cased words."""
+    vector = [0.0] * dimensions
+    words = _WORD_RE.findall(text.lower()) or [""]
+    for word in words:
+        digest = hashlib.sha256(word.encode()).digest()
+        index = int.from_bytes(digest[:4], "big") % dimensions
+        vector[index] += 1.0 if digest[4] & 1 else -1.0
+    norm = sum(v * v for v in vector) ** 0.5
+    if norm == 0:  # words cancelled out; any fixed unit vector keeps it deterministic
+        vector[0], norm = 1.0, 1.0
+    return [v / norm for v in vector]
+
+
+def _inputs(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value:
+        if all(isinstance(item, str) for item in value):
+            return list(value)
+        if all(isinstance(item, int) for item in value):  # one pre-tokenised input
+            return [" ".join(f"t{item}" for item in value)]
+        if all(isinstance(item, list) and all(isinstance(t, int) for t in item) for item in value):
+            return [" ".join(f"t{t}" for t in item) for item in value]
+    raise APIError(
+        400, "Invalid 'input': expected a string or a non-empty array of strings.", param="input"
+    )
+
+
+def embeddings(settings: SimulatorSettings, body: Any) -> dict[str, Any]:
+    """An embeddings list response for ``body``."""
+    if not isinstance(body, dict):
+        raise APIError(400, "The request body must be a JSON object.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise APIError(400, "Missing required parameter: 'model'.", param="model")
+    texts = _inputs(body.get("input"))
+    if len(texts) > _MAX_EMBEDDING_INPUTS:
+        raise APIError(
+            400, f"'input' may hold at most {_MAX_EMBEDDING_INPUTS} items.", param="input"
+        )
+    dimensions = body.get("dimensions") or settings.embedding_dimensions
+    if not isinstance(dimensions, int) or dimensions < 1 or dimensions > 4096:
+        raise APIError(400, "Invalid 'dimensions'.", param="dimensions")
+    encoding = body.get("encoding_format") or "float"
+    if encoding not in {"float", "base64"}:
+        raise APIError(400, "Invalid 'encoding_format'.", param="encoding_format")
+    data = []
+    for index, text in enumerate(texts):
+        vector = embed_text(text, dimensions)
+        value: Any = vector
+        if encoding == "base64":
+            value = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": value})
+    tokens = sum(count_tokens(text) for text in texts)
+    return {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+async def json_body(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise APIError(400, "We could not parse the JSON body of your request.") from None
+
+
+def router(settings: SimulatorSettings) -> APIRouter:
+    """The realtime routes (mounted under ``/v1`` behind bearer auth)."""
+    routes = APIRouter()
+
+    @routes.post("/chat/completions")
+    async def create_chat_completion(request: Request) -> dict[str, Any]:
+        body = await json_body(request)
+        key = json.dumps(body.get("messages") if isinstance(body, dict) else body, sort_keys=True)
+        return chat_completion(settings, body, request_key=key)
+
+    @routes.post("/embeddings")
+    async def create_embeddings(request: Request) -> dict[str, Any]:
+        return embeddings(settings, await json_body(request))
+
+    return routes

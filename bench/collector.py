@@ -1,0 +1,297 @@
+"""Collector benchmark: N distinct jobs through route → window → simulator → stored result.
+
+    python -m bench.collector [--jobs 10000] [--concurrency 2]
+
+Starts everything it needs under ``.thrifty/bench`` (embedded Postgres on a free port, a
+private redis-server when one is installed, else the machine's Redis on database 13, the
+simulator with zero latency, Celery workers), runs two phases on the same machine, stops
+everything, and ends with ``key=value`` lines:
+
+1. bare Celery: one trivial task per job (``bench.bare_celery``), from the first send until
+   the last task ran;
+2. Thrifty: the jobs are stored in one submission (as ``POST /v1/jobs`` stores them), then
+   the real worker ingests, routes, windows, submits, polls and applies results; the clock
+   stops when every job has a terminal state in Postgres.
+
+Lost jobs are those not ``completed`` at the end; duplicated ones are custom_ids the
+simulator received in more than one batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".thrifty" / "bench"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _configure(pg_port: int, redis_url: str, sim_port: int) -> dict[str, str]:
+    """Environment for this process and the children; set before any ``app`` import."""
+    catalog = Path(tempfile.mkdtemp(prefix="thrifty-bench-")) / "catalog.toml"
+    shutil.copy(ROOT / "app" / "routing" / "catalog.toml", catalog)
+    env = {
+        "THRIFTY_ENVIRONMENT": "development",
+        "THRIFTY_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{pg_port}/thrifty_bench",
+        "THRIFTY_REDIS_URL": redis_url,
+        "THRIFTY_OPENAI_BASE_URL": f"http://127.0.0.1:{sim_port}/v1",
+        "THRIFTY_CATALOG_PATH": str(catalog),
+        "THRIFTY_HOME": str(WORK),
+        # The stages' beat intervals, shortened from the production defaults (1 s and 2 s)
+        # because the simulator answers at once.
+        "THRIFTY_COLLECT_INTERVAL_SECONDS": "0.2",
+        "THRIFTY_POLL_INTERVAL_SECONDS": "0.25",
+        "THRIFTY_POLL_BACKOFF_MAX_SECONDS": "0.5",
+        "HF_HUB_OFFLINE": "1",
+    }
+    os.environ.update(env)
+    return env
+
+
+def _wait(check: Any, *, timeout: float, what: str, sup: Any) -> None:
+    from app.stack.processes import wait_until
+
+    wait_until(check, timeout=timeout, what=what, on_poll=sup.check_alive)
+
+
+def _start_worker(sup: Any, name: str, argv: list[str], env: dict[str, str], app: Any) -> Any:
+    child = sup.start(name, [sys.executable, "-m", "celery", *argv], env=env, cwd=ROOT)
+    _wait(lambda: bool(app.control.ping(timeout=1.0)), timeout=90, what=name, sup=sup)
+    return child
+
+
+def bare_celery(sup: Any, env: dict[str, str], *, jobs: int, concurrency: int) -> float:
+    """Tasks per second of bare Celery, one trivial task per job."""
+    import redis
+
+    from bench import bare_celery as bare
+
+    client = redis.Redis.from_url(env["THRIFTY_REDIS_URL"])
+    client.delete(bare.COUNTER)
+    argv = ["-A", "bench.bare_celery", "worker", "-Q", bare.QUEUE, "-c", str(concurrency),
+            "-n", "bench-bare@%h", "--loglevel", "WARNING"]  # fmt: skip
+    child = _start_worker(sup, "bench-bare-worker", argv, env, bare.app)
+    try:
+        start = time.perf_counter()
+        for i in range(jobs):
+            bare.noop.apply_async(args=[i])
+        while int(client.get(bare.COUNTER) or 0) < jobs:
+            time.sleep(0.01)
+        elapsed = time.perf_counter() - start
+    finally:
+        sup.stop(child)
+    print(f"  bare Celery: {jobs} tasks in {elapsed:.2f} s")
+    return jobs / elapsed
+
+
+def thrifty(sup: Any, env: dict[str, str], *, jobs: int, concurrency: int) -> dict[str, Any]:
+    """Push ``jobs`` distinct jobs through the real pipeline; figures and accounting."""
+    import httpx
+    from sqlalchemy import func, select
+
+    from app.jobs import service as job_service
+    from app.jobs.schemas import JobIn
+    from app.kit.db import get_sessionmaker
+    from app.kit.queue import QUEUES, get_sender
+    from app.models import TERMINAL_STATES, Job, JobState, ProviderBatch
+    from app.routing.catalog import get_catalog
+    from app.tenants import service as tenant_service
+
+    argv = ["-A", "workers.celery_app", "worker", "-B", "-s", str(WORK / "beat-schedule"),
+            "-Q", ",".join(QUEUES), "-c", str(concurrency), "-n", "bench-thrifty@%h",
+            "--loglevel", "INFO"]  # fmt: skip
+    child = _start_worker(sup, "bench-thrifty-worker", argv, env, get_sender())
+    try:
+        session = get_sessionmaker()()
+        tenant = tenant_service.get_or_create_tenant(session, name=f"bench-{uuid.uuid4().hex[:6]}")
+        session.commit()
+        run = uuid.uuid4().hex[:8]
+        items = [
+            JobIn(
+                prompt=f"Benchmark question {i} of run {run}: what is {i} squared?",
+                cache="bypass",
+                metadata={"i": i},
+            )
+            for i in range(jobs)
+        ]
+        start = time.perf_counter()
+        response = job_service.submit(
+            session, tenant=tenant, items=items, as_group=True, catalog=get_catalog()
+        )
+        session.commit()
+        stored = time.perf_counter() - start
+        group_id = response.group_id
+        ended = 0
+        deadline = time.monotonic() + max(120.0, jobs / 50)
+        while ended < jobs and time.monotonic() < deadline:
+            time.sleep(0.02)
+            ended = (
+                session.scalar(
+                    select(func.count()).where(
+                        Job.group_id == group_id, Job.state.in_(TERMINAL_STATES)
+                    )
+                )
+                or 0
+            )
+            session.rollback()
+        elapsed = time.perf_counter() - start
+        print(f"  Thrifty: stored in {stored:.2f} s, {ended} jobs ended after {elapsed:.2f} s")
+
+        completed = (
+            session.scalar(
+                select(func.count()).where(
+                    Job.group_id == group_id, Job.state == JobState.completed
+                )
+            )
+            or 0
+        )
+        with_result = (
+            session.scalar(
+                select(func.count()).where(
+                    Job.group_id == group_id, Job.result.is_not(None), Job.cost_usd.is_not(None)
+                )
+            )
+            or 0
+        )
+        # Where the time went: when the last job was routed, claimed, sent and done.
+        marks = session.execute(
+            select(
+                func.min(Job.created_at),
+                func.max(Job.routed_at),
+                func.max(Job.submitted_at),
+                func.max(Job.completed_at),
+            ).where(Job.group_id == group_id)
+        ).one()
+        batches = session.execute(
+            select(ProviderBatch.request_count, ProviderBatch.created_at,
+                   ProviderBatch.submitted_at, ProviderBatch.completed_at)
+        ).all()  # fmt: skip
+        session.close()
+    finally:
+        sup.stop(child)
+
+    sent: Counter[str] = Counter()
+    with httpx.Client(base_url=env["THRIFTY_OPENAI_BASE_URL"] + "/", timeout=60) as http:
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": 100, **({"after": after} if after else {})}
+            response = http.get("batches", params=params, headers={"Authorization": "Bearer b"})
+            response.raise_for_status()
+            page = response.json()
+            for batch in page["data"]:
+                content = http.get(
+                    f"files/{batch['input_file_id']}/content", headers={"Authorization": "Bearer b"}
+                ).text
+                sent.update(json.loads(line)["custom_id"] for line in content.splitlines() if line)
+            if not page.get("has_more") or not page["data"]:
+                break
+            after = page["data"][-1]["id"]
+    flush = [(b.submitted_at - b.created_at).total_seconds() for b in batches if b.submitted_at]
+    created = marks[0]
+    last_claim = max((b.created_at for b in batches), default=created)
+    stages = {
+        f"last_{name}_at_s": round((mark - created).total_seconds(), 2) if mark else None
+        for name, mark in (
+            ("routed", marks[1]),
+            ("claimed", last_claim),
+            ("submitted", marks[2]),
+            ("completed", marks[3]),
+        )
+    }
+    return {
+        "jobs": jobs,
+        "completed": completed,
+        "lost": jobs - min(completed, with_result),
+        "duplicated": sum(n - 1 for n in sent.values() if n > 1),
+        "provider_requests": sum(sent.values()),
+        "batches": len(batches),
+        "mean_batch_size": round(statistics.mean(b.request_count for b in batches), 1)
+        if batches
+        else 0,
+        "flush_overhead_ms_per_batch": round(1000 * statistics.mean(flush), 1) if flush else 0,
+        "store_seconds": round(stored, 3),
+        "seconds": round(elapsed, 3),
+        "jobs_per_s": round(jobs / elapsed, 1),
+        **stages,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument(
+        "--concurrency", type=int, default=2, help="worker processes, the same for both phases"
+    )
+    args = parser.parse_args(argv)
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    pg_port, sim_port = _free_port(), _free_port()
+    redis_url = os.environ.get("THRIFTY_BENCH_REDIS_URL", "")
+    private_redis = not redis_url and shutil.which("redis-server") is not None
+    if not redis_url:
+        redis_url = (
+            f"redis://127.0.0.1:{_free_port()}/0" if private_redis else "redis://127.0.0.1:6379/13"
+        )
+    env = dict(os.environ, **_configure(pg_port, redis_url, sim_port))
+
+    from app.kit.db import get_engine
+    from app.stack.embedded import migrate
+    from app.stack.postgres import EmbeddedPostgres
+    from app.stack.processes import Supervisor, http_ok
+    from app.stack.redis import ensure_redis
+
+    sup = Supervisor(WORK / "run" / "stack.json", WORK / "logs")
+    postgres = EmbeddedPostgres(WORK / "pgdata", pg_port)
+    try:
+        print(f"starting Postgres on {pg_port}, Redis at {redis_url}, simulator on {sim_port}")
+        postgres.start()
+        postgres.ensure_database("thrifty_bench", recreate=True)
+        migrate(env["THRIFTY_DATABASE_URL"])
+        ensure_redis(redis_url, supervisor=sup, data_dir=WORK / "redis", env=env)
+        import redis
+
+        redis.Redis.from_url(redis_url).flushdb()
+        sup.start("bench-simulator",
+                  [sys.executable, "-m", "app.cli", "simulator", "--port", str(sim_port),
+                   "--validating-seconds", "0", "--processing-seconds", "0"],
+                  env=env, cwd=ROOT)  # fmt: skip
+        _wait(lambda: http_ok(f"http://127.0.0.1:{sim_port}/healthz"), timeout=30,
+              what="simulator", sup=sup)  # fmt: skip
+
+        print(f"bare Celery: {args.jobs} trivial tasks on {args.concurrency} worker processes")
+        bare = bare_celery(sup, env, jobs=args.jobs, concurrency=args.concurrency)
+        print(f"Thrifty: {args.jobs} jobs through the pipeline")
+        figures = thrifty(sup, env, jobs=args.jobs, concurrency=args.concurrency)
+    finally:
+        sup.stop_all()
+        get_engine().dispose()
+        postgres.stop()
+
+    figures["bare_celery_per_s"] = round(bare, 1)
+    figures["ratio"] = round(figures["jobs_per_s"] / bare, 2)
+    figures["concurrency"] = args.concurrency
+    for key, value in figures.items():
+        print(f"{key}={value}")
+    return 0 if figures["lost"] == 0 and figures["duplicated"] == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
