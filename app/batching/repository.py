@@ -127,6 +127,7 @@ def batch_jobs(session: Session, *, batch_id: uuid.UUID, state: JobState) -> lis
                 Job.instruction,
                 Job.system,
                 Job.max_output_tokens,
+                Job.temperature,
             )
         )
         .where(Job.provider_batch_id == batch_id, Job.state == state)

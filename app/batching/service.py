@@ -154,7 +154,10 @@ def collect(
 
 
 def _requests(jobs: list[Job]) -> list[BatchRequest]:
-    return [BatchRequest(str(job.id), build_messages(job), job.max_output_tokens) for job in jobs]
+    return [
+        BatchRequest(str(job.id), build_messages(job), job.max_output_tokens, job.temperature)
+        for job in jobs
+    ]
 
 
 def submit(session: Session, *, batch_id: uuid.UUID, provider: BatchProvider) -> bool:

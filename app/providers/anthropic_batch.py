@@ -86,6 +86,8 @@ class AnthropicBatchProvider:
         }
         if system:
             params["system"] = "\n\n".join(system)
+        if request.temperature is not None:
+            params["temperature"] = request.temperature
         return params
 
     def _entry(self, model: str, request: BatchRequest) -> dict[str, Any]:

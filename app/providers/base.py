@@ -13,6 +13,7 @@ class BatchRequest:
     custom_id: str
     messages: list[ChatMessage]
     max_tokens: int | None
+    temperature: float | None = None
 
 
 @dataclass(frozen=True)

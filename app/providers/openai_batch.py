@@ -105,6 +105,8 @@ class OpenAIBatchProvider:
         body: dict[str, Any] = {"model": model, "messages": request.messages}
         if request.max_tokens is not None:
             body["max_tokens"] = request.max_tokens
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
         record = {"custom_id": request.custom_id, "method": "POST", "url": ENDPOINT, "body": body}
         return json.dumps(record, ensure_ascii=False)
 

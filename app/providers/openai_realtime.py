@@ -47,6 +47,8 @@ class OpenAIRealtimeProvider:
         body: dict[str, Any] = {"model": model, "messages": request.messages}
         if request.max_tokens is not None:
             body["max_tokens"] = request.max_tokens
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
         try:
             data = self._http.request("POST", "chat/completions", json=body).json()
             content = data["choices"][0]["message"]["content"]
