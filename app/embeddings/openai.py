@@ -1,16 +1,20 @@
-"""An OpenAI-compatible ``POST /v1/embeddings`` client (OpenAI, vLLM, TEI, Ollama ...)."""
+"""The cache's embedder over an OpenAI-compatible ``POST /v1/embeddings`` (OpenAI, vLLM, TEI,
+Ollama ...), built on the provider adapter so it shares its retries and key redaction."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import httpx
 import numpy as np
 
 from app.embeddings.base import EmbeddingError, Vectors, normalise_rows
+from app.providers.base import ProviderError
+from app.providers.http import RetryPolicy
+from app.providers.openai_embeddings import OpenAIEmbeddings
 
 # Inputs per request: the OpenAI API takes up to 2,048; smaller requests fail faster.
 MAX_INPUTS_PER_REQUEST = 256
+# Ingest waits on this call: retry a blip once, then let the exact layer carry on without it.
+INGEST_RETRIES = RetryPolicy(max_attempts=2, initial_wait=0.2, max_wait=1.0)
 
 
 class OpenAIEmbedder:
@@ -28,12 +32,14 @@ class OpenAIEmbedder:
     ) -> None:
         self.name = f"openai:{model}"
         self.dimensions = dimensions
-        self._model = model
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(
-            base_url=base_url.rstrip("/") + "/",
-            headers=headers,
+        self._client = OpenAIEmbeddings(
+            base_url=base_url,
+            api_key=api_key or "",
+            model=model,
+            dimensions=dimensions,
+            batch_size=MAX_INPUTS_PER_REQUEST,
             timeout=timeout,
+            policy=INGEST_RETRIES,
             transport=transport,
         )
 
@@ -43,9 +49,10 @@ class OpenAIEmbedder:
     def embed(self, texts: list[str]) -> Vectors:
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
-        rows: list[list[float]] = []
-        for start in range(0, len(texts), MAX_INPUTS_PER_REQUEST):
-            rows.extend(self._request(texts[start : start + MAX_INPUTS_PER_REQUEST]))
+        try:
+            rows = self._client.embed(texts)
+        except ProviderError as exc:
+            raise EmbeddingError(f"embeddings API failed: {exc}") from exc
         vectors = np.asarray(rows, dtype=np.float32)
         if vectors.shape != (len(texts), self.dimensions):
             raise EmbeddingError(
@@ -53,24 +60,3 @@ class OpenAIEmbedder:
                 f"({len(texts)}, {self.dimensions})"
             )
         return normalise_rows(vectors)
-
-    def _request(self, texts: list[str]) -> list[list[float]]:
-        body: dict[str, Any] = {
-            "model": self._model,
-            "input": texts,
-            "dimensions": self.dimensions,
-            "encoding_format": "float",
-        }
-        try:
-            response = self._client.post("embeddings", json=body)
-        except httpx.HTTPError as exc:
-            raise EmbeddingError(f"embeddings API unreachable: {exc}") from exc
-        if response.status_code != 200:
-            raise EmbeddingError(
-                f"embeddings API answered {response.status_code}: {response.text[:300]}"
-            )
-        try:
-            data = sorted(response.json()["data"], key=lambda item: item["index"])
-            return [list(map(float, item["embedding"])) for item in data]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise EmbeddingError(f"malformed embeddings response: {exc}") from exc

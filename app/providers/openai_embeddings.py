@@ -32,7 +32,7 @@ class OpenAIEmbeddings:
     ) -> None:
         self._http = ProviderHTTP(
             base_url=base_url,
-            headers={"Authorization": f"Bearer {api_key}"},
+            headers={"Authorization": f"Bearer {api_key}"} if api_key else {},
             secret=api_key,
             timeout=timeout,
             policy=policy,
