@@ -7,7 +7,11 @@ COPY pyproject.toml README.md alembic.ini ./
 COPY app ./app
 COPY workers ./workers
 COPY migrations ./migrations
-RUN pip install .
+# The CPU build of torch first: the semantic cache's embedder needs it, and resolving it
+# through sentence-transformers from PyPI would pull the multi-GB CUDA wheels.
+RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+    && pip install .
+ENV HF_HUB_OFFLINE=1
 
 RUN useradd --create-home thrifty
 USER thrifty
