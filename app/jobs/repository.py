@@ -138,6 +138,7 @@ def cancel_unfinished(session: Session, *, group_id: uuid.UUID, now: datetime) -
         .values(
             state=JobState.cancelled,
             error="cancelled by the client",
+            cancelled_at=now,
             completed_at=now,
             updated_at=now,
         )

@@ -106,6 +106,9 @@ def test_cancelling_a_group_cancels_its_unfinished_jobs(api: TestClient, db: Ses
     db.expire_all()
     states = {str(job.id): job.state for job in db.scalars(select(Job))}
     assert [states[i] for i in ids] == [JobState.completed] * 2 + [JobState.cancelled] * 3
+    cancelled_at = {str(job.id): job.cancelled_at for job in db.scalars(select(Job))}
+    assert all(cancelled_at[i] is not None for i in ids[2:])
+    assert all(cancelled_at[i] is None for i in ids[:2])
     # Finished jobs keep their results; the group's completion is announced once.
     (delivery,) = db.scalars(select(WebhookDelivery)).all()
     assert delivery.event == "group.completed"
