@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     cache_max_entries: int = Field(default=100_000, gt=0)
     # Semantic candidates checked per lookup, and the HNSW search breadth.
     cache_candidates: int = Field(default=5, ge=1, le=50)
-    cache_ef_search: int = Field(default=240, ge=1, le=1000)
+    cache_ef_search: int = Field(default=80, ge=1, le=1000)
     # Short-prompt verifier: a model trained by `thrifty cache train` (none: the rule verifier).
     cache_verifier_path: Path | None = None
 

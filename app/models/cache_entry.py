@@ -30,7 +30,7 @@ class CacheEntry(IdMixin, CreatedAtMixin, Base):
             "ix_cache_entries_embedding",
             "embedding",
             postgresql_using="hnsw",
-            postgresql_with={"m": 16, "ef_construction": 64},
+            postgresql_with={"m": 16, "ef_construction": 200},
             postgresql_ops={"embedding": "vector_cosine_ops"},
         ),
     )

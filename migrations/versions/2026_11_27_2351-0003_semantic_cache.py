@@ -38,7 +38,7 @@ def upgrade() -> None:
         ["embedding"],
         unique=False,
         postgresql_using="hnsw",
-        postgresql_with={"m": 16, "ef_construction": 64},
+        postgresql_with={"m": 16, "ef_construction": 200},
         postgresql_ops={"embedding": "vector_cosine_ops"},
     )
     op.create_table(
@@ -90,7 +90,7 @@ def downgrade() -> None:
         "ix_cache_entries_embedding",
         table_name="cache_entries",
         postgresql_using="hnsw",
-        postgresql_with={"m": 16, "ef_construction": 64},
+        postgresql_with={"m": 16, "ef_construction": 200},
         postgresql_ops={"embedding": "vector_cosine_ops"},
     )
     op.drop_index("ix_cache_entries_tenant_scope", table_name="cache_entries")
