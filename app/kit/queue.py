@@ -7,6 +7,7 @@ anything whose message was lost.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -16,6 +17,8 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
+
+log = logging.getLogger(__name__)
 
 # Task names and the queue each runs on; the worker app registers the same names.
 INGEST = "thrifty.ingest"
@@ -85,9 +88,7 @@ def _send_outbox(session: Session) -> None:
             send_now(message.task, *message.args)
         except Exception:
             # The rows are committed; the sweeper notices them and sends the hint again.
-            import logging
-
-            logging.getLogger(__name__).warning("could not enqueue %s", message.task, exc_info=True)
+            log.warning("could not enqueue %s", message.task, exc_info=True)
 
 
 @event.listens_for(Session, "after_rollback")
