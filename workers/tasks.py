@@ -13,8 +13,12 @@ from app.jobs import service as job_service
 from app.kit import queue
 from app.kit.db import session_scope
 from app.models import BatchState
-from app.providers.base import BatchProvider, ProviderError
-from app.providers.registry import get_provider, get_realtime_provider, realtime_concurrency
+from app.providers.base import ProviderError
+from app.providers.registry import (
+    realtime_concurrency,
+    shared_provider,
+    shared_realtime_provider,
+)
 from app.routing.catalog import get_catalog
 from workers.celery_app import celery_app
 
@@ -47,22 +51,16 @@ def submit_batch(batch_id: str) -> bool:
             return False
         provider_name, mode = route
         if mode == batching_service.REALTIME:
-            realtime = get_realtime_provider(catalog, provider_name)
-            try:
-                return batching_service.run_realtime(
-                    session,
-                    batch_id=batch_uuid,
-                    provider=realtime,
-                    concurrency=realtime_concurrency(catalog, provider_name),
-                    catalog=catalog,
-                )
-            finally:
-                realtime.close()
-        provider = get_provider(catalog, provider_name)
-        try:
-            return batching_service.submit(session, batch_id=batch_uuid, provider=provider)
-        finally:
-            provider.close()
+            return batching_service.run_realtime(
+                session,
+                batch_id=batch_uuid,
+                provider=shared_realtime_provider(catalog, provider_name),
+                concurrency=realtime_concurrency(catalog, provider_name),
+                catalog=catalog,
+            )
+        return batching_service.submit(
+            session, batch_id=batch_uuid, provider=shared_provider(catalog, provider_name)
+        )
 
 
 @celery_app.task(name=queue.POLL_BATCHES)
@@ -73,31 +71,24 @@ def poll_batches() -> int:
     with session_scope() as session:
         batch_ids = batching_service.open_batches(session)
     done = 0
-    adapters: dict[str, BatchProvider] = {}  # one client per provider for the whole sweep
-    try:
-        for batch_id in batch_ids:
-            with session_scope() as session:
-                provider_name = batching_service.provider_of(session, batch_id=batch_id)
-                if provider_name is None:
-                    continue
-                if provider_name not in adapters:
-                    adapters[provider_name] = get_provider(catalog, provider_name)
-                try:
-                    state = batching_service.poll(
-                        session,
-                        batch_id=batch_id,
-                        provider=adapters[provider_name],
-                        catalog=catalog,
-                        backoff=backoff,
-                    )
-                except ProviderError:
-                    # One unreachable batch must not hold up the others; the next poll retries.
-                    log.warning("polling batch %s failed", batch_id, exc_info=True)
-                    continue
-                done += state is not None and state != BatchState.submitted
-    finally:
-        for adapter in adapters.values():
-            adapter.close()
+    for batch_id in batch_ids:
+        with session_scope() as session:
+            provider_name = batching_service.provider_of(session, batch_id=batch_id)
+            if provider_name is None:
+                continue
+            try:
+                state = batching_service.poll(
+                    session,
+                    batch_id=batch_id,
+                    provider=shared_provider(catalog, provider_name),
+                    catalog=catalog,
+                    backoff=backoff,
+                )
+            except ProviderError:
+                # One unreachable batch must not hold up the others; the next poll retries.
+                log.warning("polling batch %s failed", batch_id, exc_info=True)
+                continue
+            done += state is not None and state != BatchState.submitted
     return done
 
 

@@ -9,6 +9,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, load_only
 
+from app.kit.db import in_array
 from app.models import BatchState, Job, JobState, ProviderBatch, utcnow
 
 
@@ -99,7 +100,7 @@ def claim(
     session.flush()
     session.execute(
         update(Job)
-        .where(Job.id.in_(ids))
+        .where(in_array(Job.id, ids))
         .values(state=JobState.batched, provider_batch_id=batch.id, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
@@ -177,7 +178,7 @@ def release(session: Session, *, job_ids: Sequence[uuid.UUID]) -> None:
     """Send claimed, unsent jobs back to their window."""
     session.execute(
         update(Job)
-        .where(Job.id.in_(job_ids), Job.state == JobState.batched)
+        .where(in_array(Job.id, job_ids), Job.state == JobState.batched)
         .values(state=JobState.waiting, provider_batch_id=None, updated_at=utcnow())
     )
 

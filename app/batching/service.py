@@ -20,7 +20,7 @@ from app.accounting import service as accounting_service
 from app.batching import repository
 from app.cache import service as cache_service
 from app.delivery import service as delivery_service
-from app.jobs.prompts import build_messages
+from app.jobs.prompts import Request, build_messages
 from app.kit import queue
 from app.models import BatchState, Job, JobState, ProviderBatch, utcnow
 from app.providers.base import (
@@ -54,7 +54,7 @@ class WindowSettings:
     max_wait_seconds: float
 
 
-def estimate_bytes(job: Job) -> int:
+def estimate_bytes(job: Request) -> int:
     """An upper bound of the bytes ``job``'s request adds to a batch file."""
     body = json.dumps(build_messages(job), ensure_ascii=False)
     return len(body.encode()) + LINE_OVERHEAD_BYTES

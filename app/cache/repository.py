@@ -8,6 +8,7 @@ from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from app.kit.db import in_array
 from app.models import CacheEntry, CacheSettings, Job, JobEmbedding
 
 
@@ -105,19 +106,19 @@ def job_embeddings(
     query = (
         select(JobEmbedding, Job)
         .join(Job, Job.id == JobEmbedding.job_id)
-        .where(JobEmbedding.job_id.in_(job_ids))
+        .where(in_array(JobEmbedding.job_id, job_ids))
     )
     return {emb.job_id: (emb, job) for emb, job in session.execute(query).all()}
 
 
 def job_cache_modes(session: Session, *, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
-    query = select(Job.id, Job.cache_mode).where(Job.id.in_(job_ids))
+    query = select(Job.id, Job.cache_mode).where(in_array(Job.id, job_ids))
     return {job_id: mode for job_id, mode in session.execute(query).all()}
 
 
 def delete_job_embeddings(session: Session, *, job_ids: list[uuid.UUID]) -> None:
     if job_ids:
-        session.execute(delete(JobEmbedding).where(JobEmbedding.job_id.in_(job_ids)))
+        session.execute(delete(JobEmbedding).where(in_array(JobEmbedding.job_id, job_ids)))
 
 
 def get_settings(session: Session, *, tenant_id: uuid.UUID) -> CacheSettings | None:

@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -24,9 +24,9 @@ from sqlalchemy.orm import Session
 from app.cache import repository, verify
 from app.config import get_settings
 from app.embeddings.base import Embedder, EmbeddingError
-from app.jobs.prompts import instruction_text, user_content
+from app.jobs.prompts import CacheableRequest, Request, instruction_text, user_content
 from app.kit.text import normalise
-from app.models import CacheEntry, CacheSettings, Job, utcnow
+from app.models import CacheEntry, CacheSettings, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class CacheWrite:
     output_tokens: int
 
 
-def cache_key(job: Job, *, tier: str) -> str:
+def cache_key(job: Request, *, tier: str) -> str:
     """Key for ``job`` routed to a model of ``tier`` (the tenant is a column beside it)."""
     scope: dict[str, object] = {
         "tier": tier,
@@ -58,11 +58,11 @@ def cache_key(job: Job, *, tier: str) -> str:
     return hashlib.sha256(json.dumps(scope, sort_keys=True).encode()).hexdigest()
 
 
-def kind_of(job: Job) -> str:
+def kind_of(job: Request) -> str:
     return DOCUMENT if job.document is not None else PROMPT
 
 
-def scope_key(job: Job, *, tier: str) -> str:
+def scope_key(job: Request, *, tier: str) -> str:
     """The scope without the request text: semantic lookups compare only within one scope."""
     scope: dict[str, object] = {
         "kind": kind_of(job),
@@ -77,12 +77,12 @@ def scope_key(job: Job, *, tier: str) -> str:
     return hashlib.sha256(json.dumps(scope, sort_keys=True).encode()).hexdigest()
 
 
-def request_text(job: Job) -> str:
+def request_text(job: Request) -> str:
     """What is embedded and verified: the document (its instruction is in the scope) or prompt."""
     return normalise(job.document if job.document is not None else (job.prompt or ""))
 
 
-def semantic_allowed(job: Job) -> bool:
+def semantic_allowed(job: CacheableRequest) -> bool:
     """Sampling (temperature > 0) asks for variety: no semantic reuse unless opted in."""
     if job.cache_mode != "default" or job.semantic_cache is False:
         return False
@@ -235,37 +235,45 @@ class Hit:
 
 @dataclass
 class _Pending:
-    job: Job
+    job: CacheableRequest
     scope: str
     kind: str
     text: str
     embedding: list[float] | None = field(default=None)
 
 
+@dataclass(frozen=True)
+class Lookup:
+    """What the cache said about a list of jobs: hits, and the key each job's answer is
+    written under (none for ``bypass``)."""
+
+    hits: dict[uuid.UUID, Hit]
+    keys: dict[uuid.UUID, str]
+
+
 def lookup_jobs(
     session: Session,
     *,
-    jobs: list[Job],
+    jobs: Sequence[CacheableRequest],
     tiers: dict[uuid.UUID, str],
     embedder: Callable[[], Embedder],
-) -> dict[uuid.UUID, Hit]:
+) -> Lookup:
     """Answer routed jobs from the cache: exact match first, then semantic plus verification.
 
-    ``cache_key`` is set on every job whose answer may be written back (not ``bypass``). The
-    embeddings of jobs that miss are computed in one call for the whole list and saved, so the
-    poller writes the same vector with the answer.
+    Every job that is not ``bypass`` gets a cache key, under which the poller writes its
+    answer. The embeddings of jobs that miss are computed in one call for the whole list and
+    saved, so the poller writes the same vector with the answer.
     """
     now = utcnow()
     hits: dict[uuid.UUID, Hit] = {}
+    keys: dict[uuid.UUID, str] = {}
     pending: list[_Pending] = []
     policies: dict[uuid.UUID, Policy] = {}
-    by_tenant: dict[uuid.UUID, list[Job]] = {}
+    by_tenant: dict[uuid.UUID, list[CacheableRequest]] = {}
     for job in jobs:
         if job.cache_mode == "bypass":
-            job.cache_key = None
             continue
-        tier = tiers[job.id]
-        job.cache_key = cache_key(job, tier=tier)
+        keys[job.id] = cache_key(job, tier=tiers[job.id])
         by_tenant.setdefault(job.tenant_id, []).append(job)
 
     for tenant_id, tenant_jobs in by_tenant.items():
@@ -274,12 +282,12 @@ def lookup_jobs(
         found = lookup_many(
             session,
             tenant_id=tenant_id,
-            keys=[j.cache_key for j in readable if j.cache_key],
+            keys=[keys[j.id] for j in readable],
             since=rules.since(now),
             now=now,
         )
         for job in tenant_jobs:
-            entry = found.get(job.cache_key or "") if job.cache_mode == "default" else None
+            entry = found.get(keys[job.id]) if job.cache_mode == "default" else None
             if entry is not None:
                 hits[job.id] = Hit(entry, 1.0, semantic=False)
             elif rules.semantic_enabled:  # a vector is useless to a tenant without the layer
@@ -290,7 +298,7 @@ def lookup_jobs(
                 )
 
     if not pending:
-        return hits
+        return Lookup(hits, keys)
     try:
         vectors = embedder().embed([p.text for p in pending])
     except EmbeddingError:
@@ -299,7 +307,7 @@ def lookup_jobs(
         log.warning(
             "embedding %d requests failed; semantic cache skipped", len(pending), exc_info=True
         )
-        return hits
+        return Lookup(hits, keys)
     for item, vector in zip(pending, vectors, strict=True):
         item.embedding = [float(x) for x in vector]
     repository.save_job_embeddings(
@@ -334,7 +342,7 @@ def lookup_jobs(
             hits[item.job.id] = Hit(best[0].entry, best[0].similarity, semantic=True)
             hit_entries.append(best[0].entry.id)
     repository.count_hits(session, entry_ids=hit_entries, now=now)
-    return hits
+    return Lookup(hits, keys)
 
 
 def lookup_many(

@@ -12,6 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from app.kit.db import in_array
 from app.models import (
     TERMINAL_STATES,
     DeliveryState,
@@ -80,8 +81,8 @@ def anyone_listening(session: Session, *, job_ids: Sequence[uuid.UUID]) -> bool:
 
     One cheap query, so finishing jobs nobody subscribed to costs no row loads.
     """
-    own_url = select(Job.id).where(Job.id.in_(job_ids), Job.webhook_url.is_not(None)).exists()
-    tenants = select(Job.tenant_id).where(Job.id.in_(job_ids)).distinct()
+    own_url = select(Job.id).where(in_array(Job.id, job_ids), Job.webhook_url.is_not(None)).exists()
+    tenants = select(Job.tenant_id).where(in_array(Job.id, job_ids)).distinct()
     endpoint = (
         select(WebhookEndpoint.id)
         .where(WebhookEndpoint.tenant_id.in_(tenants), WebhookEndpoint.disabled_at.is_(None))
@@ -94,7 +95,7 @@ def finished_jobs(session: Session, *, ids: Sequence[uuid.UUID]) -> list[Job]:
     """The jobs among ``ids`` that are completed or failed, freshly read from the database."""
     query = (
         select(Job)
-        .where(Job.id.in_(ids), Job.state.in_(TERMINAL_STATES))
+        .where(in_array(Job.id, ids), Job.state.in_(TERMINAL_STATES))
         .order_by(Job.id)
         # Results may have been written with a bulk UPDATE: refresh any stale loaded copy.
         .execution_options(populate_existing=True)

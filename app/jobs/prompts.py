@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TypedDict
-
-from app.models import Job
+import uuid
+from typing import Protocol, TypedDict
 
 # Named instructions a client can pass as `instruction`; anything else is used verbatim.
 INSTRUCTION_TEMPLATES: dict[str, str] = {
@@ -23,17 +22,47 @@ class ChatMessage(TypedDict):
     content: str
 
 
+class Request(Protocol):
+    """What a request to a model is made of: a job row, or a lighter copy of its inputs."""
+
+    @property
+    def prompt(self) -> str | None: ...
+    @property
+    def document(self) -> str | None: ...
+    @property
+    def instruction(self) -> str | None: ...
+    @property
+    def system(self) -> str | None: ...
+    @property
+    def max_output_tokens(self) -> int | None: ...
+    @property
+    def temperature(self) -> float | None: ...
+
+
+class CacheableRequest(Request, Protocol):
+    """A request with what the cache needs to look it up: its tenant and cache controls."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def tenant_id(self) -> uuid.UUID: ...
+    @property
+    def cache_mode(self) -> str: ...
+    @property
+    def semantic_cache(self) -> bool | None: ...
+
+
 def instruction_text(instruction: str) -> str:
     return INSTRUCTION_TEMPLATES.get(instruction.strip().lower(), instruction)
 
 
-def user_content(job: Job) -> str:
+def user_content(job: Request) -> str:
     if job.document is not None:
         return f"{instruction_text(job.instruction or DEFAULT_INSTRUCTION)}\n\n{job.document}"
     return job.prompt or ""
 
 
-def build_messages(job: Job) -> list[ChatMessage]:
+def build_messages(job: Request) -> list[ChatMessage]:
     """The chat messages sent to the provider for ``job``."""
     messages: list[ChatMessage] = []
     if job.system:

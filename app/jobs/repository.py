@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
@@ -10,6 +11,7 @@ from typing import Any, cast
 from sqlalchemy import Table, func, select, update
 from sqlalchemy.orm import Session
 
+from app.kit.db import in_array, update_by_id
 from app.models import TERMINAL_STATES, Job, JobGroup, JobState
 
 # Rows per INSERT statement.
@@ -82,15 +84,48 @@ def get(session: Session, *, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job | N
     return session.scalars(query).one_or_none()
 
 
-def lock_in_state(session: Session, *, ids: Sequence[uuid.UUID], state: JobState) -> list[Job]:
-    """Lock the jobs among ``ids`` still in ``state``; rows another worker holds are skipped."""
+@dataclass(frozen=True)
+class QueuedJob:
+    """A queued job's inputs: what ingest reads to look it up in the cache and route it."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    prompt: str | None
+    document: str | None
+    instruction: str | None
+    system: str | None
+    max_output_tokens: int | None
+    temperature: float | None
+    model_hint: str | None
+    tier_hint: str | None
+    cache_mode: str
+    semantic_cache: bool | None
+    requested_mode: str
+    deadline: datetime | None
+
+
+_QUEUED_COLUMNS = tuple(getattr(Job, f.name) for f in fields(QueuedJob))
+
+
+def lock_queued(session: Session, *, ids: Sequence[uuid.UUID]) -> list[QueuedJob]:
+    """Lock the jobs among ``ids`` that are still queued; rows another worker holds are skipped.
+
+    The state is checked here, not in SQL: a state condition invites the planner to scan every
+    queued job through a state index (after a large submission its statistics are stale)
+    instead of looking the ids up by primary key.
+    """
     query = (
-        select(Job)
-        .where(Job.id.in_(ids), Job.state == state)
+        select(Job.state, *_QUEUED_COLUMNS)
+        .where(in_array(Job.id, ids))
         .order_by(Job.id)
         .with_for_update(skip_locked=True)
     )
-    return list(session.scalars(query))
+    return [QueuedJob(*row[1:]) for row in session.execute(query) if row[0] == JobState.queued]
+
+
+def write_outcomes(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Store what ingest decided for jobs it holds locked (same keys in every row)."""
+    update_by_id(session, cast(Table, Job.__table__), rows)
 
 
 def get_group(session: Session, *, tenant_id: uuid.UUID, group_id: uuid.UUID) -> JobGroup | None:

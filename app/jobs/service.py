@@ -292,28 +292,33 @@ def ingest(
     """Answer queued jobs from the cache or route them into a window. Returns jobs handled.
 
     Only jobs still ``queued`` are touched, under row locks, so a repeated or concurrent
-    message does nothing twice.
+    message does nothing twice. The outcome is written with one statement per kind
+    (waiting, answered from the cache, failed), not one per job.
     """
-    jobs = repository.lock_in_state(session, ids=job_ids, state=JobState.queued)
+    jobs = repository.lock_queued(session, ids=job_ids)
     if not jobs:
         return 0
     now = utcnow()
-    routed: list[Job] = []
+    routed: dict[uuid.UUID, dict[str, Any]] = {}
+    failed: list[dict[str, Any]] = []
     tiers: dict[uuid.UUID, str] = {}
     for job in jobs:
         text = user_content(job)
-        job.estimated_tokens = estimate_tokens(text) + estimate_tokens(job.system or "")
+        tokens = estimate_tokens(text) + estimate_tokens(job.system or "")
         try:
             route = routing_service.route(
                 catalog,
                 text=text,
-                tokens=job.estimated_tokens,
+                tokens=tokens,
                 instruction=job.instruction,
                 model_hint=job.model_hint,
                 tier_hint=job.tier_hint,
             )
         except routing_service.NoRoute as exc:
-            job.state, job.error, job.completed_at = JobState.failed, str(exc), now
+            failed.append(
+                {"id": job.id, "state": JobState.failed, "error": str(exc),
+                 "estimated_tokens": tokens, "completed_at": now, "updated_at": now}
+            )  # fmt: skip
             continue
         mode, why = routing_service.choose_mode(
             catalog,
@@ -322,43 +327,58 @@ def ingest(
             deadline=job.deadline,
             now=now,
         )
-        job.provider, job.model, job.mode, job.route_reason = (
-            route.provider,
-            route.model,
-            mode,
-            f"{route.reason}; {mode} mode ({why})",
-        )
-        job.estimated_bytes = batching_service.estimate_bytes(job)
         tiers[job.id] = catalog.model(route.model).tier
-        job.routed_at = now
-        routed.append(job)
+        routed[job.id] = {
+            "id": job.id,
+            "state": JobState.waiting,
+            "provider": route.provider,
+            "model": route.model,
+            "mode": mode,
+            "route_reason": f"{route.reason}; {mode} mode ({why})",
+            "estimated_tokens": tokens,
+            "estimated_bytes": batching_service.estimate_bytes(job),
+            "cache_key": None,
+            "routed_at": now,
+            "updated_at": now,
+        }
 
     # Exact, then semantic (one embedding call for the whole chunk), then verification.
-    hits = cache_service.lookup_jobs(
-        session, jobs=routed, tiers=tiers, embedder=embedder or embedding_service.get_embedder
+    lookup = cache_service.lookup_jobs(
+        session,
+        jobs=[job for job in jobs if job.id in routed],
+        tiers=tiers,
+        embedder=embedder or embedding_service.get_embedder,
     )
-    for job in routed:
-        hit = hits.get(job.id)
+    waiting: list[dict[str, Any]] = []
+    answered: list[dict[str, Any]] = []
+    for job_id, row in routed.items():
+        row["cache_key"] = lookup.keys.get(job_id)
+        hit = lookup.hits.get(job_id)
         if hit is None:
-            job.state = JobState.waiting
+            waiting.append(row)
             continue
         entry = hit.entry
-        job.state = JobState.completed
-        job.cache_hit = True
-        job.cached_from_job_id = entry.source_job_id
-        job.cache_similarity = round(hit.similarity, 4)
-        job.result = entry.result
-        job.model = entry.model
-        job.input_tokens, job.output_tokens = entry.input_tokens, entry.output_tokens
-        job.cost_usd = Decimal(0)
-        job.naive_cost_usd = accounting_service.naive_price(
-            catalog, input_tokens=entry.input_tokens, output_tokens=entry.output_tokens
+        answered.append(
+            row
+            | {
+                "state": JobState.completed,
+                "model": entry.model,
+                "cache_hit": True,
+                "cached_from_job_id": entry.source_job_id,
+                "cache_similarity": round(hit.similarity, 4),
+                "result": entry.result,
+                "input_tokens": entry.input_tokens,
+                "output_tokens": entry.output_tokens,
+                "cost_usd": Decimal(0),
+                "naive_cost_usd": accounting_service.naive_price(
+                    catalog, input_tokens=entry.input_tokens, output_tokens=entry.output_tokens
+                ),
+                "completed_at": now,
+            }
         )
-        job.completed_at = now
-    session.flush()
-    if any(job.state == JobState.waiting for job in jobs):
+    for rows in (waiting, answered, failed):
+        repository.write_outcomes(session, rows)
+    if waiting:
         queue.enqueue(session, queue.COLLECT)
-    delivery_service.on_jobs_finished(
-        session, job_ids=[job.id for job in jobs if job.state in TERMINAL_STATES]
-    )
+    delivery_service.on_jobs_finished(session, job_ids=[row["id"] for row in (*answered, *failed)])
     return len(jobs)

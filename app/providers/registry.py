@@ -6,6 +6,8 @@ The base URL comes from the provider's ``base_url_env`` variable when set, else 
 
 from __future__ import annotations
 
+import os
+
 from app.providers.anthropic_batch import LIMITS as ANTHROPIC_LIMITS
 from app.providers.anthropic_batch import AnthropicBatchProvider
 from app.providers.base import BatchProvider, ProviderLimits, RealtimeProvider
@@ -51,6 +53,34 @@ def get_provider(catalog: Catalog, name: str) -> BatchProvider:
             policy=_policy(config),
         )
     raise ValueError(f"provider {name} ({config.kind}) has no batch API")
+
+
+# Long-lived adapters per (process, catalog, provider): a client built before a fork must not
+# be used by the children, and a reloaded catalog gets new ones.
+_BATCH: dict[tuple[int, int, str], tuple[Catalog, BatchProvider]] = {}
+_REALTIME: dict[tuple[int, int, str], tuple[Catalog, RealtimeProvider]] = {}
+
+
+def shared_provider(catalog: Catalog, name: str) -> BatchProvider:
+    """This process's long-lived batch adapter for ``name``; callers must not close it.
+
+    Building an adapter costs tens of milliseconds (its TLS context and connection pool), more
+    than submitting or polling a batch against a fast provider, so workers reuse one.
+    """
+    key = (os.getpid(), id(catalog), name)
+    cached = _BATCH.get(key)
+    if cached is None or cached[0] is not catalog:
+        cached = _BATCH[key] = (catalog, get_provider(catalog, name))
+    return cached[1]
+
+
+def shared_realtime_provider(catalog: Catalog, name: str) -> RealtimeProvider:
+    """This process's long-lived realtime adapter for ``name``; callers must not close it."""
+    key = (os.getpid(), id(catalog), name)
+    cached = _REALTIME.get(key)
+    if cached is None or cached[0] is not catalog:
+        cached = _REALTIME[key] = (catalog, get_realtime_provider(catalog, name))
+    return cached[1]
 
 
 def get_realtime_provider(catalog: Catalog, name: str) -> RealtimeProvider:
