@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+from typing import Any
+
 from celery import Celery
+from celery.signals import worker_process_init
 
 from app.config import get_settings
 from app.kit import queue
@@ -47,3 +51,10 @@ celery_app.conf.broker_transport_options = {
 }
 
 app = celery_app
+
+
+@worker_process_init.connect
+def _freeze_startup_objects(**_: Any) -> None:
+    # Everything imported before the fork lives as long as the process: keep it out of the
+    # cyclic collector, whose full passes otherwise rescan it all in the middle of tasks.
+    gc.freeze()

@@ -9,7 +9,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, load_only
 
-from app.kit.db import in_array
+from app.kit.db import in_array, update_by_id
 from app.models import BatchState, Job, JobState, ProviderBatch, utcnow
 
 
@@ -213,36 +213,17 @@ def apply_results(
     One ``UPDATE ... FROM unnest(arrays)`` for the whole batch: a thousand results cost one
     round trip and one statement, not a thousand.
     """
-    if not rows:
-        return
-    columns = [
-        ("job_id", "uuid"),
-        ("new_state", "job_state"),
-        ("result", "text"),
-        ("error", "text"),
-        ("input_tokens", "integer"),
-        ("output_tokens", "integer"),
-        ("cost_usd", "numeric"),
-        ("naive_cost_usd", "numeric"),
-        ("completed_at", "timestamptz"),
+    columns = ("result", "error", "input_tokens", "output_tokens", "cost_usd", "naive_cost_usd",
+               "completed_at")  # fmt: skip
+    values = [
+        {"id": row["job_id"], "state": row["new_state"], "updated_at": row["completed_at"]}
+        | {name: row[name] for name in columns}
+        for row in rows
     ]
-    arrays = tuple(
-        [row[key].value if key == "new_state" else row[key] for row in rows] for key, _ in columns
+    # The guard is fixed text: the state is one of our enum's values.
+    update_by_id(
+        session, cast(Table, Job.__table__), values, guard=f"jobs.state = '{from_state.value}'"
     )
-    unnest = ", ".join(
-        f"%s::text[]::{kind}[]" if kind == "job_state" else f"%s::{kind}[]" for _, kind in columns
-    )
-    names = ", ".join(key for key, _ in columns)
-    # Fixed text (our column names and types); every value is a parameter.
-    sql = (
-        "UPDATE jobs SET state = v.new_state, result = v.result, error = v.error, "  # noqa: S608
-        "input_tokens = v.input_tokens, output_tokens = v.output_tokens, cost_usd = v.cost_usd, "
-        "naive_cost_usd = v.naive_cost_usd, completed_at = v.completed_at, "
-        "updated_at = v.completed_at "
-        f"FROM unnest({unnest}) AS v({names}) "
-        "WHERE jobs.id = v.job_id AND jobs.state = %s::job_state"
-    )
-    session.connection().exec_driver_sql(sql, (*arrays, from_state.value))
 
 
 def requeue(session: Session, rows: Sequence[dict[str, Any]], *, from_state: JobState) -> None:

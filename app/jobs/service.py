@@ -112,18 +112,24 @@ def submit(
     new_by_key = {r["idempotency_key"]: r["id"] for r in rows if r["id"] in inserted}
     new_unkeyed = iter(r["id"] for r in rows if r["id"] in inserted and not r["idempotency_key"])
 
+    # Built without validation: every value comes from rows just stored (10,000 validations
+    # cost a tenth of a second).
     submitted: list[SubmittedJob] = []
     for item in items:
         key = item.idempotency_key
         if key is not None and key in earlier and key not in new_by_key:
             job_id, state, _ = earlier[key]
             submitted.append(
-                SubmittedJob(id=job_id, state=state, idempotency_key=key, existing=True)
+                SubmittedJob.model_construct(
+                    id=job_id, state=state, idempotency_key=key, existing=True
+                )
             )
         else:
             job_id = new_by_key[key] if key is not None else next(new_unkeyed)
             submitted.append(
-                SubmittedJob(id=job_id, state=JobState.queued, idempotency_key=key, existing=False)
+                SubmittedJob.model_construct(
+                    id=job_id, state=JobState.queued, idempotency_key=key, existing=False
+                )
             )
 
     new_ids = [str(row["id"]) for row in rows if row["id"] in inserted]

@@ -7,8 +7,10 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
+import psycopg
+from psycopg.types.json import Jsonb
 from sqlalchemy import ColumnElement, Engine, Enum, Table, any_, bindparam, create_engine
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import QueryableAttribute, Session, sessionmaker
 
 from app.config import get_settings
@@ -48,6 +50,43 @@ def in_array(column: QueryableAttribute[Any], values: Collection[Any]) -> Column
     return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
 
 
+def column_arrays(
+    session: Session, table: Table, names: Sequence[str], rows: Sequence[Mapping[str, Any]]
+) -> tuple[list[str], list[list[Any]]]:
+    """One typed array parameter per column of ``rows``, for ``unnest(...)`` statements:
+    the placeholders (``%b::type[]``, binary) and the arrays. Enums travel as their values, JSON as
+    ``Jsonb``."""
+    dialect = session.get_bind().dialect
+    placeholders: list[str] = []
+    arrays: list[list[Any]] = []
+    for name in names:
+        column_type = table.c[name].type
+        values = [row[name] for row in rows]
+        if isinstance(column_type, Enum):
+            values = [getattr(value, "value", value) for value in values]
+            placeholders.append(f"%b::text[]::{column_type.name}[]")
+        elif isinstance(column_type, JSONB):
+            values = [None if value is None else Jsonb(value) for value in values]
+            placeholders.append("%b::jsonb[]")
+        else:
+            placeholders.append(f"%b::{column_type.compile(dialect=dialect)}[]")
+        arrays.append(values)
+    return placeholders, arrays
+
+
+def execute_binary(session: Session, sql: str, params: Sequence[Any]) -> psycopg.Cursor[Any]:
+    """Run ``sql`` on the session's connection with parameters in binary form.
+
+    For array parameters this matters: the text form quotes and escapes every element in
+    Python, which costs more than Postgres spends on the statement.
+    """
+    connection = session.connection().connection.driver_connection
+    assert isinstance(connection, psycopg.Connection)
+    cursor = connection.cursor()
+    cursor.execute(sql, params, binary=True)
+    return cursor
+
+
 def update_by_id(
     session: Session, table: Table, rows: Sequence[Mapping[str, Any]], *, guard: str = ""
 ) -> int:
@@ -61,24 +100,13 @@ def update_by_id(
     if not rows:
         return 0
     names = [name for name in rows[0] if name != "id"]
-    dialect = session.get_bind().dialect
-    arrays: list[list[Any]] = [[row["id"] for row in rows]]
-    unnest = ["%s::uuid[]"]
-    for name in names:
-        column_type = table.c[name].type
-        values = [row[name] for row in rows]
-        if isinstance(column_type, Enum):
-            values = [getattr(value, "value", value) for value in values]
-            unnest.append(f"%s::text[]::{column_type.name}[]")
-        else:
-            unnest.append(f"%s::{column_type.compile(dialect=dialect)}[]")
-        arrays.append(values)
+    placeholders, arrays = column_arrays(session, table, names, rows)
     assignments = ", ".join(f'"{name}" = v."{name}"' for name in names)
     aliases = ", ".join(['"id"', *(f'"{name}"' for name in names)])
     # Identifiers are the table's own column names (table.c above); every value is a parameter.
     sql = (
         f'UPDATE "{table.name}" SET {assignments} '  # noqa: S608
-        f"FROM unnest({', '.join(unnest)}) AS v({aliases}) "
+        f"FROM unnest(%b::uuid[], {', '.join(placeholders)}) AS v({aliases}) "
         f'WHERE "{table.name}".id = v.id{f" AND {guard}" if guard else ""}'
     )
-    return session.connection().exec_driver_sql(sql, tuple(arrays)).rowcount
+    return execute_binary(session, sql, [[row["id"] for row in rows], *arrays]).rowcount

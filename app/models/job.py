@@ -38,14 +38,36 @@ class Job(IdMixin, CreatedAtMixin, Base):
             unique=True,
             postgresql_where=text("idempotency_key IS NOT NULL"),
         ),
-        # The collector scans waiting jobs per window; the sweeper scans by state and age.
-        Index("ix_jobs_window", "state", "provider", "model", "routed_at"),
-        Index("ix_jobs_state_updated_at", "state", "updated_at"),
+        # Partial: each state change writes an entry in every index whose predicate the new
+        # row version matches, so an index only holds the versions someone looks up.
+        # The collector scans waiting jobs per window, in claiming order.
+        Index(
+            "ix_jobs_window",
+            "provider",
+            "model",
+            "mode",
+            "priority",
+            "routed_at",
+            postgresql_where=text("state = 'waiting'"),
+        ),
+        # The sweeper scans jobs that have not ended, by state and age.
+        Index(
+            "ix_jobs_open_state_updated_at",
+            "state",
+            "updated_at",
+            postgresql_where=text("state IN ('queued', 'waiting', 'batched', 'submitted')"),
+        ),
+        Index("ix_jobs_group_id", "group_id", postgresql_where=text("group_id IS NOT NULL")),
+        Index(
+            "ix_jobs_provider_batch_id",
+            "provider_batch_id",
+            postgresql_where=text("provider_batch_id IS NOT NULL"),
+        ),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     group_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("job_groups.id", ondelete="CASCADE"), index=True
+        ForeignKey("job_groups.id", ondelete="CASCADE")
     )
     state: Mapped[JobState] = mapped_column(
         Enum(JobState, name="job_state", values_callable=lambda e: [m.value for m in e]),
@@ -86,7 +108,7 @@ class Job(IdMixin, CreatedAtMixin, Base):
     cache_key: Mapped[str | None] = mapped_column(String(64))
 
     provider_batch_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("provider_batches.id", ondelete="SET NULL"), index=True
+        ForeignKey("provider_batches.id", ondelete="SET NULL")
     )
 
     # Set when the job ends.
