@@ -44,8 +44,8 @@ def collect() -> int:
 )
 def submit_batch(batch_id: str) -> bool:
     catalog = get_catalog()
+    batch_uuid = uuid.UUID(batch_id)
     with session_scope() as session:
-        batch_uuid = uuid.UUID(batch_id)
         route = batching_service.route_of(session, batch_id=batch_uuid)
         if route is None:
             return False
@@ -58,8 +58,18 @@ def submit_batch(batch_id: str) -> bool:
                 concurrency=realtime_concurrency(catalog, provider_name),
                 catalog=catalog,
             )
+    # Committed before the provider is called: a later attempt knows this one may have
+    # reached the provider.
+    with session_scope() as session:
+        attempt = batching_service.record_attempt(session, batch_id=batch_uuid)
+    if attempt is None:
+        return False
+    with session_scope() as session:
         return batching_service.submit(
-            session, batch_id=batch_uuid, provider=shared_provider(catalog, provider_name)
+            session,
+            batch_id=batch_uuid,
+            provider=shared_provider(catalog, provider_name),
+            attempt=attempt,
         )
 
 

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, func, or_, select, update
-from sqlalchemy.orm import Session, load_only
+from sqlalchemy.orm import Session
 
 from app.kit.db import in_array, update_by_id
 from app.models import BatchState, Job, JobState, ProviderBatch, utcnow
@@ -116,25 +116,41 @@ def lock_batch(session: Session, *, batch_id: uuid.UUID, state: BatchState) -> P
     return session.scalars(query).one_or_none()
 
 
-def batch_jobs(session: Session, *, batch_id: uuid.UUID, state: JobState) -> list[Job]:
-    """A batch's jobs in ``state``, with only what building their requests needs loaded."""
+@dataclass(frozen=True)
+class BatchJob:
+    """What building a job's provider request needs (``app.jobs.prompts.Request``)."""
+
+    id: uuid.UUID
+    prompt: str | None
+    document: str | None
+    instruction: str | None
+    system: str | None
+    max_output_tokens: int | None
+    temperature: float | None
+
+
+_BATCH_JOB_COLUMNS = tuple(getattr(Job, f.name) for f in fields(BatchJob))
+
+
+def batch_jobs(session: Session, *, batch_id: uuid.UUID, state: JobState) -> list[BatchJob]:
+    """A batch's jobs in ``state``, in id order, with what building their requests needs."""
     query = (
-        select(Job)
-        .options(
-            load_only(
-                Job.id,
-                Job.prompt,
-                Job.document,
-                Job.instruction,
-                Job.system,
-                Job.max_output_tokens,
-                Job.temperature,
-            )
-        )
+        select(*_BATCH_JOB_COLUMNS)
         .where(Job.provider_batch_id == batch_id, Job.state == state)
         .order_by(Job.id)
     )
-    return list(session.scalars(query))
+    return [BatchJob(*row) for row in session.execute(query)]
+
+
+def record_attempt(session: Session, *, batch_id: uuid.UUID) -> int | None:
+    """Count one more submission attempt of a pending batch; None if it is not pending."""
+    statement = (
+        update(ProviderBatch)
+        .where(ProviderBatch.id == batch_id, ProviderBatch.state == BatchState.pending)
+        .values(submit_attempts=ProviderBatch.submit_attempts + 1)
+        .returning(ProviderBatch.submit_attempts)
+    )
+    return session.scalar(statement)
 
 
 @dataclass(frozen=True)
@@ -147,12 +163,19 @@ class Member:
     mode: str | None
     attempts: int
     cache_key: str | None
+    has_webhook_url: bool
 
 
 def batch_members(session: Session, *, batch_id: uuid.UUID, state: JobState) -> list[Member]:
-    query = select(Job.id, Job.tenant_id, Job.model, Job.mode, Job.attempts, Job.cache_key).where(
-        Job.provider_batch_id == batch_id, Job.state == state
-    )
+    query = select(
+        Job.id,
+        Job.tenant_id,
+        Job.model,
+        Job.mode,
+        Job.attempts,
+        Job.cache_key,
+        Job.webhook_url.is_not(None),
+    ).where(Job.provider_batch_id == batch_id, Job.state == state)
     return [Member(*row) for row in session.execute(query)]
 
 

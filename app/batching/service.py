@@ -153,19 +153,29 @@ def collect(
     return created
 
 
-def _requests(jobs: list[Job]) -> list[BatchRequest]:
+def _requests(jobs: list[repository.BatchJob]) -> list[BatchRequest]:
     return [
         BatchRequest(str(job.id), build_messages(job), job.max_output_tokens, job.temperature)
         for job in jobs
     ]
 
 
-def submit(session: Session, *, batch_id: uuid.UUID, provider: BatchProvider) -> bool:
+def record_attempt(session: Session, *, batch_id: uuid.UUID) -> int | None:
+    """Count a submission attempt of a pending batch (commit it before ``submit``); returns
+    which attempt this is, or None when the batch is no longer pending."""
+    return repository.record_attempt(session, batch_id=batch_id)
+
+
+def submit(
+    session: Session, *, batch_id: uuid.UUID, provider: BatchProvider, attempt: int | None = None
+) -> bool:
     """Send a pending batch to its provider. Returns False when there was nothing to do.
 
     The batch row is locked for the duration, so only one worker submits it. A batch the
-    provider already holds (a worker killed after the provider accepted it) is adopted, not
-    resent. Jobs that do not fit the provider's limits go back to their window.
+    provider may already hold (a worker killed after the provider accepted it) is looked up
+    and adopted, not resent; only the first recorded ``attempt`` can skip that lookup, since
+    no earlier one can have reached the provider. Jobs that do not fit the provider's limits
+    go back to their window.
     """
     batch = repository.lock_batch(session, batch_id=batch_id, state=BatchState.pending)
     if batch is None:
@@ -176,7 +186,7 @@ def submit(session: Session, *, batch_id: uuid.UUID, provider: BatchProvider) ->
         return True
     now = utcnow()
     try:
-        handle = provider.find_batch(reference=str(batch.id))
+        handle = None if attempt == 1 else provider.find_batch(reference=str(batch.id))
         if handle is None:
             chunks = split_requests(provider, model=batch.model, requests=_requests(jobs))
             if len(chunks) > 1:
@@ -445,7 +455,12 @@ def _apply(
     cache_service.store_many(session, writes)
     if retries:
         queue.enqueue(session, queue.COLLECT)
-    delivery_service.on_jobs_finished(session, job_ids=[row["job_id"] for row in rows])
+    finished = {row["job_id"] for row in rows}
+    listeners = delivery_service.Listeners(
+        tenant_ids=frozenset(job.tenant_id for job in jobs.values()),
+        any_job_url=any(job.has_webhook_url for job in jobs.values() if job.id in finished),
+    )
+    delivery_service.on_jobs_finished(session, job_ids=list(finished), known=listeners)
 
 
 def sweep(

@@ -43,5 +43,8 @@ class ProviderBatch(IdMixin, CreatedAtMixin, Base):
     # The poller's per-batch backoff: not polled again before next_poll_at.
     next_poll_at: Mapped[datetime | None]
     polls: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Submissions started (each counted and committed before the provider is called): after
+    # the first, the provider may already hold the batch, so it is looked up before resending.
+    submit_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     # Set once the provider was asked to cancel (every job of the batch was cancelled).
     cancel_requested_at: Mapped[datetime | None]

@@ -174,10 +174,10 @@ def test_a_worker_killed_mid_submit_loses_nothing_and_sends_nothing_twice(
     procs: Supervisor, db: Session, tenant: tuple[Tenant, str]
 ) -> None:
     simulator = start_simulator(procs, "--validating-seconds", "0.1", "--processing-seconds", "0.3")
-    # find_batch's GET /v1/batches takes the first fault; the create (POST) hangs 3 s and the
-    # worker dies while it is in flight. Whether the provider completes the abandoned create
-    # (then it is adopted) or not (then it is sent again), each request goes out once.
-    fault(simulator, path_prefix="/v1/batches", delay_seconds=0.01)
+    # The create (POST /v1/batches) hangs 3 s and the worker dies while it is in flight.
+    # Whether the provider completes the abandoned create (then it is adopted) or not (then
+    # it is sent again), each request goes out once. The first attempt does not look the batch
+    # up (nothing can have reached the provider before it); the second must.
     fault(simulator, path_prefix="/v1/batches", delay_seconds=3)
     first = start_worker(procs, "crash-a", simulator=simulator)
     ids = queued_jobs(db, tenant[0], 30)
@@ -187,9 +187,12 @@ def test_a_worker_killed_mid_submit_loses_nothing_and_sends_nothing_twice(
     (batch,) = db.scalars(select(ProviderBatch)).all()
     assert batch.state == BatchState.pending  # the claim committed; the submit never did
     assert batch.external_id is None
+    assert batch.submit_attempts == 1  # counted before the provider call
+    assert calls(simulator, "GET /v1/batches") == 0
 
     start_worker(procs, "crash-b", simulator=simulator)
     eventually(lambda: all_ended(db, ids), timeout=90, what="jobs to end after the restart")
+    assert calls(simulator, "GET /v1/batches") >= 1  # the second attempt looked it up
 
     assert_accounted(db, simulator, ids)
     db.expire_all()

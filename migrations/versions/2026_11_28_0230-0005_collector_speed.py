@@ -1,11 +1,16 @@
-"""partial indexes on jobs: index entries only for the row versions that are looked up
+"""partial indexes on jobs, and submission attempts on provider batches
+
+Partial indexes: index entries only for the row versions that are looked up.
 
 Every state change writes a new row version and an entry in every index of the table. The
 window index is only read for waiting jobs, the sweeper's only for jobs that have not ended,
 and the batch and group indexes never for NULL; making them partial cuts the index writes of
 a job's life by about a quarter.
 
-Revision ID: 0005_partial_job_indexes
+``provider_batches.submit_attempts`` is counted (and committed) before each submission, so
+the first one can skip looking the batch up at the provider: no earlier attempt reached it.
+
+Revision ID: 0005_collector_speed
 Revises: 0004_delivery
 Create Date: 2026-11-28 02:30:00
 """
@@ -15,7 +20,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_partial_job_indexes"
+revision: str = "0005_collector_speed"
 down_revision: str | None = "0004_delivery"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -24,6 +29,10 @@ OPEN_STATES = "state IN ('queued', 'waiting', 'batched', 'submitted')"
 
 
 def upgrade() -> None:
+    op.add_column(
+        "provider_batches",
+        sa.Column("submit_attempts", sa.Integer(), server_default="0", nullable=False),
+    )
     op.drop_index("ix_jobs_window", table_name="jobs")
     op.drop_index("ix_jobs_state_updated_at", table_name="jobs")
     op.drop_index("ix_jobs_provider_batch_id", table_name="jobs")
@@ -52,6 +61,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_column("provider_batches", "submit_attempts")
     op.drop_index("ix_jobs_group_id", table_name="jobs")
     op.drop_index("ix_jobs_provider_batch_id", table_name="jobs")
     op.drop_index("ix_jobs_open_state_updated_at", table_name="jobs")
