@@ -22,8 +22,8 @@ celery_app.conf.update(
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
     task_ignore_result=True,
+    # Flower follows tasks through the workers' events (received, started, succeeded ...).
     worker_send_task_events=True,
-    task_send_sent_event=True,
     beat_schedule={
         # A periodic hint older than its interval is dropped (`expires`), not run late: a busy
         # worker must not work through a backlog of ticks ahead of real work (submissions).

@@ -33,6 +33,7 @@ from app.providers.base import (
     RealtimeProvider,
     split_requests,
 )
+from app.providers.registry import batch_limits
 from app.routing.catalog import Catalog, get_catalog
 
 log = logging.getLogger(__name__)
@@ -76,28 +77,6 @@ def window_settings(
     return WindowSettings(max_size, config.max_tokens, max_bytes, config.max_wait_seconds)
 
 
-_LIMITS: dict[int, tuple[Catalog, dict[str, ProviderLimits]]] = {}
-
-
-def provider_limits(catalog: Catalog) -> dict[str, ProviderLimits]:
-    """Per-batch limits of every batch provider in the catalog (worked out once per catalog:
-    building an adapter costs tens of milliseconds, mostly its TLS context)."""
-    cached = _LIMITS.get(id(catalog))
-    if cached is not None and cached[0] is catalog:
-        return cached[1]
-    from app.providers.registry import get_provider
-
-    limits: dict[str, ProviderLimits] = {}
-    for name, config in catalog.providers.items():
-        if config.kind == "openai_realtime":
-            continue
-        adapter = get_provider(catalog, name)
-        limits[name] = adapter.limits
-        adapter.close()
-    _LIMITS[id(catalog)] = (catalog, limits)
-    return limits
-
-
 def collect(
     session: Session,
     *,
@@ -113,7 +92,7 @@ def collect(
     """
     now = now or utcnow()
     if limits is None:
-        limits = provider_limits(catalog)
+        limits = batch_limits(catalog)
     created: list[uuid.UUID] = []
     for window in repository.open_windows(session):
         settings = window_settings(

@@ -27,6 +27,17 @@ def _limits(config: ProviderConfig, published: ProviderLimits) -> ProviderLimits
     )
 
 
+def batch_limits(catalog: Catalog) -> dict[str, ProviderLimits]:
+    """Per-batch limits of every provider with a batch API, from the catalog and the
+    providers' published limits (no adapter is built)."""
+    published = {"openai_batch": OPENAI_LIMITS, "anthropic_batch": ANTHROPIC_LIMITS}
+    return {
+        name: _limits(config, published[config.kind])
+        for name, config in catalog.providers.items()
+        if config.kind in published
+    }
+
+
 def _policy(config: ProviderConfig) -> RetryPolicy:
     return RetryPolicy(max_attempts=config.max_attempts)
 
