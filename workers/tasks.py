@@ -12,7 +12,6 @@ from app.delivery import service as delivery_service
 from app.jobs import service as job_service
 from app.kit import queue
 from app.kit.db import session_scope
-from app.models import BatchState
 from app.providers.base import ProviderError
 from app.providers.registry import (
     realtime_concurrency,
@@ -35,8 +34,15 @@ def ingest(job_ids: list[str]) -> int:
 
 @celery_app.task(name=queue.COLLECT)
 def collect() -> int:
-    with session_scope() as session:
-        return len(batching_service.collect(session, catalog=get_catalog()))
+    # One batch per transaction: each batch's submission is sent as soon as it is claimed,
+    # while the next one is being claimed.
+    flushed = 0
+    while True:
+        with session_scope() as session:
+            created = batching_service.collect(session, catalog=get_catalog(), max_batches=1)
+        if not created:
+            return flushed
+        flushed += len(created)
 
 
 @celery_app.task(
@@ -75,31 +81,33 @@ def submit_batch(batch_id: str) -> bool:
 
 @celery_app.task(name=queue.POLL_BATCHES)
 def poll_batches() -> int:
+    with session_scope() as session:
+        return len(batching_service.dispatch_polls(session))
+
+
+@celery_app.task(name=queue.POLL_BATCH)
+def poll_batch(batch_id: str) -> str | None:
     catalog = get_catalog()
     settings = get_settings()
     backoff = (settings.poll_interval_seconds, settings.poll_backoff_max_seconds)
+    batch_uuid = uuid.UUID(batch_id)
     with session_scope() as session:
-        batch_ids = batching_service.open_batches(session)
-    done = 0
-    for batch_id in batch_ids:
-        with session_scope() as session:
-            provider_name = batching_service.provider_of(session, batch_id=batch_id)
-            if provider_name is None:
-                continue
-            try:
-                state = batching_service.poll(
-                    session,
-                    batch_id=batch_id,
-                    provider=shared_provider(catalog, provider_name),
-                    catalog=catalog,
-                    backoff=backoff,
-                )
-            except ProviderError:
-                # One unreachable batch must not hold up the others; the next poll retries.
-                log.warning("polling batch %s failed", batch_id, exc_info=True)
-                continue
-            done += state is not None and state != BatchState.submitted
-    return done
+        provider_name = batching_service.provider_of(session, batch_id=batch_uuid)
+        if provider_name is None:
+            return None
+        try:
+            state = batching_service.poll(
+                session,
+                batch_id=batch_uuid,
+                provider=shared_provider(catalog, provider_name),
+                catalog=catalog,
+                backoff=backoff,
+            )
+        except ProviderError:
+            # The batch keeps its lease; it is polled again once that runs out.
+            log.warning("polling batch %s failed", batch_id, exc_info=True)
+            return None
+    return state.value if state is not None else None
 
 
 @celery_app.task(name=queue.SWEEP)

@@ -227,6 +227,21 @@ def batches_due_for_poll(session: Session, *, now: datetime) -> list[uuid.UUID]:
     return list(session.scalars(query))
 
 
+def lease_due_polls(session: Session, *, now: datetime, until: datetime) -> list[uuid.UUID]:
+    """Batches due for a poll, each held until ``until`` so the next tick does not hand it
+    out again while its poll waits in the queue (the poll sets its real next time)."""
+    statement = (
+        update(ProviderBatch)
+        .where(
+            ProviderBatch.state == BatchState.submitted,
+            or_(ProviderBatch.next_poll_at.is_(None), ProviderBatch.next_poll_at <= now),
+        )
+        .values(next_poll_at=until)
+        .returning(ProviderBatch.id)
+    )
+    return list(session.scalars(statement))
+
+
 def apply_results(
     session: Session, rows: Sequence[dict[str, Any]], *, from_state: JobState
 ) -> None:

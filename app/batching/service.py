@@ -6,7 +6,6 @@ so each one is safe to run twice, concurrently, or after a crash.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Mapping
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy.orm import Session
 
 from app.accounting import service as accounting_service
@@ -57,8 +57,7 @@ class WindowSettings:
 
 def estimate_bytes(job: Request) -> int:
     """An upper bound of the bytes ``job``'s request adds to a batch file."""
-    body = json.dumps(build_messages(job), ensure_ascii=False)
-    return len(body.encode()) + LINE_OVERHEAD_BYTES
+    return len(orjson.dumps(build_messages(job))) + LINE_OVERHEAD_BYTES
 
 
 def window_settings(
@@ -83,12 +82,14 @@ def collect(
     catalog: Catalog,
     limits: Mapping[str, ProviderLimits] | None = None,
     now: datetime | None = None,
+    max_batches: int | None = None,
 ) -> list[uuid.UUID]:
     """Flush every window that is full (size, estimated tokens or bytes) or whose oldest job
     has waited ``max_wait_seconds``, whichever comes first.
 
     A full window flushes in batches that each fit the thresholds; the remainder waits unless
-    it is due. Returns the new batch ids; their submission is enqueued after commit.
+    it is due. Stops after ``max_batches`` new batches, if given. Returns the new batch ids;
+    their submission is enqueued after commit.
     """
     now = now or utcnow()
     if limits is None:
@@ -100,11 +101,15 @@ def collect(
         )
         due = window.oldest <= now - timedelta(seconds=settings.max_wait_seconds)
         size, tokens, nbytes = window.size, window.tokens, window.bytes
-        while size > 0 and (
-            due
-            or size >= settings.max_size
-            or tokens >= settings.max_tokens
-            or nbytes >= settings.max_bytes
+        while (
+            (max_batches is None or len(created) < max_batches)
+            and size > 0
+            and (
+                due
+                or size >= settings.max_size
+                or tokens >= settings.max_tokens
+                or nbytes >= settings.max_bytes
+            )
         ):
             claimed = repository.claim(
                 session,
@@ -256,6 +261,22 @@ def provider_of(session: Session, *, batch_id: uuid.UUID) -> str | None:
 def open_batches(session: Session, *, now: datetime | None = None) -> list[uuid.UUID]:
     """Batches the provider holds that have not ended and whose backoff has passed."""
     return repository.batches_due_for_poll(session, now=now or utcnow())
+
+
+# How long a batch handed to a poll task is not handed out again; a lost message costs this.
+POLL_LEASE = timedelta(seconds=60)
+
+
+def dispatch_polls(
+    session: Session, *, now: datetime | None = None, lease: timedelta = POLL_LEASE
+) -> list[uuid.UUID]:
+    """Hand every batch due for a poll to its own task (sent after commit), so batches are
+    polled in parallel across workers. Returns their ids."""
+    now = now or utcnow()
+    batch_ids = repository.lease_due_polls(session, now=now, until=now + lease)
+    for batch_id in batch_ids:
+        queue.enqueue(session, queue.POLL_BATCH, str(batch_id))
+    return batch_ids
 
 
 def poll_delay(polls: int, *, base: float, cap: float) -> timedelta:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -39,16 +40,69 @@ from app.routing import service as routing_service
 from app.routing.catalog import Catalog
 
 # Job ids per ingest message: big enough to batch the work, small enough to spread it.
-INGEST_CHUNK = 500
+INGEST_CHUNK = 1000
+
+
+# The columns routing sets (see _route).
+_ROUTE_COLUMNS = ("provider", "model", "mode", "route_reason", "estimated_tokens",
+                  "estimated_bytes", "routed_at", "error", "completed_at")  # fmt: skip
+
+
+def _inputs(row: dict[str, Any]) -> repository.QueuedJob:
+    """A job row about to be stored, as the inputs routing reads."""
+    names = (f.name for f in fields(repository.QueuedJob))
+    return repository.QueuedJob(**{name: row[name] for name in names})
+
+
+def _route(job: repository.QueuedJob, *, catalog: Catalog, now: datetime) -> dict[str, Any]:
+    """Where ``job`` runs, as the values of ``_ROUTE_COLUMNS`` plus its new state: ``waiting``
+    in its window, or ``failed`` when no model can take it."""
+    text = user_content(job)
+    tokens = estimate_tokens(text) + estimate_tokens(job.system or "")
+    try:
+        route = routing_service.route(
+            catalog,
+            text=text,
+            tokens=tokens,
+            instruction=job.instruction,
+            model_hint=job.model_hint,
+            tier_hint=job.tier_hint,
+        )
+    except routing_service.NoRoute as exc:
+        return dict.fromkeys(_ROUTE_COLUMNS) | {
+            "state": JobState.failed,
+            "error": str(exc),
+            "estimated_tokens": tokens,
+            "completed_at": now,
+        }
+    mode, why = routing_service.choose_mode(
+        catalog, provider=route.provider, requested=job.requested_mode, deadline=job.deadline,
+        now=now,
+    )  # fmt: skip
+    return {
+        "state": JobState.waiting,
+        "provider": route.provider,
+        "model": route.model,
+        "mode": mode,
+        "route_reason": f"{route.reason}; {mode} mode ({why})",
+        "estimated_tokens": tokens,
+        "estimated_bytes": batching_service.estimate_bytes(job),
+        "routed_at": now,
+        "error": None,
+        "completed_at": None,
+    }
 
 
 def submit(
     session: Session, *, tenant: Tenant, items: list[JobIn], as_group: bool, catalog: Catalog
 ) -> SubmitResponse:
-    """Store the jobs in one transaction and enqueue their ingest once it commits.
+    """Store the jobs in one transaction and enqueue their next step once it commits.
 
     Either every job is stored or none is. A job whose idempotency key the tenant used before
-    is not stored again: the earlier job is returned with ``existing=True``.
+    is not stored again: the earlier job is returned with ``existing=True``. A job that may be
+    answered from the cache is stored ``queued`` for ingest; one that skips the cache
+    (``cache: bypass``) has nothing to wait for, so it is routed here and stored ``waiting``
+    in its window (or ``failed`` when no model can take it).
     """
     keys = [item.idempotency_key for item in items if item.idempotency_key is not None]
     duplicated = [key for key, n in Counter(keys).items() if n > 1]
@@ -102,6 +156,13 @@ def submit(
         }
         for item in fresh
     ]
+    for row in rows:
+        unrouted = dict.fromkeys(_ROUTE_COLUMNS) | {"state": JobState.queued}
+        row |= (
+            _route(_inputs(row), catalog=catalog, now=now)
+            if row["cache_mode"] == "bypass"
+            else unrouted
+        )
     inserted = repository.insert_many(session, rows)
     if len(inserted) < len(rows):
         # A concurrent request stored some of these keys between our check and our insert.
@@ -111,30 +172,31 @@ def submit(
             group.size = len(inserted)
     new_by_key = {r["idempotency_key"]: r["id"] for r in rows if r["id"] in inserted}
     new_unkeyed = iter(r["id"] for r in rows if r["id"] in inserted and not r["idempotency_key"])
+    states: dict[uuid.UUID, JobState] = {r["id"]: r["state"] for r in rows}
 
-    # Built without validation: every value comes from rows just stored (10,000 validations
-    # cost a tenth of a second).
     submitted: list[SubmittedJob] = []
     for item in items:
         key = item.idempotency_key
         if key is not None and key in earlier and key not in new_by_key:
             job_id, state, _ = earlier[key]
             submitted.append(
-                SubmittedJob.model_construct(
-                    id=job_id, state=state, idempotency_key=key, existing=True
-                )
+                SubmittedJob(id=job_id, state=state, idempotency_key=key, existing=True)
             )
         else:
             job_id = new_by_key[key] if key is not None else next(new_unkeyed)
             submitted.append(
-                SubmittedJob.model_construct(
-                    id=job_id, state=JobState.queued, idempotency_key=key, existing=False
-                )
+                SubmittedJob(id=job_id, state=states[job_id], idempotency_key=key, existing=False)
             )
 
-    new_ids = [str(row["id"]) for row in rows if row["id"] in inserted]
-    for start in range(0, len(new_ids), INGEST_CHUNK):
-        queue.enqueue(session, queue.INGEST, new_ids[start : start + INGEST_CHUNK])
+    new = [row for row in rows if row["id"] in inserted]
+    queued = [str(row["id"]) for row in new if row["state"] == JobState.queued]
+    for start in range(0, len(queued), INGEST_CHUNK):
+        queue.enqueue(session, queue.INGEST, queued[start : start + INGEST_CHUNK])
+    if any(row["state"] == JobState.waiting for row in new):
+        queue.enqueue(session, queue.COLLECT)
+    delivery_service.on_jobs_finished(
+        session, job_ids=[row["id"] for row in new if row["state"] == JobState.failed]
+    )
 
     group_id = group.id if group is not None else None
     if as_group and group is None:
@@ -309,44 +371,13 @@ def ingest(
     failed: list[dict[str, Any]] = []
     tiers: dict[uuid.UUID, str] = {}
     for job in jobs:
-        text = user_content(job)
-        tokens = estimate_tokens(text) + estimate_tokens(job.system or "")
-        try:
-            route = routing_service.route(
-                catalog,
-                text=text,
-                tokens=tokens,
-                instruction=job.instruction,
-                model_hint=job.model_hint,
-                tier_hint=job.tier_hint,
-            )
-        except routing_service.NoRoute as exc:
-            failed.append(
-                {"id": job.id, "state": JobState.failed, "error": str(exc),
-                 "estimated_tokens": tokens, "completed_at": now, "updated_at": now}
-            )  # fmt: skip
+        row = {"id": job.id, **_route(job, catalog=catalog, now=now), "cache_key": None,
+               "updated_at": now}  # fmt: skip
+        if row["state"] == JobState.failed:
+            failed.append(row)
             continue
-        mode, why = routing_service.choose_mode(
-            catalog,
-            provider=route.provider,
-            requested=job.requested_mode,
-            deadline=job.deadline,
-            now=now,
-        )
-        tiers[job.id] = catalog.model(route.model).tier
-        routed[job.id] = {
-            "id": job.id,
-            "state": JobState.waiting,
-            "provider": route.provider,
-            "model": route.model,
-            "mode": mode,
-            "route_reason": f"{route.reason}; {mode} mode ({why})",
-            "estimated_tokens": tokens,
-            "estimated_bytes": batching_service.estimate_bytes(job),
-            "cache_key": None,
-            "routed_at": now,
-            "updated_at": now,
-        }
+        tiers[job.id] = catalog.model(row["model"]).tier
+        routed[job.id] = row
 
     # Exact, then semantic (one embedding call for the whole chunk), then verification.
     lookup = cache_service.lookup_jobs(
@@ -382,7 +413,7 @@ def ingest(
                 "completed_at": now,
             }
         )
-    for rows in (waiting, answered, failed):
+    for rows in (waiting + failed, answered):
         repository.write_outcomes(session, rows)
     if waiting:
         queue.enqueue(session, queue.COLLECT)

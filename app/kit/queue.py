@@ -25,6 +25,7 @@ INGEST = "thrifty.ingest"
 COLLECT = "thrifty.collect"
 SUBMIT_BATCH = "thrifty.submit_batch"
 POLL_BATCHES = "thrifty.poll_batches"
+POLL_BATCH = "thrifty.poll_batch"
 SWEEP = "thrifty.sweep"
 DELIVER_WEBHOOK = "thrifty.deliver_webhook"
 DISPATCH_WEBHOOKS = "thrifty.dispatch_webhooks"
@@ -34,6 +35,7 @@ TASK_QUEUES: dict[str, str] = {
     COLLECT: "collect",
     SUBMIT_BATCH: "provider",
     POLL_BATCHES: "provider",
+    POLL_BATCH: "provider",
     SWEEP: "collect",
     DELIVER_WEBHOOK: "delivery",
     DISPATCH_WEBHOOKS: "delivery",

@@ -8,13 +8,13 @@ not reach), in any order, matched by ``custom_id``.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 
 from app.providers.base import (
     BatchHandle,
@@ -101,17 +101,17 @@ class OpenAIBatchProvider:
                 return BatchHandle(batch["id"], batch.get("input_file_id"), batch["status"])
         return None
 
-    def _line(self, model: str, request: BatchRequest) -> str:
+    def _line(self, model: str, request: BatchRequest) -> bytes:
         body: dict[str, Any] = {"model": model, "messages": request.messages}
         if request.max_tokens is not None:
             body["max_tokens"] = request.max_tokens
         if request.temperature is not None:
             body["temperature"] = request.temperature
         record = {"custom_id": request.custom_id, "method": "POST", "url": ENDPOINT, "body": body}
-        return json.dumps(record, ensure_ascii=False)
+        return orjson.dumps(record)
 
     def request_bytes(self, *, model: str, request: BatchRequest) -> int:
-        return len(self._line(model, request).encode()) + 1
+        return len(self._line(model, request)) + 1
 
     def submit(self, *, reference: str, model: str, requests: list[BatchRequest]) -> BatchHandle:
         if len(requests) > self.limits.max_requests:
@@ -119,7 +119,7 @@ class OpenAIBatchProvider:
                 f"a batch holds at most {self.limits.max_requests} requests, got {len(requests)}",
                 retryable=False,
             )
-        payload = "".join(self._line(model, r) + "\n" for r in requests).encode()
+        payload = b"".join(self._line(model, r) + b"\n" for r in requests)
         if len(payload) > self.limits.max_bytes:
             raise ProviderError(
                 f"a batch file holds at most {self.limits.max_bytes} bytes, got {len(payload)}",
@@ -155,7 +155,7 @@ class OpenAIBatchProvider:
         for file_id in (status.output_file_id, status.error_file_id):
             if not file_id:
                 continue
-            content = self._call("GET", f"files/{file_id}/content").text
+            content = self._call("GET", f"files/{file_id}/content").content
             results.extend(parse_line(line) for line in content.splitlines() if line.strip())
         return results
 
@@ -180,9 +180,9 @@ def _describe_batch_error(error: dict[str, Any]) -> str:
     return f"{error.get('code') or 'error'}{line}: {error.get('message')}"
 
 
-def parse_line(line: str) -> BatchResult:
+def parse_line(line: str | bytes) -> BatchResult:
     """One output- or error-file line as a result: content and usage, or the error."""
-    record = json.loads(line)
+    record = orjson.loads(line)
     custom_id = record["custom_id"]
     response = record.get("response") or {}
     body = response.get("body") or {}

@@ -292,14 +292,18 @@ def _answer(question: str, model: str, max_tokens: int | None) -> Completion:
     sentences = split_sentences(question)
     if not sentences:
         return _fit_to_budget(f"Answer (simulated by {model}): no question was given.", max_tokens)
-    scores = _score_sentences(sentences)
-    focus = sentences[min(range(len(sentences)), key=lambda index: (-scores[index], index))]
+    if len(sentences) == 1:
+        focus = sentences[0]
+    else:
+        scores = _score_sentences(sentences)
+        focus = sentences[min(range(len(sentences)), key=lambda index: (-scores[index], index))]
     keywords: list[str] = []
+    seen: set[str] = set()
     for word in _WORD_RE.findall(focus):
         cleaned = word.strip("'-")
-        if cleaned.lower() not in _STOPWORDS and cleaned.lower() not in {
-            key.lower() for key in keywords
-        }:
+        lowered = cleaned.lower()
+        if lowered not in _STOPWORDS and lowered not in seen:
+            seen.add(lowered)
             keywords.append(cleaned)
     text = f"Answer (simulated by {model}): {focus}"
     if keywords:
