@@ -1,6 +1,6 @@
 """Collector benchmark: N distinct jobs through route → window → simulator → stored result.
 
-    python -m bench.collector [--jobs 10000] [--concurrency 2]
+    python -m bench.collector [--jobs 10000] [--concurrency 2] [--submit-size 1000]
 
 Starts everything it needs under ``.thrifty/bench`` (embedded Postgres on a free port, a
 private redis-server when one is installed, else the machine's Redis on database 13, the
@@ -9,9 +9,11 @@ everything, and ends with ``key=value`` lines:
 
 1. bare Celery: one trivial task per job (``bench.bare_celery``), from the first send until
    the last task ran;
-2. Thrifty: the jobs are stored in one submission (as ``POST /v1/jobs`` stores them), then
-   the real worker ingests, routes, windows, submits, polls and applies results; the clock
-   stops when every job has a terminal state in Postgres.
+2. Thrifty: the jobs are stored as a producer would send them, in bulk submissions of
+   ``--submit-size`` jobs one after the other (each stored as ``POST /v1/jobs`` stores it),
+   while the real worker routes, windows, submits, polls and applies results; the clock
+   starts before the first submission and stops when every job has a terminal state in
+   Postgres.
 
 Lost jobs are those not ``completed`` at the end; duplicated ones are custom_ids the
 simulator received in more than one batch.
@@ -102,7 +104,9 @@ def bare_celery(sup: Any, env: dict[str, str], *, jobs: int, concurrency: int) -
     return jobs / elapsed
 
 
-def thrifty(sup: Any, env: dict[str, str], *, jobs: int, concurrency: int) -> dict[str, Any]:
+def thrifty(
+    sup: Any, env: dict[str, str], *, jobs: int, concurrency: int, submit_size: int
+) -> dict[str, Any]:
     """Push ``jobs`` distinct jobs through the real pipeline; figures and accounting."""
     import httpx
     from sqlalchemy import func, select
@@ -133,22 +137,26 @@ def thrifty(sup: Any, env: dict[str, str], *, jobs: int, concurrency: int) -> di
             for i in range(jobs)
         ]
         start = time.perf_counter()
-        response = job_service.submit(
-            session, tenant=tenant, items=items, as_group=True, catalog=get_catalog()
-        )
-        session.commit()
+        groups: list[uuid.UUID] = []
+        for first in range(0, jobs, submit_size):
+            response = job_service.submit(
+                session,
+                tenant=tenant,
+                items=items[first : first + submit_size],
+                as_group=True,
+                catalog=get_catalog(),
+            )
+            session.commit()
+            assert response.group_id is not None
+            groups.append(response.group_id)
         stored = time.perf_counter() - start
-        group_id = response.group_id
+        ours = Job.group_id.in_(groups)
         ended = 0
         deadline = time.monotonic() + max(120.0, jobs / 50)
         while ended < jobs and time.monotonic() < deadline:
             time.sleep(0.02)
             ended = (
-                session.scalar(
-                    select(func.count()).where(
-                        Job.group_id == group_id, Job.state.in_(TERMINAL_STATES)
-                    )
-                )
+                session.scalar(select(func.count()).where(ours, Job.state.in_(TERMINAL_STATES)))
                 or 0
             )
             session.rollback()
@@ -156,18 +164,11 @@ def thrifty(sup: Any, env: dict[str, str], *, jobs: int, concurrency: int) -> di
         print(f"  Thrifty: stored in {stored:.2f} s, {ended} jobs ended after {elapsed:.2f} s")
 
         completed = (
-            session.scalar(
-                select(func.count()).where(
-                    Job.group_id == group_id, Job.state == JobState.completed
-                )
-            )
-            or 0
+            session.scalar(select(func.count()).where(ours, Job.state == JobState.completed)) or 0
         )
         with_result = (
             session.scalar(
-                select(func.count()).where(
-                    Job.group_id == group_id, Job.result.is_not(None), Job.cost_usd.is_not(None)
-                )
+                select(func.count()).where(ours, Job.result.is_not(None), Job.cost_usd.is_not(None))
             )
             or 0
         )
@@ -178,7 +179,7 @@ def thrifty(sup: Any, env: dict[str, str], *, jobs: int, concurrency: int) -> di
                 func.max(Job.routed_at),
                 func.max(Job.submitted_at),
                 func.max(Job.completed_at),
-            ).where(Job.group_id == group_id)
+            ).where(ours)
         ).one()
         batches = session.execute(
             select(ProviderBatch.request_count, ProviderBatch.created_at,
@@ -240,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--concurrency", type=int, default=2, help="worker processes, the same for both phases"
     )
+    parser.add_argument(
+        "--submit-size", type=int, default=1000, help="jobs per submission (POST /v1/jobs)"
+    )
     args = parser.parse_args(argv)
 
     WORK.mkdir(parents=True, exist_ok=True)
@@ -279,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bare Celery: {args.jobs} trivial tasks on {args.concurrency} worker processes")
         bare = bare_celery(sup, env, jobs=args.jobs, concurrency=args.concurrency)
         print(f"Thrifty: {args.jobs} jobs through the pipeline")
-        figures = thrifty(sup, env, jobs=args.jobs, concurrency=args.concurrency)
+        figures = thrifty(
+            sup, env, jobs=args.jobs, concurrency=args.concurrency, submit_size=args.submit_size
+        )
     finally:
         sup.stop_all()
         get_engine().dispose()
@@ -288,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     figures["bare_celery_per_s"] = round(bare, 1)
     figures["ratio"] = round(figures["jobs_per_s"] / bare, 2)
     figures["concurrency"] = args.concurrency
+    figures["submit_size"] = args.submit_size
     for key, value in figures.items():
         print(f"{key}={value}")
     return 0 if figures["lost"] == 0 and figures["duplicated"] == 0 else 1
