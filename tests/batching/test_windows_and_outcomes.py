@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.batching import service
+from app.kit import queue
 from app.models import BatchState, Job, JobState, ProviderBatch, Tenant, utcnow
 from app.providers.base import ProviderError, ProviderLimits
 from app.providers.http import RetryPolicy
@@ -333,3 +334,39 @@ def test_429s_on_submit_leave_the_batch_pending_and_a_later_submit_sends_it_once
 def test_poll_backoff_doubles_up_to_the_cap() -> None:
     delays = [service.poll_delay(n, base=2, cap=60).total_seconds() for n in range(1, 8)]
     assert delays == [2, 4, 8, 16, 32, 60, 60]
+
+
+def test_a_batch_handed_to_a_poll_task_is_not_handed_out_again_until_its_lease_ends(
+    db: Session, tenant: tuple[Tenant, str]
+) -> None:
+    batch = ProviderBatch(provider="openai", model=MINI, mode="batch", request_count=1)
+    batch.state, batch.external_id = BatchState.submitted, f"batch_{uuid.uuid4().hex}"
+    db.add(batch)
+    db.commit()
+
+    now = utcnow()
+    assert service.dispatch_polls(db, now=now) == [batch.id]
+    assert queue.Message(queue.POLL_BATCH, (str(batch.id),)) in db.info["thrifty_outbox"]
+    db.commit()
+    # The next beat tick, while that poll waits in the queue, hands out nothing.
+    assert service.dispatch_polls(db, now=now + timedelta(seconds=1)) == []
+    # A lost poll message costs one lease.
+    later = now + service.POLL_LEASE + timedelta(seconds=1)
+    assert service.dispatch_polls(db, now=later) == [batch.id]
+    db.rollback()
+
+
+def test_collect_can_stop_after_a_number_of_batches(
+    db: Session, tenant: tuple[Tenant, str]
+) -> None:
+    waiting_jobs(db, tenant[0], 6)
+    catalog = with_models(get_catalog(), max_size=2)
+
+    first = service.collect(db, catalog=catalog, limits=OPENAI, max_batches=1)
+    db.commit()
+    rest = service.collect(db, catalog=catalog, limits=OPENAI)
+    db.commit()
+
+    assert len(first) == 1
+    assert len(rest) == 2
+    assert [b.request_count for b in batches(db)] == [2, 2, 2]

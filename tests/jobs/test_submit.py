@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
+from app.kit import queue
 from app.models import Job, JobState, Tenant
 from app.routing.catalog import get_catalog
 from tests.conftest import make_tenant
@@ -95,6 +96,46 @@ def test_one_prompt_is_stored_queued_and_readable(
     assert set(job["usage"]) == {"input_tokens", "output_tokens", "total_tokens"}
     assert set(job["cost"]) == {"cost_usd", "naive_cost_usd", "saved_usd"}
     assert job["timings"]["created_at"] is not None
+
+
+def test_a_job_that_skips_the_cache_is_routed_when_accepted(
+    api: TestClient, db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing to look up: it is routed in the request and waits in its window at once, with
+    # no ingest message; the collector is woken instead.
+    sent: list[queue.Message] = []
+    monkeypatch.setattr(queue, "send_now", lambda task, *args: sent.append(queue.Message(task, args)))
+
+    response = submit(api, {"prompt": "Who wrote Hamlet?", "tier": "economy", "cache": "bypass"})
+
+    assert response.status_code == 202, response.text
+    submitted = response.json()["jobs"][0]
+    assert submitted["state"] == "waiting"
+    row = db.get(Job, uuid.UUID(submitted["id"]))
+    assert row is not None
+    assert row.state == JobState.waiting
+    assert (row.provider, row.model, row.mode) == ("openai", "gpt-4o-mini", "batch")
+    assert row.route_reason is not None
+    assert row.routed_at is not None
+    assert row.estimated_tokens
+    assert row.estimated_bytes
+    assert [message.task for message in sent] == [queue.COLLECT]
+
+
+def test_a_job_no_model_can_take_fails_when_accepted_with_the_reason(
+    api: TestClient, db: Session
+) -> None:
+    # About 200,000 tokens: more than gpt-4o-mini's 128,000-token context.
+    document = "word " * 160_000
+    response = submit(api, {"document": document, "model": "gpt-4o-mini", "cache": "bypass"})
+
+    assert response.status_code == 202, response.text
+    submitted = response.json()["jobs"][0]
+    assert submitted["state"] == "failed"
+    job = api.get(f"/v1/jobs/{submitted['id']}").json()
+    assert job["state"] == "failed"
+    assert "exceeds gpt-4o-mini's context window" in job["error"]
+    assert job["timings"]["completed_at"] is not None
 
 
 def test_document_without_instruction_defaults_to_summarise(api: TestClient, db: Session) -> None:
