@@ -104,7 +104,11 @@ def test_a_job_that_skips_the_cache_is_routed_when_accepted(
     # Nothing to look up: it is routed in the request and waits in its window at once, with
     # no ingest message; the collector is woken instead.
     sent: list[queue.Message] = []
-    monkeypatch.setattr(queue, "send_now", lambda task, *args: sent.append(queue.Message(task, args)))
+
+    def record(task: str, *args: object) -> None:
+        sent.append(queue.Message(task, args))
+
+    monkeypatch.setattr(queue, "send_now", record)
 
     response = submit(api, {"prompt": "Who wrote Hamlet?", "tier": "economy", "cache": "bypass"})
 
