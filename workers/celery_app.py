@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 from typing import Any
 
 from celery import Celery
@@ -10,7 +11,10 @@ from celery.signals import worker_process_init
 
 from app.config import get_settings
 from app.kit import queue
+from app.providers.registry import batch_limits, shared_provider
+from app.routing.catalog import get_catalog
 
+log = logging.getLogger(__name__)
 settings = get_settings()
 
 celery_app = Celery("thrifty", include=["workers.tasks"])
@@ -54,7 +58,14 @@ app = celery_app
 
 
 @worker_process_init.connect
-def _freeze_startup_objects(**_: Any) -> None:
-    # Everything imported before the fork lives as long as the process: keep it out of the
-    # cyclic collector, whose full passes otherwise rescan it all in the middle of tasks.
+def _prepare_process(**_: Any) -> None:
+    # Each pool process builds its provider clients once, at start, not in its first task.
+    try:
+        catalog = get_catalog()
+        for name in batch_limits(catalog):
+            shared_provider(catalog, name)
+    except Exception:  # the first task that needs a client reports the problem
+        log.warning("could not build the provider clients ahead of time", exc_info=True)
+    # Everything made so far lives as long as the process: keep it out of the cyclic
+    # collector, whose full passes otherwise rescan it all in the middle of tasks.
     gc.freeze()
