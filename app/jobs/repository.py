@@ -42,8 +42,8 @@ def insert_many(session: Session, rows: Sequence[dict[str, Any]]) -> set[uuid.UU
             "ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL "
             "DO NOTHING RETURNING id"
         )
-        cursor = execute_binary(session, sql, arrays)
-        inserted.update(row[0] for row in cursor.fetchall())
+        with execute_binary(session, sql, arrays) as cursor:
+            inserted.update(row[0] for row in cursor.fetchall())
     return inserted
 
 

@@ -53,9 +53,9 @@ def in_array(column: QueryableAttribute[Any], values: Collection[Any]) -> Column
 def column_arrays(
     session: Session, table: Table, names: Sequence[str], rows: Sequence[Mapping[str, Any]]
 ) -> tuple[list[str], list[list[Any]]]:
-    """One typed array parameter per column of ``rows``, for ``unnest(...)`` statements:
-    the placeholders (``%b::type[]``, binary) and the arrays. Enums travel as their values, JSON as
-    ``Jsonb``."""
+    """One typed array parameter per column of ``rows``, for ``unnest(...)`` statements: the
+    placeholders (``%b::type[]``, sent in binary) and the arrays. Enums travel as their
+    values, JSON as ``Jsonb``."""
     dialect = session.get_bind().dialect
     placeholders: list[str] = []
     arrays: list[list[Any]] = []
@@ -109,4 +109,5 @@ def update_by_id(
         f"FROM unnest(%b::uuid[], {', '.join(placeholders)}) AS v({aliases}) "
         f'WHERE "{table.name}".id = v.id{f" AND {guard}" if guard else ""}'
     )
-    return execute_binary(session, sql, [[row["id"] for row in rows], *arrays]).rowcount
+    with execute_binary(session, sql, [[row["id"] for row in rows], *arrays]) as cursor:
+        return cursor.rowcount
