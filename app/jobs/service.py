@@ -48,10 +48,12 @@ _ROUTE_COLUMNS = ("provider", "model", "mode", "route_reason", "estimated_tokens
                   "estimated_bytes", "routed_at", "error", "completed_at")  # fmt: skip
 
 
+_INPUTS = tuple(f.name for f in fields(repository.QueuedJob))
+
+
 def _inputs(row: dict[str, Any]) -> repository.QueuedJob:
     """A job row about to be stored, as the inputs routing reads."""
-    names = (f.name for f in fields(repository.QueuedJob))
-    return repository.QueuedJob(**{name: row[name] for name in names})
+    return repository.QueuedJob(*(row[name] for name in _INPUTS))
 
 
 def _route(job: repository.QueuedJob, *, catalog: Catalog, now: datetime) -> dict[str, Any]:

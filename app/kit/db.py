@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 from sqlalchemy import ColumnElement, Engine, Enum, Table, any_, bindparam, create_engine
@@ -66,7 +67,7 @@ def column_arrays(
             values = [getattr(value, "value", value) for value in values]
             placeholders.append(f"%b::text[]::{column_type.name}[]")
         elif isinstance(column_type, JSONB):
-            values = [None if value is None else Jsonb(value) for value in values]
+            values = [None if value is None else Jsonb(value, orjson.dumps) for value in values]
             placeholders.append("%b::jsonb[]")
         else:
             placeholders.append(f"%b::{column_type.compile(dialect=dialect)}[]")
