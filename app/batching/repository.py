@@ -56,6 +56,29 @@ def open_windows(session: Session) -> list[Window]:
     ]
 
 
+def has_waiting(session: Session, *, provider: str, model: str, mode: str) -> bool:
+    """Whether any job waits in the (provider, model, mode) window."""
+    query = (
+        select(Job.id)
+        .where(
+            Job.state == JobState.waiting,
+            Job.provider == provider,
+            Job.model == model,
+            Job.mode == mode,
+        )
+        .limit(1)
+    )
+    return session.scalar(query) is not None
+
+
+def add_batch(session: Session, *, provider: str, model: str, mode: str, size: int) -> uuid.UUID:
+    """A new pending provider batch of ``size`` jobs; returns its id."""
+    batch = ProviderBatch(provider=provider, model=model, mode=mode, request_count=size)
+    session.add(batch)
+    session.flush()
+    return batch.id
+
+
 def claim(
     session: Session,
     *,

@@ -137,6 +137,65 @@ def collect(
     return created
 
 
+def _fills(rows: list[dict[str, Any]], settings: WindowSettings) -> bool:
+    return (
+        len(rows) >= settings.max_size
+        or sum(row["estimated_tokens"] for row in rows) >= settings.max_tokens
+        or sum(row["estimated_bytes"] for row in rows) >= settings.max_bytes
+    )
+
+
+def flush_on_arrival(
+    session: Session,
+    *,
+    rows: list[dict[str, Any]],
+    catalog: Catalog,
+    limits: Mapping[str, ProviderLimits] | None = None,
+) -> list[uuid.UUID]:
+    """Routed jobs about to be stored (``rows``, not yet inserted) that fill their window by
+    themselves go straight into new pending batches; their submission is enqueued after commit.
+
+    The claim a collector would make later is folded into the insert, so each such job is
+    written once fewer. Only a window in which no job waits yet qualifies, so no job already
+    waiting loses its turn. Rows taken get ``state = batched`` and their
+    ``provider_batch_id``; the rest (a remainder below the thresholds) stay ``waiting`` for
+    the collector. Returns the new batch ids.
+    """
+    limits = batch_limits(catalog) if limits is None else limits
+    windows: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        windows.setdefault((row["provider"], row["model"], row["mode"]), []).append(row)
+    created: list[uuid.UUID] = []
+    for (provider, model, mode), members in windows.items():
+        settings = window_settings(catalog, model=model, mode=mode, limits=limits.get(provider))
+        if not _fills(members, settings) or repository.has_waiting(
+            session, provider=provider, model=model, mode=mode
+        ):
+            continue
+        # Highest priority first; within a priority, the order they were sent in.
+        members.sort(key=lambda row: -row["priority"])
+        while members and _fills(members, settings):
+            taken, tokens, nbytes = 0, 0, 0
+            for row in members[: settings.max_size]:
+                if taken and (
+                    tokens + row["estimated_tokens"] > settings.max_tokens
+                    or nbytes + row["estimated_bytes"] > settings.max_bytes
+                ):
+                    break
+                taken, tokens, nbytes = (
+                    taken + 1, tokens + row["estimated_tokens"], nbytes + row["estimated_bytes"]
+                )  # fmt: skip
+            batch_id = repository.add_batch(
+                session, provider=provider, model=model, mode=mode, size=taken
+            )
+            for row in members[:taken]:
+                row["state"], row["provider_batch_id"] = JobState.batched, batch_id
+            members = members[taken:]
+            created.append(batch_id)
+            queue.enqueue(session, queue.SUBMIT_BATCH, str(batch_id))
+    return created
+
+
 def _requests(jobs: list[repository.BatchJob]) -> list[BatchRequest]:
     return [
         BatchRequest(str(job.id), build_messages(job), job.max_output_tokens, job.temperature)

@@ -158,13 +158,18 @@ def submit(
         }
         for item in fresh
     ]
+    unrouted = dict.fromkeys(_ROUTE_COLUMNS) | {"state": JobState.queued}
     for row in rows:
-        unrouted = dict.fromkeys(_ROUTE_COLUMNS) | {"state": JobState.queued}
-        row |= (
-            _route(_inputs(row), catalog=catalog, now=now)
-            if row["cache_mode"] == "bypass"
-            else unrouted
-        )
+        skips_cache = row["cache_mode"] == "bypass"
+        row |= _route(_inputs(row), catalog=catalog, now=now) if skips_cache else unrouted
+        row["provider_batch_id"] = None
+    # A bulk submission that fills a window by itself leaves in a batch at once. Keyed jobs
+    # wait for the collector: a key seen before means the row is not inserted at all.
+    batching_service.flush_on_arrival(
+        session,
+        rows=[r for r in rows if r["state"] == JobState.waiting and not r["idempotency_key"]],
+        catalog=catalog,
+    )
     inserted = repository.insert_many(session, rows)
     if len(inserted) < len(rows):
         # A concurrent request stored some of these keys between our check and our insert.

@@ -11,7 +11,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.models import Job, JobState, ProviderBatch, Tenant
+from app.models import BatchState, Job, JobState, ProviderBatch, Tenant
+from app.routing.catalog import get_catalog
 from tests.conftest import make_tenant
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -88,6 +89,22 @@ def test_a_bulk_group_completes_in_few_batches_and_repeats_hit_the_cache(
     first = api.get(f"/v1/groups/{again.json()['group_id']}/jobs").json()["data"][0]
     assert first["cache_hit"] is True
     assert first["cached_from_job_id"] is not None
+
+
+def test_a_bulk_submission_that_fills_a_window_goes_through_as_one_batch(
+    api: TestClient, db: Session
+) -> None:
+    size = get_catalog().model("gpt-4o-mini").max_size
+    body = [{"prompt": f"Bulk question {i}?", "tier": "economy", "cache": "bypass"}
+            for i in range(size)]  # fmt: skip
+    response = api.post("/v1/jobs", json=body)
+    assert response.status_code == 202
+    assert {job["state"] for job in response.json()["jobs"]} == {"batched"}
+
+    group = wait_for(api, f"/v1/groups/{response.json()['group_id']}", lambda b: b["done"])
+    assert group["counts"]["completed"] == size
+    (batch,) = db.scalars(select(ProviderBatch)).all()
+    assert (batch.state, batch.request_count) == (BatchState.completed, size)
 
 
 def test_the_cache_never_crosses_tenants(api: TestClient, db: Session) -> None:

@@ -15,9 +15,10 @@ from sqlalchemy.orm import Session
 
 from app.config import get_settings
 from app.kit import queue
-from app.models import Job, JobState, Tenant
+from app.models import BatchState, Job, JobState, ProviderBatch, Tenant
 from app.routing.catalog import get_catalog
 from tests.conftest import make_tenant
+from tests.factories import make_job
 
 
 def count_jobs(db: Session) -> int:
@@ -124,6 +125,54 @@ def test_a_job_that_skips_the_cache_is_routed_when_accepted(
     assert row.estimated_tokens
     assert row.estimated_bytes
     assert [message.task for message in sent] == [queue.COLLECT]
+
+
+def test_a_submission_that_fills_its_window_leaves_in_a_batch_at_once(
+    api: TestClient, db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[queue.Message] = []
+
+    def record(task: str, *args: object) -> None:
+        sent.append(queue.Message(task, args))
+
+    monkeypatch.setattr(queue, "send_now", record)
+    size = get_catalog().model("gpt-4o-mini").max_size
+    body = [
+        {"prompt": f"Question {i}?", "tier": "economy", "cache": "bypass", "priority": i % 2}
+        for i in range(size + 3)
+    ]
+
+    response = submit(api, body)
+
+    assert response.status_code == 202, response.text
+    states = [job["state"] for job in response.json()["jobs"]]
+    assert states.count("batched") == size
+    assert states.count("waiting") == 3
+    (batch,) = db.scalars(select(ProviderBatch)).all()
+    assert (batch.state, batch.request_count, batch.model) == (
+        BatchState.pending, size, "gpt-4o-mini"
+    )  # fmt: skip
+    # Higher priority first: the three left to wait are priority 0.
+    left = db.scalars(select(Job).where(Job.state == JobState.waiting)).all()
+    assert [job.priority for job in left] == [0, 0, 0]
+    assert queue.Message(queue.SUBMIT_BATCH, (str(batch.id),)) in sent
+    assert queue.Message(queue.COLLECT, ()) in sent
+
+
+def test_a_window_with_jobs_waiting_is_left_to_the_collector(
+    api: TestClient, db: Session, tenant: tuple[Tenant, str]
+) -> None:
+    # An earlier job waits in the window: a new submission must not take its turn.
+    make_job(db, tenant=tenant[0], state=JobState.waiting, model="gpt-4o-mini")
+    db.commit()
+    size = get_catalog().model("gpt-4o-mini").max_size
+    body = [{"prompt": f"Q {i}?", "tier": "economy", "cache": "bypass"} for i in range(size)]
+
+    response = submit(api, body)
+
+    assert response.status_code == 202, response.text
+    assert {job["state"] for job in response.json()["jobs"]} == {"waiting"}
+    assert db.scalar(select(func.count()).select_from(ProviderBatch)) == 0
 
 
 def test_a_job_no_model_can_take_fails_when_accepted_with_the_reason(
