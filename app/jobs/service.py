@@ -104,7 +104,8 @@ def submit(
     is not stored again: the earlier job is returned with ``existing=True``. A job that may be
     answered from the cache is stored ``queued`` for ingest; one that skips the cache
     (``cache: bypass``) has nothing to wait for, so it is routed here and stored ``waiting``
-    in its window (or ``failed`` when no model can take it).
+    in its window (or ``failed`` when no model can take it), or ``batched`` when such jobs
+    fill a window by themselves (``batching_service.flush_on_arrival``).
     """
     keys = [item.idempotency_key for item in items if item.idempotency_key is not None]
     duplicated = [key for key, n in Counter(keys).items() if n > 1]
@@ -367,8 +368,8 @@ def ingest(
     """Answer queued jobs from the cache or route them into a window. Returns jobs handled.
 
     Only jobs still ``queued`` are touched, under row locks, so a repeated or concurrent
-    message does nothing twice. The outcome is written with one statement per kind
-    (waiting, answered from the cache, failed), not one per job.
+    message does nothing twice. The outcome is written in two statements (routed or failed
+    jobs, then cache answers), not one per job.
     """
     jobs = repository.lock_queued(session, ids=job_ids)
     if not jobs:
