@@ -56,6 +56,22 @@ def open_windows(session: Session) -> list[Window]:
     ]
 
 
+def fitting_prefix(
+    estimates: Sequence[tuple[int | None, int | None]], *, max_tokens: int, max_bytes: int
+) -> tuple[int, int, int]:
+    """How many of the leading (tokens, bytes) estimates fit under both caps, with their sums.
+
+    A single job over a cap still counts, alone: it has to leave in some batch.
+    """
+    count = tokens = nbytes = 0
+    for job_tokens, job_bytes in estimates:
+        job_tokens, job_bytes = job_tokens or 0, job_bytes or 0
+        if count and (tokens + job_tokens > max_tokens or nbytes + job_bytes > max_bytes):
+            break
+        count, tokens, nbytes = count + 1, tokens + job_tokens, nbytes + job_bytes
+    return count, tokens, nbytes
+
+
 def has_waiting(session: Session, *, provider: str, model: str, mode: str) -> bool:
     """Whether any job waits in the (provider, model, mode) window."""
     query = (
@@ -107,27 +123,22 @@ def claim(
         .limit(max_size)
         .with_for_update(skip_locked=True)
     )
-    ids: list[uuid.UUID] = []
-    tokens = nbytes = 0
-    for job_id, job_tokens, job_bytes in session.execute(candidates):
-        job_tokens, job_bytes = job_tokens or 0, job_bytes or 0
-        if ids and (tokens + job_tokens > max_tokens or nbytes + job_bytes > max_bytes):
-            break
-        ids.append(job_id)
-        tokens += job_tokens
-        nbytes += job_bytes
-    if not ids:
+    rows = session.execute(candidates).all()
+    count, tokens, nbytes = fitting_prefix(
+        [(row[1], row[2]) for row in rows], max_tokens=max_tokens, max_bytes=max_bytes
+    )
+    if not count:
         return None
-    batch = ProviderBatch(provider=provider, model=model, mode=mode, request_count=len(ids))
+    batch = ProviderBatch(provider=provider, model=model, mode=mode, request_count=count)
     session.add(batch)
     session.flush()
     session.execute(
         update(Job)
-        .where(in_array(Job.id, ids))
+        .where(in_array(Job.id, [row[0] for row in rows[:count]]))
         .values(state=JobState.batched, provider_batch_id=batch.id, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    return Claimed(batch, len(ids), tokens, nbytes)
+    return Claimed(batch, count, tokens, nbytes)
 
 
 def lock_batch(session: Session, *, batch_id: uuid.UUID, state: BatchState) -> ProviderBatch | None:

@@ -175,16 +175,12 @@ def flush_on_arrival(
         # Highest priority first; within a priority, the order they were sent in.
         members.sort(key=lambda row: -row["priority"])
         while members and _fills(members, settings):
-            taken, tokens, nbytes = 0, 0, 0
-            for row in members[: settings.max_size]:
-                if taken and (
-                    tokens + row["estimated_tokens"] > settings.max_tokens
-                    or nbytes + row["estimated_bytes"] > settings.max_bytes
-                ):
-                    break
-                taken, tokens, nbytes = (
-                    taken + 1, tokens + row["estimated_tokens"], nbytes + row["estimated_bytes"]
-                )  # fmt: skip
+            head = members[: settings.max_size]
+            taken, _, _ = repository.fitting_prefix(
+                [(row["estimated_tokens"], row["estimated_bytes"]) for row in head],
+                max_tokens=settings.max_tokens,
+                max_bytes=settings.max_bytes,
+            )
             batch_id = repository.add_batch(
                 session, provider=provider, model=model, mode=mode, size=taken
             )

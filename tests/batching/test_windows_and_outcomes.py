@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.batching import service
+from app.batching import repository, service
 from app.kit import queue
 from app.models import BatchState, Job, JobState, ProviderBatch, Tenant, utcnow
 from app.providers.base import ProviderError, ProviderLimits
@@ -370,3 +370,13 @@ def test_collect_can_stop_after_a_number_of_batches(
     assert len(first) == 1
     assert len(rest) == 2
     assert [b.request_count for b in batches(db)] == [2, 2, 2]
+
+
+def test_a_batch_takes_the_longest_prefix_under_both_caps_and_an_oversized_job_alone() -> None:
+    estimates: list[tuple[int | None, int | None]] = [(10, 100), (10, 100), (10, 100)]
+    assert repository.fitting_prefix(estimates, max_tokens=25, max_bytes=1000) == (2, 20, 200)
+    assert repository.fitting_prefix(estimates, max_tokens=100, max_bytes=250) == (2, 20, 200)
+    assert repository.fitting_prefix([(50, 10), (1, 1)], max_tokens=10, max_bytes=100) == (
+        1, 50, 10
+    )  # fmt: skip
+    assert repository.fitting_prefix([(None, None)], max_tokens=1, max_bytes=1) == (1, 0, 0)
