@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from typing import Any
 
@@ -66,6 +65,3 @@ def _prepare_process(**_: Any) -> None:
             shared_provider(catalog, name)
     except Exception:  # the first task that needs a client reports the problem
         log.warning("could not build the provider clients ahead of time", exc_info=True)
-    # Everything made so far lives as long as the process: keep it out of the cyclic
-    # collector, whose full passes otherwise rescan it all in the middle of tasks.
-    gc.freeze()

@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, or_, select, update
+from sqlalchemy import Table, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.kit.db import in_array, update_by_id
@@ -197,19 +197,12 @@ class Member:
     mode: str | None
     attempts: int
     cache_key: str | None
-    has_webhook_url: bool
 
 
 def batch_members(session: Session, *, batch_id: uuid.UUID, state: JobState) -> list[Member]:
-    query = select(
-        Job.id,
-        Job.tenant_id,
-        Job.model,
-        Job.mode,
-        Job.attempts,
-        Job.cache_key,
-        Job.webhook_url.is_not(None),
-    ).where(Job.provider_batch_id == batch_id, Job.state == state)
+    query = select(Job.id, Job.tenant_id, Job.model, Job.mode, Job.attempts, Job.cache_key).where(
+        Job.provider_batch_id == batch_id, Job.state == state
+    )
     return [Member(*row) for row in session.execute(query)]
 
 
@@ -300,23 +293,17 @@ def apply_results(
 
 def requeue(session: Session, rows: Sequence[dict[str, Any]], *, from_state: JobState) -> None:
     """Put jobs whose request failed retryably back in a window (``job_id``, ``attempts``,
-    ``mode``, ``error``), for a later batch."""
-    if not rows:
-        return
-    table = cast(Table, Job.__table__)
-    statement = (
-        update(table)
-        .where(table.c.id == bindparam("job_id"), table.c.state == from_state)
-        .values(
-            state=JobState.waiting,
-            provider_batch_id=None,
-            attempts=bindparam("attempts"),
-            mode=bindparam("new_mode"),
-            error=bindparam("error"),
-            updated_at=utcnow(),
-        )
-    )
-    session.connection().execute(statement, list(rows))
+    ``new_mode``, ``error``), for a later batch; only jobs still in ``from_state``."""
+    now = utcnow()
+    values = [
+        {"id": row["job_id"], "state": JobState.waiting, "provider_batch_id": None,
+         "attempts": row["attempts"], "mode": row["new_mode"], "error": row["error"],
+         "updated_at": now}
+        for row in rows
+    ]  # fmt: skip
+    # The guard is fixed text: the state is one of our enum's values.
+    guard = f"jobs.state = '{from_state.value}'"
+    update_by_id(session, cast(Table, Job.__table__), values, guard=guard)
 
 
 def stale_jobs(

@@ -510,12 +510,7 @@ def _apply(
     cache_service.store_many(session, writes)
     if retries:
         queue.enqueue(session, queue.COLLECT)
-    finished = {row["job_id"] for row in rows}
-    listeners = delivery_service.Listeners(
-        tenant_ids=frozenset(job.tenant_id for job in jobs.values()),
-        any_job_url=any(job.has_webhook_url for job in jobs.values() if job.id in finished),
-    )
-    delivery_service.on_jobs_finished(session, job_ids=list(finished), known=listeners)
+    delivery_service.on_jobs_finished(session, job_ids=[row["job_id"] for row in rows])
 
 
 def sweep(

@@ -325,21 +325,8 @@ def _delivery_row(
     }
 
 
-@dataclass(frozen=True)
-class Listeners:
-    """What a caller already knows about finished jobs: their tenants, and whether any of them
-    has its own ``webhook_url``. Lets ``on_jobs_finished`` skip reading the jobs to find out."""
-
-    tenant_ids: frozenset[uuid.UUID]
-    any_job_url: bool
-
-
 def on_jobs_finished(
-    session: Session,
-    *,
-    job_ids: list[uuid.UUID],
-    config: WebhookConfig | None = None,
-    known: Listeners | None = None,
+    session: Session, *, job_ids: list[uuid.UUID], config: WebhookConfig | None = None
 ) -> list[uuid.UUID]:
     """Record the webhook deliveries owed for jobs that just ended; returns the new ids.
 
@@ -349,14 +336,7 @@ def on_jobs_finished(
     Safe to call twice: a delivery already recorded for an event and receiver is not
     recorded again.
     """
-    if not job_ids:
-        return []
-    if known is not None:
-        if not known.any_job_url and not repository.enabled_endpoints(
-            session, tenant_ids=sorted(known.tenant_ids)
-        ):
-            return []
-    elif not repository.anyone_listening(session, job_ids=job_ids):
+    if not job_ids or not repository.anyone_listening(session, job_ids=job_ids):
         return []
     config = config or WebhookConfig.from_settings()
     jobs = repository.finished_jobs(session, ids=job_ids)
