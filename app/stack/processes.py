@@ -59,6 +59,11 @@ class Supervisor:
                     f"{name} exited with code {proc.returncode}; last lines of {log}:\n" + tail(log)
                 )
 
+    def exited(self, child: Child) -> bool:
+        """Whether ``child`` (started by this supervisor) has exited."""
+        proc = self._procs.get(child.name)
+        return proc is not None and proc.poll() is not None
+
     def save(self) -> None:
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         data = [{"name": c.name, "pid": c.pid, "log": str(c.log)} for c in self.children]

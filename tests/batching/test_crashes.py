@@ -15,6 +15,8 @@ from datetime import timedelta
 import httpx
 import pytest
 from celery import Celery
+from kombu.exceptions import KombuError
+from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -59,16 +61,15 @@ def start_worker(
             "-n", f"{name}@%h", "--loglevel", "INFO"]  # fmt: skip
     child = sup.start(name, argv, env=env, cwd=ROOT)
     client = Celery(broker=redis_url)
-    wait_until(
-        lambda: any(
-            key.startswith(f"{name}@")
-            for reply in client.control.ping(timeout=1.0) or []
-            for key in reply
-        ),
-        timeout=90,
-        what=f"worker {name}",
-        on_poll=sup.check_alive,
-    )
+
+    def answers() -> bool:
+        try:
+            replies = client.control.ping(timeout=1.0) or []
+        except (OSError, KombuError, RedisError):  # a pooled connection to a restarted Redis
+            return False
+        return any(key.startswith(f"{name}@") for reply in replies for key in reply)
+
+    wait_until(answers, timeout=90, what=f"worker {name}", on_poll=sup.check_alive)
     return child
 
 
@@ -248,7 +249,7 @@ def test_a_redis_restart_mid_run_loses_nothing(
 
     server = start_redis()
     simulator = start_simulator(procs, "--validating-seconds", "0.1", "--processing-seconds", "2")
-    start_worker(procs, "redis-a", simulator=simulator, redis_url=redis_url)
+    worker = start_worker(procs, "redis-a", simulator=simulator, redis_url=redis_url)
     ids = queued_jobs(db, tenant[0], 60)
 
     def moving() -> bool:
@@ -260,7 +261,20 @@ def test_a_redis_restart_mid_run_loses_nothing(
     time.sleep(1)
     start_redis()
 
-    eventually(lambda: all_ended(db, ids), timeout=120, what="jobs to end after the restart")
+    # A worker holding an unacknowledged message when the broker vanishes can exit on a kombu
+    # bug (restoring the message on the closed connection: "Unrecoverable error:
+    # AttributeError ... 'hostname'"). Deployments restart it (docker-compose: restart:
+    # unless-stopped), and so does this test; either way no job may be lost or sent twice.
+    replaced: list[Child] = []
+
+    def ended() -> bool:
+        if not replaced and procs.exited(worker):
+            procs.stop(worker)
+            replacement = start_worker(procs, "redis-b", simulator=simulator, redis_url=redis_url)
+            replaced.append(replacement)
+        return all_ended(db, ids)
+
+    eventually(ended, timeout=120, what="jobs to end after the restart")
     assert_accounted(db, simulator, ids)
 
 
