@@ -10,7 +10,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CATALOG = Path(__file__).resolve().parent / "routing" / "catalog.toml"
+DEFAULT_CATALOG = Path(__file__).resolve().parent / "catalog" / "catalog.toml"
 
 
 class Settings(BaseSettings):

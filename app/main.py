@@ -18,7 +18,7 @@ from app.health import router as health_router
 from app.jobs.endpoints import router as jobs_router
 from app.jobs.schemas import JobIn
 from app.kit.errors import ErrorBody, ErrorResponse, ThriftyError
-from app.kit.metrics import registry
+from app.metrics import registry
 
 log = logging.getLogger(__name__)
 

@@ -50,7 +50,7 @@ def _free_port() -> int:
 def _configure(pg_port: int, redis_url: str, sim_port: int) -> dict[str, str]:
     """Environment for this process and the children; set before any ``app`` import."""
     catalog = Path(tempfile.mkdtemp(prefix="thrifty-bench-")) / "catalog.toml"
-    shutil.copy(ROOT / "app" / "routing" / "catalog.toml", catalog)
+    shutil.copy(ROOT / "app" / "catalog" / "catalog.toml", catalog)
     env = {
         "THRIFTY_ENVIRONMENT": "development",
         "THRIFTY_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{pg_port}/thrifty_bench",
@@ -111,12 +111,12 @@ def thrifty(
     """Push ``jobs`` distinct jobs through the real pipeline; figures and accounting."""
     from sqlalchemy import func, select
 
+    from app.catalog.catalog import get_catalog
     from app.jobs import service as job_service
     from app.jobs.schemas import JobIn
     from app.kit.db import get_sessionmaker
     from app.kit.queue import QUEUES, get_sender
     from app.models import TERMINAL_STATES, Job, JobState, ProviderBatch
-    from app.routing.catalog import get_catalog
     from app.tenants import service as tenant_service
 
     argv = ["-A", "workers.celery_app", "worker", "-B", "-s", str(WORK / "beat-schedule"),

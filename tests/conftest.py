@@ -24,7 +24,7 @@ _CATALOG = Path(tempfile.mkdtemp(prefix="thrifty-test-")) / "catalog.toml"
 
 def _test_catalog() -> str:
     """The shipped catalog with short windows, so integration tests do not wait 10 s."""
-    text = (ROOT / "app" / "routing" / "catalog.toml").read_text()
+    text = (ROOT / "app" / "catalog" / "catalog.toml").read_text()
     tomllib.loads(text)  # fail early if the shipped catalog is broken
     return text.replace("max_wait_seconds = 10", "max_wait_seconds = 0.5")
 

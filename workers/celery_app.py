@@ -8,10 +8,10 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init
 
+from app.catalog.catalog import get_catalog
 from app.config import get_settings
 from app.kit import queue
 from app.providers.registry import batch_limits, shared_provider
-from app.routing.catalog import get_catalog
 
 log = logging.getLogger(__name__)
 settings = get_settings()

@@ -7,6 +7,7 @@ import uuid
 from datetime import timedelta
 
 from app.batching import service as batching_service
+from app.catalog.catalog import get_catalog
 from app.config import get_settings
 from app.delivery import service as delivery_service
 from app.jobs import service as job_service
@@ -18,7 +19,6 @@ from app.providers.registry import (
     shared_provider,
     shared_realtime_provider,
 )
-from app.routing.catalog import get_catalog
 from workers.celery_app import celery_app
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from app.routing.catalog import Catalog, ModelConfig
+from app.catalog.catalog import Catalog, ModelConfig
 
 _MILLION = Decimal(1_000_000)
 

@@ -152,7 +152,7 @@ def lock_batch(session: Session, *, batch_id: uuid.UUID, state: BatchState) -> P
 
 @dataclass(frozen=True)
 class BatchJob:
-    """What building a job's provider request needs (``app.jobs.prompts.Request``)."""
+    """What building a job's provider request needs (``app.kit.prompts.Request``)."""
 
     id: uuid.UUID
     prompt: str | None

@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session
 from app.accounting import service as accounting_service
 from app.batching import repository
 from app.cache import service as cache_service
-from app.delivery import service as delivery_service
-from app.jobs.prompts import Request, build_messages
+from app.catalog.catalog import Catalog, get_catalog
+from app.jobs import events as job_events
 from app.kit import queue
+from app.kit.prompts import Request, build_messages
 from app.models import BatchState, Job, JobState, ProviderBatch, utcnow
 from app.providers.base import (
     BatchProvider,
@@ -34,7 +35,6 @@ from app.providers.base import (
     split_requests,
 )
 from app.providers.registry import batch_limits
-from app.routing.catalog import Catalog, get_catalog
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ def submit(
             values={"state": JobState.failed, "error": f"provider refused the batch: {exc}",
                     "completed_at": now},
         )  # fmt: skip
-        delivery_service.on_jobs_finished(session, job_ids=[job.id for job in jobs])
+        job_events.jobs_finished(session, job_ids=[job.id for job in jobs])
         return True
     batch.external_id = handle.external_id
     batch.input_file_id = handle.input_file_id
@@ -510,7 +510,7 @@ def _apply(
     cache_service.store_many(session, writes)
     if retries:
         queue.enqueue(session, queue.COLLECT)
-    delivery_service.on_jobs_finished(session, job_ids=[row["job_id"] for row in rows])
+    job_events.jobs_finished(session, job_ids=[row["job_id"] for row in rows])
 
 
 def sweep(
@@ -568,4 +568,4 @@ def _settle_stranded(session: Session, *, jobs: list[Job], catalog: Catalog, now
             job.attempts, job.mode, job.error = retry["attempts"], retry["new_mode"], reason
     session.flush()
     queue.enqueue(session, queue.COLLECT)
-    delivery_service.on_jobs_finished(session, job_ids=failed)
+    job_events.jobs_finished(session, job_ids=failed)

@@ -6,8 +6,9 @@ from fastapi import APIRouter
 
 from app.cache import service as cache_service
 from app.cache.schemas import CacheSettingsIn, CacheSettingsOut, InvalidateIn, InvalidateOut
-from app.kit.deps import CurrentTenant, SessionDep
+from app.kit.deps import SessionDep
 from app.kit.errors import ErrorResponse
+from app.tenants.deps import CurrentTenant
 
 router = APIRouter(prefix="/v1/cache", tags=["cache"])
 
@@ -44,7 +45,6 @@ def put_cache_settings(
     )
     cache_service.enforce_limits(session, tenant_id=tenant.id)
     entries = cache_service.count_entries(session, tenant_id=tenant.id)
-    session.commit()
     return _out(policy, entries)
 
 
@@ -58,5 +58,4 @@ def invalidate(body: InvalidateIn, session: SessionDep, tenant: CurrentTenant) -
         source_job_ids=body.source_job_ids,
         everything=body.all,
     )
-    session.commit()
     return InvalidateOut(invalidated=count)

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from app.cache import repository, verify
 from app.config import get_settings
 from app.embeddings.base import Embedder, EmbeddingError
-from app.jobs.prompts import CacheableRequest, Request, instruction_text, user_content
+from app.kit.prompts import CacheableRequest, Request, instruction_text, user_content
 from app.kit.text import normalise
 from app.models import CacheEntry, CacheSettings, utcnow
 

@@ -15,9 +15,10 @@ from app.delivery.schemas import (
     EndpointOut,
     SecretOut,
 )
-from app.kit.deps import CurrentTenant, SessionDep
+from app.kit.deps import SessionDep
 from app.kit.errors import ErrorResponse
 from app.models import DeliveryState
+from app.tenants.deps import CurrentTenant
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
@@ -42,7 +43,6 @@ def create_endpoint(
     (422) unless the server's configuration allows them.
     """
     created = delivery_service.create_endpoint(session, tenant=tenant, data=data)
-    session.commit()
     return created
 
 
@@ -61,7 +61,6 @@ def get_endpoint(endpoint_id: uuid.UUID, tenant: CurrentTenant, session: Session
 def delete_endpoint(endpoint_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> Response:
     """Remove an endpoint, its pending deliveries and its delivery history."""
     delivery_service.delete_endpoint(session, tenant=tenant, endpoint_id=endpoint_id)
-    session.commit()
     return Response(status_code=204)
 
 
@@ -71,7 +70,6 @@ def enable_endpoint(
 ) -> EndpointOut:
     """Re-enable an endpoint that was disabled (a 410 Gone answer disables it)."""
     endpoint = delivery_service.enable_endpoint(session, tenant=tenant, endpoint_id=endpoint_id)
-    session.commit()
     return endpoint
 
 
@@ -84,7 +82,6 @@ def rotate_endpoint_secret(
     secret = delivery_service.rotate_endpoint_secret(
         session, tenant=tenant, endpoint_id=endpoint_id
     )
-    session.commit()
     return secret
 
 
@@ -92,7 +89,6 @@ def rotate_endpoint_secret(
 def get_secret(tenant: CurrentTenant, session: SessionDep) -> SecretOut:
     """The secret that signs deliveries to jobs' own `webhook_url` (created on first use)."""
     secret = delivery_service.tenant_secret(session, tenant=tenant)
-    session.commit()
     return secret
 
 
@@ -100,7 +96,6 @@ def get_secret(tenant: CurrentTenant, session: SessionDep) -> SecretOut:
 def rotate_secret(tenant: CurrentTenant, session: SessionDep) -> SecretOut:
     """Rotate the per-job `webhook_url` secret, with the same grace period as endpoints."""
     secret = delivery_service.rotate_tenant_secret(session, tenant=tenant)
-    session.commit()
     return secret
 
 
@@ -143,5 +138,4 @@ def get_delivery(
 def redeliver(delivery_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> DeliveryOut:
     """Send a delivery again now (same `webhook-id` and body), with a fresh retry budget."""
     delivery = delivery_service.redeliver(session, tenant=tenant, delivery_id=delivery_id)
-    session.commit()
     return delivery

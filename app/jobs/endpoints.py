@@ -9,13 +9,16 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import TypeAdapter, ValidationError
 
+from app.catalog.deps import CatalogDep
 from app.config import get_settings
 from app.jobs import service as job_service
 from app.jobs.schemas import GroupCancelled, GroupOut, JobIn, JobOut, JobPage, SubmitResponse
+from app.jobs.views import to_out
 from app.kit.db import session_scope
-from app.kit.deps import CatalogDep, CurrentTenant, SessionDep
+from app.kit.deps import SessionDep
 from app.kit.errors import BadRequest, ErrorResponse, PayloadTooLarge, ValidationFailed
 from app.models import TERMINAL_STATES
+from app.tenants.deps import CurrentTenant
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
@@ -130,7 +133,6 @@ def submit_jobs(
         as_group=submission.as_group,
         catalog=catalog,
     )
-    session.commit()
     return response
 
 
@@ -149,7 +151,7 @@ def get_job(
     `Retry-After` is set while the job has not ended."""
     job = job_service.get_job(session, tenant=tenant, job_id=job_id)
     _retry_after(response, running=job.state not in TERMINAL_STATES)
-    return job_service.to_out(job)
+    return to_out(job)
 
 
 @router.delete("/jobs/{job_id}", response_model=JobOut, responses=ERRORS, summary="Cancel a job")
@@ -157,8 +159,7 @@ def cancel_job(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) ->
     """Cancel a job that has not ended: before submission it leaves its window; after
     submission its late result is ignored. 409 when the job already ended."""
     job = job_service.cancel_job(session, tenant=tenant, job_id=job_id)
-    session.commit()
-    return job_service.to_out(job)
+    return to_out(job)
 
 
 @router.get("/groups/{group_id}", response_model=GroupOut, responses=ERRORS, summary="Get a group")
@@ -206,7 +207,6 @@ def cancel_group(group_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep
     """Every job of the group that has not ended becomes `cancelled`; finished jobs keep
     their results."""
     cancelled = job_service.cancel_group(session, tenant=tenant, group_id=group_id)
-    session.commit()
     return cancelled
 
 

@@ -15,29 +15,27 @@ from sqlalchemy.orm import Session
 from app.accounting import service as accounting_service
 from app.batching import service as batching_service
 from app.cache import service as cache_service
+from app.catalog.catalog import Catalog
 from app.delivery import service as delivery_service
 from app.embeddings import service as embedding_service
 from app.embeddings.base import Embedder
+from app.jobs import events as job_events
 from app.jobs import repository
-from app.jobs.prompts import DEFAULT_INSTRUCTION, user_content
 from app.jobs.schemas import (
-    Cost,
     GroupCancelled,
     GroupOut,
     JobIn,
-    JobOut,
     JobPage,
     SubmitResponse,
     SubmittedJob,
-    Timings,
-    Usage,
 )
+from app.jobs.views import group_out, to_out
 from app.kit import queue
 from app.kit.errors import Conflict, NotFound, ValidationFailed
+from app.kit.prompts import DEFAULT_INSTRUCTION, user_content
 from app.kit.text import estimate_tokens
-from app.models import TERMINAL_STATES, Job, JobGroup, JobState, Tenant, utcnow
+from app.models import Job, JobGroup, JobState, Tenant, utcnow
 from app.routing import service as routing_service
-from app.routing.catalog import Catalog
 
 # Job ids per ingest message: big enough to batch the work, small enough to spread it.
 INGEST_CHUNK = 1000
@@ -202,7 +200,7 @@ def submit(
         queue.enqueue(session, queue.INGEST, queued[start : start + INGEST_CHUNK])
     if any(row["state"] == JobState.waiting for row in new):
         queue.enqueue(session, queue.COLLECT)
-    delivery_service.on_jobs_finished(
+    job_events.jobs_finished(
         session, job_ids=[row["id"] for row in new if row["state"] == JobState.failed]
     )
 
@@ -221,85 +219,12 @@ def get_job(session: Session, *, tenant: Tenant, job_id: uuid.UUID) -> Job:
     return job
 
 
-def _seconds(start: datetime, end: datetime | None) -> float | None:
-    return round((end - start).total_seconds(), 3) if end else None
-
-
-def _saved(naive: Decimal | None, cost: Decimal | None) -> Decimal | None:
-    return naive - cost if naive is not None and cost is not None else None
-
-
-def to_out(job: Job) -> JobOut:
-    total = (
-        job.input_tokens + job.output_tokens
-        if job.input_tokens is not None and job.output_tokens is not None
-        else None
-    )
-    return JobOut(
-        id=job.id,
-        group_id=job.group_id,
-        state=job.state,
-        result=job.result,
-        error=job.error,
-        model=job.model,
-        provider=job.provider,
-        mode=job.mode,
-        route_reason=job.route_reason,
-        cache_hit=job.cache_hit,
-        cached_from_job_id=job.cached_from_job_id,
-        cache_similarity=job.cache_similarity,
-        usage=Usage(
-            input_tokens=job.input_tokens, output_tokens=job.output_tokens, total_tokens=total
-        ),
-        cost=Cost(
-            cost_usd=job.cost_usd,
-            naive_cost_usd=job.naive_cost_usd,
-            saved_usd=_saved(job.naive_cost_usd, job.cost_usd),
-        ),
-        timings=Timings(
-            created_at=job.created_at,
-            routed_at=job.routed_at,
-            submitted_at=job.submitted_at,
-            completed_at=job.completed_at,
-            queue_seconds=_seconds(job.created_at, job.submitted_at),
-            total_seconds=_seconds(job.created_at, job.completed_at),
-        ),
-        metadata=job.job_metadata,
-        idempotency_key=job.idempotency_key,
-        requested_mode=job.requested_mode,
-        deadline=job.deadline,
-        priority=job.priority,
-        attempts=job.attempts,
-    )
-
-
 def get_group(session: Session, *, tenant: Tenant, group_id: uuid.UUID) -> GroupOut:
     """A bulk submission's progress by state, with its usage and cost so far."""
     group = repository.get_group(session, tenant_id=tenant.id, group_id=group_id)
     if group is None:
         raise NotFound(f"no group {group_id}")
-    totals = repository.group_totals(session, group_id=group.id)
-    counts = {state: 0 for state in JobState}
-    for row in totals:
-        counts[row["state"]] = row["count"]
-    input_tokens = sum(int(r["input_tokens"]) for r in totals)
-    output_tokens = sum(int(r["output_tokens"]) for r in totals)
-    cost = sum((Decimal(r["cost"]) for r in totals), Decimal(0))
-    naive = sum((Decimal(r["naive"]) for r in totals), Decimal(0))
-    return GroupOut(
-        id=group.id,
-        size=group.size,
-        created_at=group.created_at,
-        counts=counts,
-        done=all(counts[s] == 0 for s in JobState if s not in TERMINAL_STATES),
-        cache_hits=sum(int(r["cache_hits"]) for r in totals),
-        usage=Usage(
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            total_tokens=input_tokens + output_tokens,
-        ),
-        cost=Cost(cost_usd=cost, naive_cost_usd=naive, saved_usd=naive - cost),
-    )
+    return group_out(session, group)
 
 
 def list_group_jobs(
@@ -338,7 +263,7 @@ def cancel_job(session: Session, *, tenant: Tenant, job_id: uuid.UUID) -> Job:
         session.refresh(job)
         raise Conflict(f"job {job_id} already ended ({job.state.value}); nothing to cancel")
     session.refresh(job)
-    delivery_service.on_jobs_finished(session, job_ids=[job.id])
+    job_events.jobs_finished(session, job_ids=[job.id])
     return job
 
 
@@ -352,7 +277,7 @@ def cancel_group(session: Session, *, tenant: Tenant, group_id: uuid.UUID) -> Gr
     if group is None:
         raise NotFound(f"no group {group_id}")
     cancelled = repository.cancel_unfinished(session, group_id=group.id, now=utcnow())
-    delivery_service.on_jobs_finished(session, job_ids=cancelled)
+    job_events.jobs_finished(session, job_ids=cancelled)
     return GroupCancelled(
         cancelled=len(cancelled), group=get_group(session, tenant=tenant, group_id=group_id)
     )
@@ -425,5 +350,5 @@ def ingest(
         repository.write_outcomes(session, rows)
     if waiting:
         queue.enqueue(session, queue.COLLECT)
-    delivery_service.on_jobs_finished(session, job_ids=[row["id"] for row in (*answered, *failed)])
+    job_events.jobs_finished(session, job_ids=[row["id"] for row in (*answered, *failed)])
     return len(jobs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from app.jobs.prompts import ChatMessage
+from app.kit.prompts import ChatMessage
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from app.catalog.catalog import Catalog, ProviderConfig
 from app.providers.anthropic_batch import LIMITS as ANTHROPIC_LIMITS
 from app.providers.anthropic_batch import AnthropicBatchProvider
 from app.providers.base import BatchProvider, ProviderLimits, RealtimeProvider
@@ -16,7 +17,6 @@ from app.providers.openai_batch import LIMITS as OPENAI_LIMITS
 from app.providers.openai_batch import OpenAIBatchProvider
 from app.providers.openai_embeddings import OpenAIEmbeddings
 from app.providers.openai_realtime import OpenAIRealtimeProvider
-from app.routing.catalog import Catalog, ProviderConfig
 
 
 def _limits(config: ProviderConfig, published: ProviderLimits) -> ProviderLimits:

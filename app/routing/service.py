@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 
+from app.catalog.catalog import Catalog, ModelConfig
 from app.kit.errors import ValidationFailed
-from app.routing.catalog import Catalog, ModelConfig
 
 
 class NoRoute(Exception):

@@ -7,8 +7,8 @@ from decimal import Decimal
 import pytest
 
 from app.accounting.service import batch_price, list_price, naive_price
+from app.catalog.catalog import Catalog, ModelConfig, load_catalog
 from app.config import DEFAULT_CATALOG
-from app.routing.catalog import Catalog, ModelConfig, load_catalog
 
 MILLION = 1_000_000
 

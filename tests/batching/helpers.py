@@ -16,8 +16,8 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.catalog.catalog import Catalog
 from app.models import TERMINAL_STATES, Job, JobState, Tenant
-from app.routing.catalog import Catalog
 from app.stack.processes import Supervisor, http_ok, wait_until
 from tests.conftest import ROOT, free_port
 from tests.factories import make_job

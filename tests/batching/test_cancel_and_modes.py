@@ -15,12 +15,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from app.batching import service
+from app.catalog.catalog import Catalog, get_catalog
 from app.jobs import service as job_service
 from app.models import BatchState, Job, JobState, ProviderBatch, Tenant, utcnow
 from app.providers.openai_batch import LIMITS, OpenAIBatchProvider
 from app.providers.openai_realtime import OpenAIRealtimeProvider
 from app.routing import service as routing_service
-from app.routing.catalog import Catalog, get_catalog
 from tests.batching.helpers import simulator_requests
 from tests.conftest import make_tenant
 

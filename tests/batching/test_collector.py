@@ -12,10 +12,10 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from app.batching import service
+from app.catalog.catalog import Catalog, get_catalog
 from app.kit import queue
 from app.kit.db import get_sessionmaker
 from app.models import BatchState, Job, JobState, ProviderBatch, Tenant, utcnow
-from app.routing.catalog import Catalog, get_catalog
 from tests.factories import make_job
 
 MINI = "gpt-4o-mini"

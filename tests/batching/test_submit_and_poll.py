@@ -17,13 +17,13 @@ from sqlalchemy.orm import Session
 from app.accounting import service as accounting_service
 from app.batching import service
 from app.cache import service as cache_service
+from app.catalog.catalog import Catalog, get_catalog
 from app.config import get_settings
-from app.jobs.prompts import build_messages
 from app.kit import queue
+from app.kit.prompts import build_messages
 from app.models import BatchState, CacheEntry, Job, JobState, ProviderBatch, Tenant, utcnow
 from app.providers.base import BatchRequest, ProviderError
 from app.providers.openai_batch import OpenAIBatchProvider
-from app.routing.catalog import Catalog, get_catalog
 from app.simulator.summarise import count_prompt_tokens, count_tokens, simulate_completion
 from tests.conftest import free_port
 from tests.factories import make_job

@@ -14,13 +14,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.batching import repository, service
+from app.catalog.catalog import Catalog, get_catalog
 from app.kit import queue
 from app.models import BatchState, Job, JobState, ProviderBatch, Tenant, utcnow
 from app.providers.base import ProviderError, ProviderLimits
 from app.providers.http import RetryPolicy
 from app.providers.openai_batch import LIMITS, OpenAIBatchProvider
 from app.providers.openai_realtime import OpenAIRealtimeProvider
-from app.routing.catalog import Catalog, get_catalog
 from app.stack.processes import Supervisor
 from tests.batching.helpers import (
     MINI,

@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 
 from app.accounting import service as accounting_service
 from app.cache import service as cache_service
+from app.catalog.catalog import get_catalog
 from app.jobs import service as jobs_service
 from app.models import CacheEntry, Job, JobState, Tenant
-from app.routing.catalog import get_catalog
 from tests.conftest import make_tenant
 from tests.factories import make_job
 

@@ -11,12 +11,12 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.cache import service as cache_service
+from app.catalog.catalog import get_catalog
 from app.embeddings.base import Embedder, Vectors
 from app.embeddings.local import LocalEmbedder
 from app.embeddings.openai import OpenAIEmbedder
 from app.jobs import service as jobs_service
 from app.models import CacheEntry, CacheSettings, Job, JobEmbedding, JobState, Tenant, utcnow
-from app.routing.catalog import get_catalog
 from tests.conftest import free_port, make_tenant
 from tests.factories import make_job
 

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from app.catalog.catalog import get_catalog
 from app.models import BatchState, Job, JobState, ProviderBatch, Tenant
-from app.routing.catalog import get_catalog
 from tests.conftest import make_tenant
 
 pytestmark = pytest.mark.usefixtures("worker")

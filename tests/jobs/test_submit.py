@@ -13,10 +13,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.catalog.catalog import get_catalog
 from app.config import get_settings
 from app.kit import queue
 from app.models import BatchState, Job, JobState, ProviderBatch, Tenant
-from app.routing.catalog import get_catalog
 from tests.conftest import make_tenant
 from tests.factories import make_job
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from app.catalog.catalog import Catalog, get_catalog
 from app.providers.anthropic_batch import AnthropicBatchProvider
 from app.providers.base import ProviderError, ProviderLimits
 from app.providers.openai_batch import OpenAIBatchProvider
@@ -19,7 +20,6 @@ from app.providers.registry import (
     get_realtime_provider,
     realtime_concurrency,
 )
-from app.routing.catalog import Catalog, get_catalog
 from app.simulator.chat import embed_text
 from tests.providers.conftest import FAST, SECRET, Sim, Sleeps
 

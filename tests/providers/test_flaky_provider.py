@@ -11,11 +11,11 @@ import httpx
 from sqlalchemy.orm import Session
 
 from app.batching import service
+from app.catalog.catalog import get_catalog
 from app.models import BatchState, Job, JobState, Tenant
 from app.providers.base import ProviderError
 from app.providers.http import RetryPolicy
 from app.providers.openai_batch import OpenAIBatchProvider
-from app.routing.catalog import get_catalog
 from tests.factories import make_job
 from tests.providers.conftest import Sim, Sleeps
 

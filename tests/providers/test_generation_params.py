@@ -6,7 +6,7 @@ import json
 
 import httpx
 
-from app.jobs.prompts import ChatMessage
+from app.kit.prompts import ChatMessage
 from app.providers.anthropic_batch import AnthropicBatchProvider
 from app.providers.base import BatchRequest
 from app.providers.openai_batch import OpenAIBatchProvider

@@ -10,9 +10,9 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from app.batching import service
+from app.catalog.catalog import get_catalog
 from app.models import BatchState, Job, JobState, Tenant
 from app.providers.openai_batch import OpenAIBatchProvider
-from app.routing.catalog import get_catalog
 from tests.factories import make_job
 from tests.providers.conftest import FAST, Sim, Sleeps
 

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from app.catalog.catalog import Catalog, load_catalog
 from app.config import DEFAULT_CATALOG
 from app.kit.errors import ValidationFailed
-from app.routing.catalog import Catalog, load_catalog
 from app.routing.service import NoRoute, Route, route, validate_hints
 
 
