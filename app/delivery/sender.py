@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import ssl
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from functools import lru_cache
 
 import httpx
 
 from app.delivery.addresses import Target
+from app.kit.http import parse_retry_after, tls_context
 
 # Only the start of a receiver's answer is read and kept.
 EXCERPT_BYTES = 1024
@@ -32,28 +30,6 @@ class Outcome:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
-@lru_cache
-def _tls_context() -> ssl.SSLContext:
-    # Building a context loads the CA bundle (tens of ms); one per process is enough.
-    return ssl.create_default_context()
-
-
 def post(target: Target, *, body: str, headers: dict[str, str], timeout: float) -> Outcome:
     """POST ``body`` to ``target``'s checked address, presenting its host name.
 
@@ -70,7 +46,7 @@ def post(target: Target, *, body: str, headers: dict[str, str], timeout: float) 
     started = time.monotonic()
     outcome = Outcome(None, "no address to connect to", 0)
     with httpx.Client(
-        timeout=timeout, follow_redirects=False, trust_env=False, verify=_tls_context()
+        timeout=timeout, follow_redirects=False, trust_env=False, verify=tls_context()
     ) as client:
         for address in target.addresses:
             outcome = _post_once(

@@ -10,7 +10,16 @@ from typing import Any
 import orjson
 import psycopg
 from psycopg.types.json import Jsonb
-from sqlalchemy import ColumnElement, Engine, Enum, Table, any_, bindparam, create_engine
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Enum,
+    Table,
+    TypeDecorator,
+    any_,
+    bindparam,
+    create_engine,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import QueryableAttribute, Session, sessionmaker
 
@@ -63,6 +72,9 @@ def column_arrays(
     for name in names:
         column_type = table.c[name].type
         values = [row[name] for row in rows]
+        if isinstance(column_type, TypeDecorator):
+            values = [column_type.process_bind_param(value, dialect) for value in values]
+            column_type = column_type.impl_instance
         if isinstance(column_type, Enum):
             values = [getattr(value, "value", value) for value in values]
             placeholders.append(f"%b::text[]::{column_type.name}[]")

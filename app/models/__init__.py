@@ -4,7 +4,7 @@ from app.models.api_key import ApiKey
 from app.models.base import Base, utcnow
 from app.models.cache_entry import EMBEDDING_DIMENSIONS, CacheEntry
 from app.models.cache_settings import CacheSettings
-from app.models.job import TERMINAL_STATES, Job, JobState
+from app.models.job import TERMINAL_STATES, CacheMode, Job, JobMode, JobState, RequestedMode
 from app.models.job_embedding import JobEmbedding
 from app.models.job_group import JobGroup
 from app.models.provider_batch import BatchState, ProviderBatch
@@ -21,13 +21,16 @@ __all__ = [
     "Base",
     "BatchState",
     "CacheEntry",
+    "CacheMode",
     "CacheSettings",
     "DeliveryState",
     "Job",
     "JobEmbedding",
     "JobGroup",
+    "JobMode",
     "JobState",
     "ProviderBatch",
+    "RequestedMode",
     "Tenant",
     "WebhookAttempt",
     "WebhookDelivery",

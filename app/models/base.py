@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import enum
 import uuid
 from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import DateTime, MetaData, Uuid
+from sqlalchemy import DateTime, Dialect, MetaData, String, TypeDecorator, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+E = TypeVar("E", bound=enum.StrEnum)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -30,3 +34,21 @@ class IdMixin:
 
 class CreatedAtMixin:
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StrEnumText(TypeDecorator[E], Generic[E]):
+    """A ``StrEnum`` stored as its value in a plain ``VARCHAR`` column (no database enum, so
+    adding a member needs no migration); rows read back as members."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum_type: type[E], length: int) -> None:
+        super().__init__(length)
+        self.enum_type = enum_type
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum_type(value).value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> E | None:
+        return None if value is None else self.enum_type(value)

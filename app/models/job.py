@@ -10,7 +10,7 @@ from sqlalchemy import Enum, ForeignKey, Index, Numeric, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, CreatedAtMixin, IdMixin, utcnow
+from app.models.base import Base, CreatedAtMixin, IdMixin, StrEnumText, utcnow
 
 
 class JobState(enum.StrEnum):
@@ -24,6 +24,27 @@ class JobState(enum.StrEnum):
 
 
 TERMINAL_STATES = frozenset({JobState.completed, JobState.failed, JobState.cancelled})
+
+
+class JobMode(enum.StrEnum):
+    """How a routed job reaches its provider."""
+
+    batch = "batch"  # the provider's discounted Batch API
+    realtime = "realtime"  # concurrent realtime calls, for latency-sensitive jobs
+
+
+class RequestedMode(enum.StrEnum):
+    """The mode a client asks for; ``auto`` lets the deadline decide."""
+
+    auto = "auto"
+    batch = "batch"
+    realtime = "realtime"
+
+
+class CacheMode(enum.StrEnum):
+    default = "default"  # answer from the cache when possible, store the answer
+    bypass = "bypass"  # neither read nor write the cache
+    refresh = "refresh"  # do not read; replace the cached answer
 
 
 class Job(IdMixin, CreatedAtMixin, Base):
@@ -86,11 +107,15 @@ class Job(IdMixin, CreatedAtMixin, Base):
     webhook_url: Mapped[str | None] = mapped_column(Text)
     # Generation parameter (part of the cache scope) and cache controls, see app/cache.
     temperature: Mapped[float | None]
-    cache_mode: Mapped[str] = mapped_column(String(10), default="default")  # default|bypass|refresh
+    cache_mode: Mapped[CacheMode] = mapped_column(
+        StrEnumText(CacheMode, 10), default=CacheMode.default
+    )
     semantic_cache: Mapped[bool | None]  # None: on at temperature 0 only; True/False: forced
-    # Collector controls (app/batching): the mode asked for (batch|realtime|auto), the time the
-    # result is needed by, and the order within a window (higher leaves first).
-    requested_mode: Mapped[str] = mapped_column(String(20), default="auto", server_default="auto")
+    # Collector controls (app/batching): the mode asked for, the time the result is needed by,
+    # and the order within a window (higher leaves first).
+    requested_mode: Mapped[RequestedMode] = mapped_column(
+        StrEnumText(RequestedMode, 20), default=RequestedMode.auto, server_default="auto"
+    )
     deadline: Mapped[datetime | None]
     priority: Mapped[int] = mapped_column(default=0, server_default="0")
     # Provider attempts that ended in a retryable failure (expired, rate-limited, 5xx).
@@ -99,7 +124,7 @@ class Job(IdMixin, CreatedAtMixin, Base):
     # Set by the router.
     provider: Mapped[str | None] = mapped_column(String(50))
     model: Mapped[str | None] = mapped_column(String(200))
-    mode: Mapped[str | None] = mapped_column(String(20))
+    mode: Mapped[JobMode | None] = mapped_column(StrEnumText(JobMode, 20))
     route_reason: Mapped[str | None] = mapped_column(Text)
     estimated_tokens: Mapped[int | None]
     # Upper bound of the bytes this request adds to a provider batch file (windows' max_bytes).

@@ -6,7 +6,8 @@ from datetime import datetime
 from sqlalchemy import Enum, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, CreatedAtMixin, IdMixin, utcnow
+from app.models.base import Base, CreatedAtMixin, IdMixin, StrEnumText, utcnow
+from app.models.job import JobMode
 
 
 class BatchState(enum.StrEnum):
@@ -24,7 +25,7 @@ class ProviderBatch(IdMixin, CreatedAtMixin, Base):
 
     provider: Mapped[str] = mapped_column(String(50))
     model: Mapped[str] = mapped_column(String(200))
-    mode: Mapped[str] = mapped_column(String(20))
+    mode: Mapped[JobMode] = mapped_column(StrEnumText(JobMode, 20))
     state: Mapped[BatchState] = mapped_column(
         Enum(BatchState, name="batch_state", values_callable=lambda e: [m.value for m in e]),
         default=BatchState.pending,

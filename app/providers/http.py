@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import logging
 import random
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
+from app.kit.http import retry_after, tls_context
 from app.providers.base import ProviderError
 
 log = logging.getLogger(__name__)
@@ -50,28 +49,6 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
-def retry_after_seconds(response: httpx.Response) -> float | None:
-    """The wait a 429/503 asks for, from ``retry-after-ms`` or ``retry-after`` (seconds)."""
-    for header, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = response.headers.get(header)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) * scale
-        except ValueError:
-            continue  # an HTTP date; rare from APIs, fall back to backoff
-        if seconds >= 0:
-            return seconds
-    return None
-
-
-@lru_cache(maxsize=1)
-def _tls_context() -> ssl.SSLContext:
-    # httpx's default verification, built once: loading the CA bundle costs tens of
-    # milliseconds, more than a call to a fast provider; one context serves every client.
-    return httpx.create_ssl_context()
-
-
 class ProviderHTTP:
     """An ``httpx.Client`` with the retry policy above; thread-safe, as httpx's client is."""
 
@@ -96,7 +73,7 @@ class ProviderHTTP:
             timeout=timeout,
             transport=transport,
             limits=httpx.Limits(max_connections=max_connections),
-            verify=_tls_context(),
+            verify=tls_context(),
         )
 
     def close(self) -> None:
@@ -108,7 +85,7 @@ class ProviderHTTP:
         wait = random.uniform(0, backoff)  # full jitter: spread out clients retrying together
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code in {429, 503}:
-            asked = retry_after_seconds(exc.response)
+            asked = retry_after(exc.response.headers)
             if asked is not None:
                 wait = min(policy.max_wait, asked + random.uniform(0, policy.initial_wait / 10))
         return wait

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from app.delivery import sender
+from app.kit.http import tls_context
 from app.models import DeliveryState, Tenant
 from tests.delivery.conftest import webhook_config
 from tests.delivery.helpers import attempt, attempts, deliveries, finish
@@ -33,10 +33,10 @@ def tls_receiver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Re
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))
-    sender._tls_context.cache_clear()
+    tls_context.cache_clear()
     with Receiver(tls=context) as receiver:
         yield receiver
-    sender._tls_context.cache_clear()
+    tls_context.cache_clear()
 
 
 def test_https_keeps_the_name_for_sni_and_certificate_checks(
