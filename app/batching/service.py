@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +23,7 @@ from app.catalog.catalog import Catalog, get_catalog
 from app.jobs import events as job_events
 from app.kit import queue
 from app.kit.prompts import Request, build_messages
-from app.models import BatchState, Job, JobState, ProviderBatch, utcnow
+from app.models import BatchState, Job, JobMode, JobState, ProviderBatch, utcnow
 from app.providers.base import (
     BatchProvider,
     BatchRequest,
@@ -137,59 +137,69 @@ def collect(
     return created
 
 
-def _fills(rows: list[dict[str, Any]], settings: WindowSettings) -> bool:
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """A routed job about to be stored, as the arrival flush sees it."""
+
+    provider: str
+    model: str
+    mode: JobMode
+    priority: int
+    estimated_tokens: int
+    estimated_bytes: int
+
+
+def _fills(members: Sequence[Arrival], settings: WindowSettings) -> bool:
     return (
-        len(rows) >= settings.max_size
-        or sum(row["estimated_tokens"] for row in rows) >= settings.max_tokens
-        or sum(row["estimated_bytes"] for row in rows) >= settings.max_bytes
+        len(members) >= settings.max_size
+        or sum(job.estimated_tokens for job in members) >= settings.max_tokens
+        or sum(job.estimated_bytes for job in members) >= settings.max_bytes
     )
 
 
 def flush_on_arrival(
     session: Session,
     *,
-    rows: list[dict[str, Any]],
+    arrivals: Sequence[Arrival],
     catalog: Catalog,
     limits: Mapping[str, ProviderLimits] | None = None,
-) -> list[uuid.UUID]:
-    """Routed jobs about to be stored (``rows``, not yet inserted) that fill their window by
-    themselves go straight into new pending batches; their submission is enqueued after commit.
+) -> list[uuid.UUID | None]:
+    """Routed jobs about to be stored that fill their window by themselves go straight into
+    new pending batches; their submission is enqueued after commit.
 
     The claim a collector would make later is folded into the insert, so each such job is
     written once fewer. Only a window in which no job waits yet qualifies, so no job already
-    waiting loses its turn. Rows taken get ``state = batched`` and their
-    ``provider_batch_id``; the rest (a remainder below the thresholds) stay ``waiting`` for
-    the collector. Returns the new batch ids.
+    waiting loses its turn. Returns, per arrival, the pending batch it goes into (store it
+    ``batched`` with that ``provider_batch_id``), or None: it waits for the collector.
     """
     limits = batch_limits(catalog) if limits is None else limits
-    windows: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    for row in rows:
-        windows.setdefault((row["provider"], row["model"], row["mode"]), []).append(row)
-    created: list[uuid.UUID] = []
-    for (provider, model, mode), members in windows.items():
+    placed: list[uuid.UUID | None] = [None] * len(arrivals)
+    windows: dict[tuple[str, str, str], list[int]] = {}
+    for index, job in enumerate(arrivals):
+        windows.setdefault((job.provider, job.model, job.mode), []).append(index)
+    for (provider, model, mode), indices in windows.items():
         settings = window_settings(catalog, model=model, mode=mode, limits=limits.get(provider))
-        if not _fills(members, settings) or repository.has_waiting(
+        if not _fills([arrivals[i] for i in indices], settings) or repository.has_waiting(
             session, provider=provider, model=model, mode=mode
         ):
             continue
         # Highest priority first; within a priority, the order they were sent in.
-        members.sort(key=lambda row: -row["priority"])
-        while members and _fills(members, settings):
-            head = members[: settings.max_size]
+        indices.sort(key=lambda i: -arrivals[i].priority)
+        while indices and _fills([arrivals[i] for i in indices], settings):
+            head = [arrivals[i] for i in indices[: settings.max_size]]
             taken, _, _ = repository.fitting_prefix(
-                [(row["estimated_tokens"], row["estimated_bytes"]) for row in head],
+                [(job.estimated_tokens, job.estimated_bytes) for job in head],
                 max_tokens=settings.max_tokens,
                 max_bytes=settings.max_bytes,
             )
             batch_id = repository.add_batch(
                 session, provider=provider, model=model, mode=mode, size=taken
             )
-            for row in members[:taken]:
-                row["state"], row["provider_batch_id"] = JobState.batched, batch_id
-            members = members[taken:]
-            created.append(batch_id)
+            for i in indices[:taken]:
+                placed[i] = batch_id
+            indices = indices[taken:]
             queue.enqueue(session, queue.SUBMIT_BATCH, str(batch_id))
-    return created
+    return placed
 
 
 def _requests(jobs: list[repository.BatchJob]) -> list[BatchRequest]:

@@ -164,11 +164,25 @@ def submit(
         row["provider_batch_id"] = None
     # A bulk submission that fills a window by itself leaves in a batch at once. Keyed jobs
     # wait for the collector: a key seen before means the row is not inserted at all.
-    batching_service.flush_on_arrival(
+    arriving = [r for r in rows if r["state"] == JobState.waiting and not r["idempotency_key"]]
+    placed = batching_service.flush_on_arrival(
         session,
-        rows=[r for r in rows if r["state"] == JobState.waiting and not r["idempotency_key"]],
+        arrivals=[
+            batching_service.Arrival(
+                r["provider"],
+                r["model"],
+                r["mode"],
+                r["priority"],
+                r["estimated_tokens"],
+                r["estimated_bytes"],
+            )
+            for r in arriving
+        ],
         catalog=catalog,
     )
+    for row, batch_id in zip(arriving, placed, strict=True):
+        if batch_id is not None:
+            row["state"], row["provider_batch_id"] = JobState.batched, batch_id
     inserted = repository.insert_many(session, rows)
     if len(inserted) < len(rows):
         # A concurrent request stored some of these keys between our check and our insert.
