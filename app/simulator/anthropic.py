@@ -161,6 +161,8 @@ class _MessageBatch:
 
 
 class _Batches:
+    """In-memory message batches and their lifecycle, guarded by ``lock``."""
+
     def __init__(self, settings: SimulatorSettings) -> None:
         self.settings = settings
         self.lock = threading.Lock()

@@ -14,7 +14,7 @@ import re
 import secrets
 import struct
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from fastapi import APIRouter, Request
 
@@ -83,7 +83,7 @@ def completion_object(
     completion_id: str,
     created: int,
     model: str,
-    messages: Sequence[Mapping[str, object]],
+    messages: Sequence[JSONObject],
     max_tokens: int | None,
 ) -> ChatCompletion:
     """The summariser's answer to ``messages`` as a ``chat.completion``, usage matching text.

@@ -1,15 +1,19 @@
 """Provider simulator: an HTTP server speaking the OpenAI and Anthropic APIs Thrifty uses.
 
-OpenAI: Files and Batches (``openai_batches.py``, batch file lines in ``openai_lines.py``),
-chat completions and embeddings (``chat.py``); Anthropic: Messages and Message Batches
-(``anthropic.py``); the JSON they send is typed in ``wire.py``. It lets Thrifty's pipeline run
-end to end in development, tests and demos without an account, and it is faithful enough for
-the official ``openai`` and ``anthropic`` SDKs. Every request is answered by the
-deterministic extractive summariser (``summarise.py``), so the same input always produces the
-same output text and token usage. Failures (per-request errors, 429s, 5xx, latency) are
-injected as ``SimulatorSettings`` and ``faults.py`` describe.
+It lets Thrifty's pipeline run end to end in development, tests and demos without an account,
+and it is faithful enough for the official ``openai`` and ``anthropic`` SDKs. This module
+builds the app (``create_app``) and runs it (``serve``); the APIs live beside it:
 
-This module builds the app (``create_app``) and runs it (``serve``).
+- OpenAI Files and Batches: routes in ``openai_routes.py``, state and the batch lifecycle in
+  ``openai_batches.py``, the lines of batch input and output files in ``openai_lines.py``;
+- OpenAI chat completions and embeddings: ``chat.py``;
+- Anthropic Messages and Message Batches: ``anthropic.py``;
+- the JSON all of them send: ``wire.py``; settings, errors and dice: ``common.py``;
+- failure injection (429s, 5xx, latency) and the ``/_simulator`` controls: ``faults.py``;
+- the argparse flags of ``thrifty simulator``: ``flags.py``.
+
+Every request is answered by the deterministic extractive summariser (``summarise.py``), so
+the same input always produces the same output text and token usage.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.simulator import anthropic, chat, faults, openai_batches
+from app.simulator import anthropic, chat, faults, openai_routes
 from app.simulator.common import APIError, SimulatorSettings
 
 # The argparse CLI, re-exported for ``app/cli.py`` until the Typer CLI builds the settings.
@@ -85,7 +89,7 @@ def create_app(settings: SimulatorSettings | None = None) -> FastAPI:
     # OpenAI's routes want a bearer key; Anthropic's check their own headers.
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(_require_auth)])
     v1.include_router(chat.router(settings))
-    v1.include_router(openai_batches.router(settings))
+    v1.include_router(openai_routes.router(settings))
     app.include_router(v1)
     app.include_router(anthropic.router(settings), prefix="/v1")
     return app
