@@ -30,10 +30,10 @@ from app.simulator.wire import (
     JSONObject,
     Message,
     MessageBatch,
+    MessageBatchIndividualResponse,
     MessageBatchList,
     MessageBatchRequestCounts,
     MessageBatchResult,
-    MessageBatchResultLine,
     MessageBatchStatus,
 )
 
@@ -243,7 +243,7 @@ class _Batches:
                 except APIError as exc:
                     result = _error_result(exc.message)
                     counts["errored"] += 1
-            line: MessageBatchResultLine = {"custom_id": custom_id, "result": result}
+            line: MessageBatchIndividualResponse = {"custom_id": custom_id, "result": result}
             lines.append(json.dumps(line))
         batch.results = ("\n".join(lines) + "\n").encode() if lines else b""
         batch.counts = counts

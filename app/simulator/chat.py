@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request
 
 from app.simulator.common import LINE_ERROR_MESSAGE, APIError, SimulatorSettings, request_fails
 from app.simulator.summarise import count_prompt_tokens, count_tokens, simulate_completion
-from app.simulator.wire import ChatCompletion, Embedding, EmbeddingList, JSONObject
+from app.simulator.wire import ChatCompletion, CreateEmbeddingResponse, Embedding, JSONObject
 
 _WORD_RE = re.compile(r"\w+")
 _MAX_EMBEDDING_INPUTS = 2048
@@ -144,7 +144,7 @@ def _inputs(value: object) -> list[str]:
     )
 
 
-def embeddings(settings: SimulatorSettings, body: object) -> EmbeddingList:
+def embeddings(settings: SimulatorSettings, body: object) -> CreateEmbeddingResponse:
     """An embeddings list response for ``body``."""
     if not isinstance(body, dict):
         raise APIError(400, "The request body must be a JSON object.")
@@ -198,7 +198,7 @@ def router(settings: SimulatorSettings) -> APIRouter:
         return chat_completion(settings, body, request_key=key)
 
     @routes.post("/embeddings", response_model=None)
-    async def create_embeddings(request: Request) -> EmbeddingList:
+    async def create_embeddings(request: Request) -> CreateEmbeddingResponse:
         return embeddings(settings, await json_body(request))
 
     return routes

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from app.simulator.common import APIError, SimulatorSettings
 from app.simulator.openai_batches import Store
 from app.simulator.openai_lines import MAX_FILE_BYTES, CreateBatchRequest, check_create_request
-from app.simulator.wire import BatchObject, DeletedFile, FileObject, ListPage
+from app.simulator.wire import BatchObject, FileDeleted, FileObject, ListPage
 
 
 def router(settings: SimulatorSettings) -> APIRouter:
@@ -58,7 +58,7 @@ def router(settings: SimulatorSettings) -> APIRouter:
         return Response(store.get_file(file_id).data, media_type="application/octet-stream")
 
     @routes.delete("/files/{file_id}", response_model=None)
-    def delete_file(file_id: str) -> DeletedFile:
+    def delete_file(file_id: str) -> FileDeleted:
         store.delete_file(file_id)
         return {"id": file_id, "object": "file", "deleted": True}
 

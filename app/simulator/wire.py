@@ -1,12 +1,12 @@
 """The JSON shapes the simulator sends, as the providers document them.
 
-OpenAI's are named as in ``openai-python`` (``openai.types``), Anthropic's as in
-``anthropic-sdk-python``; the SDK tests check that the SDKs parse every one of them. Routes
-return these plain dicts with ``response_model=None``, so FastAPI sends them exactly as built
-(no second validation, no reordering of keys).
+Named after the SDK types where one exists (``openai.types``, ``anthropic.types``);
+``tests/simulator/test_sdks.py`` and ``scripts/check_simulator_sdks.py`` check that the
+official SDKs parse them. Routes return these plain dicts with ``response_model=None``, so
+FastAPI sends them exactly as built (no second validation, no reordering of keys).
 
-What clients send is parsed JSON of unknown shape: it stays ``Mapping[str, object]`` until
-the endpoint has checked it.
+What clients send is parsed JSON of unknown shape: it stays ``JSONObject`` until the endpoint
+has checked it.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class AnthropicErrorBody(TypedDict):
 
 
 class ListPage(TypedDict, Generic[T]):
-    """OpenAI's cursor page (``SyncCursorPage``)."""
+    """A page of an OpenAI list (the SDK's ``SyncCursorPage``)."""
 
     object: Literal["list"]
     data: list[T]
@@ -67,7 +67,7 @@ class FileObject(TypedDict):
     status: Literal["processed"]
 
 
-class DeletedFile(TypedDict):
+class FileDeleted(TypedDict):
     id: str
     object: Literal["file"]
     deleted: bool
@@ -81,7 +81,8 @@ BatchStatus = Literal[
 
 
 class LineError(TypedDict):
-    """Why a batch failed validation; ``line`` is 1-based, None for the file as a whole."""
+    """Why a batch failed validation (``BatchError``); ``line`` is 1-based, None for the file
+    as a whole."""
 
     code: str
     message: str
@@ -101,6 +102,8 @@ class BatchRequestCounts(TypedDict):
 
 
 class BatchObject(TypedDict):
+    """``openai.types.Batch``."""
+
     id: str
     object: Literal["batch"]
     endpoint: str
@@ -126,7 +129,7 @@ class BatchObject(TypedDict):
 # OpenAI: chat completions and embeddings ------------------------------------------------------
 
 
-class ChatMessage(TypedDict):
+class ChatCompletionMessage(TypedDict):
     role: Literal["assistant"]
     content: str
     refusal: None
@@ -134,7 +137,7 @@ class ChatMessage(TypedDict):
 
 class Choice(TypedDict):
     index: int
-    message: ChatMessage
+    message: ChatCompletionMessage
     logprobs: None
     finish_reason: str
 
@@ -167,7 +170,7 @@ class EmbeddingUsage(TypedDict):
     total_tokens: int
 
 
-class EmbeddingList(TypedDict):
+class CreateEmbeddingResponse(TypedDict):
     object: Literal["list"]
     data: list[Embedding]
     model: str
@@ -189,6 +192,8 @@ class OutputLineError(TypedDict):
 
 
 class OutputLine(TypedDict):
+    """One line of a batch's output or error file."""
+
     id: str
     custom_id: str
     response: OutputLineResponse | None
@@ -263,6 +268,6 @@ class MessageBatchResult(TypedDict, total=False):
     error: AnthropicErrorBody
 
 
-class MessageBatchResultLine(TypedDict):
+class MessageBatchIndividualResponse(TypedDict):
     custom_id: str
     result: MessageBatchResult
