@@ -16,15 +16,26 @@ import re
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 
 from app.simulator.common import APIError, SimulatorSettings, request_fails
 from app.simulator.summarise import count_prompt_tokens, count_tokens, simulate_completion
+from app.simulator.wire import (
+    DeletedMessageBatch,
+    JSONObject,
+    Message,
+    MessageBatch,
+    MessageBatchIndividualResponse,
+    MessageBatchList,
+    MessageBatchRequestCounts,
+    MessageBatchResult,
+    MessageBatchStatus,
+)
 
 MAX_BATCH_REQUESTS = 100_000
 MAX_BATCH_BYTES = 256 * 1024 * 1024
@@ -49,7 +60,7 @@ def _rfc3339(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
 
 
-def _chat_messages(params: dict[str, Any]) -> tuple[str, list[dict[str, Any]], int]:
+def _chat_messages(params: JSONObject) -> tuple[str, list[JSONObject], int]:
     """Validate Messages API params; return the model, OpenAI-style messages and max_tokens."""
     model = params.get("model")
     if not isinstance(model, str) or not model:
@@ -60,7 +71,7 @@ def _chat_messages(params: dict[str, Any]) -> tuple[str, list[dict[str, Any]], i
     messages = params.get("messages")
     if not isinstance(messages, list) or not messages:
         raise APIError(400, "messages: at least one message is required")
-    converted: list[dict[str, Any]] = []
+    converted: list[JSONObject] = []
     system = params.get("system")
     if system is not None:
         if not isinstance(system, str | list):
@@ -78,7 +89,7 @@ def _chat_messages(params: dict[str, Any]) -> tuple[str, list[dict[str, Any]], i
     return model, converted, max_tokens
 
 
-def create_message(params: dict[str, Any]) -> dict[str, Any]:
+def create_message(params: JSONObject) -> Message:
     """A Messages API ``message`` for valid ``params``; usage counted from the text."""
     model, messages, max_tokens = _chat_messages(params)
     completion = simulate_completion(messages, model, max_tokens)
@@ -97,28 +108,35 @@ def create_message(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _error_result(message: str) -> dict[str, Any]:
+def _error_result(message: str) -> MessageBatchResult:
     return {
         "type": "errored",
         "error": {"type": "error", "error": {"type": "invalid_request_error", "message": message}},
     }
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class _InlineRequest:
+    custom_id: str
+    params: JSONObject
+
+
+@dataclass(slots=True)
 class _MessageBatch:
     id: str
-    requests: list[tuple[str, Any]]
+    requests: list[_InlineRequest]
     created_wall: float
     created_monotonic: float
     expiry_seconds: float
-    status: str = "in_progress"
+    status: MessageBatchStatus = "in_progress"
     cancel_requested_monotonic: float | None = None
     cancel_initiated_at: float | None = None
     ended_at: float | None = None
     results: bytes = b""
-    counts: dict[str, int] = field(default_factory=dict)
+    # Set when the batch ends; until then every request counts as processing.
+    counts: MessageBatchRequestCounts | None = None
 
-    def to_json(self, base_url: str) -> dict[str, Any]:
+    def to_json(self, base_url: str) -> MessageBatch:
         counts = self.counts or {
             "processing": len(self.requests), "succeeded": 0, "errored": 0,
             "canceled": 0, "expired": 0,
@@ -128,7 +146,7 @@ class _MessageBatch:
             "id": self.id,
             "type": "message_batch",
             "processing_status": self.status,
-            "request_counts": dict(counts),
+            "request_counts": counts.copy(),
             "ended_at": _rfc3339(self.ended_at) if self.ended_at is not None else None,
             "created_at": _rfc3339(self.created_wall),
             "expires_at": _rfc3339(self.created_wall + self.expiry_seconds),
@@ -143,12 +161,14 @@ class _MessageBatch:
 
 
 class _Batches:
+    """In-memory message batches and their lifecycle, guarded by ``lock``."""
+
     def __init__(self, settings: SimulatorSettings) -> None:
         self.settings = settings
         self.lock = threading.Lock()
         self.batches: dict[str, _MessageBatch] = {}
 
-    def create(self, requests: list[tuple[str, Any]]) -> _MessageBatch:
+    def create(self, requests: list[_InlineRequest]) -> _MessageBatch:
         with self.lock:
             batch = _MessageBatch(
                 id=f"msgbatch_{secrets.token_hex(12)}",
@@ -161,6 +181,7 @@ class _Batches:
             return batch
 
     def get(self, batch_id: str) -> _MessageBatch:
+        """The batch, brought up to date; the caller holds the lock."""
         batch = self.batches.get(batch_id)
         if batch is None:
             raise APIError(404, f"Message batch {batch_id} not found")
@@ -185,20 +206,26 @@ class _Batches:
             batch.ended_at = batch.created_wall + batch.expiry_seconds
             return
         if elapsed >= work:
-            self._end(batch, 1.0, "expired")
+            self._end(batch, 1.0, "expired")  # all done: nothing is left to expire
             batch.ended_at = batch.created_wall + work
 
-    def _end(self, batch: _MessageBatch, progress: float, rest: str) -> None:
+    def _end(
+        self, batch: _MessageBatch, progress: float, rest: Literal["canceled", "expired"]
+    ) -> None:
         """Process the first ``progress`` share of requests; the rest end as ``rest``."""
+        seed = self.settings.seed
         order = sorted(
             batch.requests,
-            key=lambda r: hashlib.sha256(f"{self.settings.seed}:{r[0]}".encode()).hexdigest(),
+            key=lambda r: hashlib.sha256(f"{seed}:{r.custom_id}".encode()).hexdigest(),
         )
         done = min(len(order), math.floor(len(order) * max(0.0, min(1.0, progress))))
-        counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
+        counts: MessageBatchRequestCounts = {
+            "processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0
+        }  # fmt: skip
         lines = []
-        for position, (custom_id, params) in enumerate(order):
-            result: dict[str, Any]
+        for position, request in enumerate(order):
+            custom_id = request.custom_id
+            result: MessageBatchResult
             if position >= done:
                 result = {"type": rest}
                 counts[rest] += 1
@@ -210,13 +237,14 @@ class _Batches:
                 counts["errored"] += 1
             else:
                 try:
-                    message = create_message(params if isinstance(params, dict) else {})
+                    message = create_message(request.params)
                     result = {"type": "succeeded", "message": message}
                     counts["succeeded"] += 1
                 except APIError as exc:
                     result = _error_result(exc.message)
                     counts["errored"] += 1
-            lines.append(json.dumps({"custom_id": custom_id, "result": result}))
+            line: MessageBatchIndividualResponse = {"custom_id": custom_id, "result": result}
+            lines.append(json.dumps(line))
         batch.results = ("\n".join(lines) + "\n").encode() if lines else b""
         batch.counts = counts
         batch.status = "ended"
@@ -248,7 +276,8 @@ class _Batches:
             return page
 
 
-def _parse_batch(raw: bytes) -> list[tuple[str, Any]]:
+def _parse_batch(raw: bytes) -> list[_InlineRequest]:
+    """The requests of a ``POST /v1/messages/batches`` body, or the error Anthropic sends."""
     if len(raw) > MAX_BATCH_BYTES:
         raise APIError(413, "Request exceeds the 256 MB limit for a message batch.")
     try:
@@ -261,7 +290,7 @@ def _parse_batch(raw: bytes) -> list[tuple[str, Any]]:
     if len(requests) > MAX_BATCH_REQUESTS:
         raise APIError(400, f"requests: a batch may hold at most {MAX_BATCH_REQUESTS} requests")
     seen: set[str] = set()
-    parsed: list[tuple[str, Any]] = []
+    parsed: list[_InlineRequest] = []
     for index, item in enumerate(requests):
         custom_id = item.get("custom_id") if isinstance(item, dict) else None
         if not isinstance(custom_id, str) or not _CUSTOM_ID_RE.match(custom_id):
@@ -272,7 +301,7 @@ def _parse_batch(raw: bytes) -> list[tuple[str, Any]]:
         params = item.get("params")
         if not isinstance(params, dict):
             raise APIError(400, f"requests.{index}.params: Field required")
-        parsed.append((custom_id, params))
+        parsed.append(_InlineRequest(custom_id, params))
     return parsed
 
 
@@ -281,8 +310,8 @@ def router(settings: SimulatorSettings) -> APIRouter:
     store = _Batches(settings)
     routes = APIRouter(dependencies=[Depends(_require_headers)])
 
-    @routes.post("/messages")
-    async def messages(request: Request) -> dict[str, Any]:
+    @routes.post("/messages", response_model=None)
+    async def messages(request: Request) -> Message:
         try:
             params = json.loads(await request.body())
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -295,18 +324,18 @@ def router(settings: SimulatorSettings) -> APIRouter:
             )
         return create_message(params)
 
-    @routes.post("/messages/batches")
-    async def create_batch(request: Request) -> dict[str, Any]:
+    @routes.post("/messages/batches", response_model=None)
+    async def create_batch(request: Request) -> MessageBatch:
         batch = store.create(_parse_batch(await request.body()))
         return batch.to_json(str(request.base_url))
 
-    @routes.get("/messages/batches")
+    @routes.get("/messages/batches", response_model=None)
     def list_batches(
         request: Request,
         limit: Annotated[int, Query(ge=1, le=1000)] = 20,
         after_id: str | None = None,
         before_id: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> MessageBatchList:
         page = store.page(limit, after_id, before_id)
         data = [b.to_json(str(request.base_url)) for b in page[:limit]]
         return {
@@ -316,8 +345,8 @@ def router(settings: SimulatorSettings) -> APIRouter:
             "last_id": data[-1]["id"] if data else None,
         }
 
-    @routes.get("/messages/batches/{batch_id}")
-    def retrieve_batch(batch_id: str, request: Request) -> dict[str, Any]:
+    @routes.get("/messages/batches/{batch_id}", response_model=None)
+    def retrieve_batch(batch_id: str, request: Request) -> MessageBatch:
         with store.lock:
             return store.get(batch_id).to_json(str(request.base_url))
 
@@ -331,12 +360,12 @@ def router(settings: SimulatorSettings) -> APIRouter:
                 )
             return Response(batch.results, media_type="application/binary")
 
-    @routes.post("/messages/batches/{batch_id}/cancel")
-    def cancel_batch(batch_id: str, request: Request) -> dict[str, Any]:
+    @routes.post("/messages/batches/{batch_id}/cancel", response_model=None)
+    def cancel_batch(batch_id: str, request: Request) -> MessageBatch:
         return store.cancel(batch_id).to_json(str(request.base_url))
 
-    @routes.delete("/messages/batches/{batch_id}")
-    def delete_batch(batch_id: str) -> dict[str, Any]:
+    @routes.delete("/messages/batches/{batch_id}", response_model=None)
+    def delete_batch(batch_id: str) -> DeletedMessageBatch:
         with store.lock:
             batch = store.get(batch_id)
             if batch.status != "ended":

@@ -14,18 +14,20 @@ import re
 import secrets
 import struct
 import time
-from typing import Any
+from collections.abc import Sequence
 
 from fastapi import APIRouter, Request
 
 from app.simulator.common import LINE_ERROR_MESSAGE, APIError, SimulatorSettings, request_fails
 from app.simulator.summarise import count_prompt_tokens, count_tokens, simulate_completion
+from app.simulator.wire import ChatCompletion, CreateEmbeddingResponse, Embedding, JSONObject
 
 _WORD_RE = re.compile(r"\w+")
 _MAX_EMBEDDING_INPUTS = 2048
 
 
-def max_tokens_of(body: dict[str, Any]) -> int | None:
+def max_tokens_of(body: JSONObject) -> int | None:
+    """The output limit of a realtime request; an invalid one is a 400."""
     for key in ("max_completion_tokens", "max_tokens"):
         value = body.get(key)
         if value is None:
@@ -36,7 +38,7 @@ def max_tokens_of(body: dict[str, Any]) -> int | None:
     return None
 
 
-def validate_chat(body: Any) -> tuple[str, list[dict[str, Any]], int | None]:
+def validate_chat(body: object) -> tuple[str, list[JSONObject], int | None]:
     """The model, messages and output limit of a chat request, or a 400 naming the problem."""
     if not isinstance(body, dict):
         raise APIError(400, "The request body must be a JSON object.")
@@ -65,19 +67,36 @@ def validate_chat(body: Any) -> tuple[str, list[dict[str, Any]], int | None]:
 
 
 def chat_completion(
-    settings: SimulatorSettings, body: dict[str, Any], *, request_key: str
-) -> dict[str, Any]:
-    """A ``chat.completion`` object for ``body`` (already validated), usage matching text."""
+    settings: SimulatorSettings, body: object, *, request_key: str
+) -> ChatCompletion:
+    """A ``chat.completion`` object for ``body``, or a 400 when it is invalid or the error
+    rate picks ``request_key``."""
     model, messages, max_tokens = validate_chat(body)
     if request_fails(settings, request_key):
         raise APIError(400, LINE_ERROR_MESSAGE.format(rate=settings.error_rate))
+    return completion_object(
+        f"chatcmpl-{secrets.token_hex(15)[:29]}", int(time.time()), model, messages, max_tokens
+    )
+
+
+def completion_object(
+    completion_id: str,
+    created: int,
+    model: str,
+    messages: Sequence[JSONObject],
+    max_tokens: int | None,
+) -> ChatCompletion:
+    """The summariser's answer to ``messages`` as a ``chat.completion``, usage matching text.
+
+    Realtime calls and batch output lines both answer with it.
+    """
     completion = simulate_completion(messages, model, max_tokens)
     prompt_tokens = count_prompt_tokens(messages)
     completion_tokens = count_tokens(completion.content)
     return {
-        "id": f"chatcmpl-{secrets.token_hex(15)[:29]}",
+        "id": completion_id,
         "object": "chat.completion",
-        "created": int(time.time()),
+        "created": created,
         "model": model,
         "choices": [
             {
@@ -110,7 +129,7 @@ def embed_text(text: str, dimensions: int) -> list[float]:
     return [v / norm for v in vector]
 
 
-def _inputs(value: Any) -> list[str]:
+def _inputs(value: object) -> list[str]:
     if isinstance(value, str):
         return [value]
     if isinstance(value, list) and value:
@@ -125,7 +144,7 @@ def _inputs(value: Any) -> list[str]:
     )
 
 
-def embeddings(settings: SimulatorSettings, body: Any) -> dict[str, Any]:
+def embeddings(settings: SimulatorSettings, body: object) -> CreateEmbeddingResponse:
     """An embeddings list response for ``body``."""
     if not isinstance(body, dict):
         raise APIError(400, "The request body must be a JSON object.")
@@ -143,10 +162,10 @@ def embeddings(settings: SimulatorSettings, body: Any) -> dict[str, Any]:
     encoding = body.get("encoding_format") or "float"
     if encoding not in {"float", "base64"}:
         raise APIError(400, "Invalid 'encoding_format'.", param="encoding_format")
-    data = []
+    data: list[Embedding] = []
     for index, text in enumerate(texts):
         vector = embed_text(text, dimensions)
-        value: Any = vector
+        value: list[float] | str = vector
         if encoding == "base64":
             value = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
         data.append({"object": "embedding", "index": index, "embedding": value})
@@ -159,7 +178,8 @@ def embeddings(settings: SimulatorSettings, body: Any) -> dict[str, Any]:
     }
 
 
-async def json_body(request: Request) -> Any:
+async def json_body(request: Request) -> object:
+    """The parsed JSON body, of any shape; unparseable bytes are a 400."""
     raw = await request.body()
     try:
         return json.loads(raw)
@@ -171,14 +191,14 @@ def router(settings: SimulatorSettings) -> APIRouter:
     """The realtime routes (mounted under ``/v1`` behind bearer auth)."""
     routes = APIRouter()
 
-    @routes.post("/chat/completions")
-    async def create_chat_completion(request: Request) -> dict[str, Any]:
+    @routes.post("/chat/completions", response_model=None)
+    async def create_chat_completion(request: Request) -> ChatCompletion:
         body = await json_body(request)
         key = json.dumps(body.get("messages") if isinstance(body, dict) else body, sort_keys=True)
         return chat_completion(settings, body, request_key=key)
 
-    @routes.post("/embeddings")
-    async def create_embeddings(request: Request) -> dict[str, Any]:
+    @routes.post("/embeddings", response_model=None)
+    async def create_embeddings(request: Request) -> CreateEmbeddingResponse:
         return embeddings(settings, await json_body(request))
 
     return routes

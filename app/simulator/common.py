@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+
+from app.simulator.wire import AnthropicErrorBody, OpenAIErrorBody
 
 # Published for the OpenAI Batch API: a 24 h completion window.
 COMPLETION_WINDOW_SECONDS = 24 * 60 * 60
@@ -99,7 +100,7 @@ class APIError(Exception):
         self.error_type = error_type
         self.headers = headers or {}
 
-    def body(self) -> dict[str, Any]:
+    def body(self) -> OpenAIErrorBody:
         """Return the JSON body OpenAI would send for this error."""
         return {
             "error": {
@@ -110,7 +111,7 @@ class APIError(Exception):
             }
         }
 
-    def anthropic_body(self) -> dict[str, Any]:
+    def anthropic_body(self) -> AnthropicErrorBody:
         """Return the JSON body Anthropic would send for this error."""
         return {
             "type": "error",

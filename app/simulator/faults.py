@@ -50,6 +50,8 @@ class _Queued:
 
 
 class Faults:
+    """The queued faults, the dice for the settings' rates, and the calls counted so far."""
+
     def __init__(self, settings: SimulatorSettings) -> None:
         self.settings = settings
         self._lock = threading.Lock()
