@@ -356,3 +356,28 @@ def test_many_deliveries_at_once_are_left_to_the_dispatcher(
         ids
     )
     db.commit()
+
+
+def test_jobs_nobody_listens_to_load_no_rows(db: Session, tenant: tuple[Tenant, str]) -> None:
+    from sqlalchemy import event
+
+    jobs = [make_job(db, tenant=tenant[0], state=JobState.submitted) for _ in range(50)]
+    for job in jobs:
+        job.state, job.result = JobState.completed, "ok"
+    db.commit()
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    engine = db.get_bind()
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        assert job_events.jobs_finished(db, job_ids=[j.id for j in jobs], config=CONFIG) == []
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    # The tenants of the jobs (an aggregate), then their endpoints: no job row is read.
+    assert len(statements) == 2, statements
+    assert "bool_or" in statements[0]
+    assert "webhook_endpoints" in statements[1]
+    db.rollback()
