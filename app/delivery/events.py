@@ -50,7 +50,7 @@ class JobEnded:
     webhook_url: str | None
     payload: BaseModel
     path: str
-    result_bytes: int = 0
+    result_bytes: int
 
 
 @dataclass(frozen=True)
