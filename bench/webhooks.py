@@ -6,8 +6,8 @@ Starts an embedded Postgres under ``.thrifty/bench-webhooks`` on a free port and
 machine's Redis on database 12 (flushed at the end) for the hints. Runs in one process:
 
 1. record: ``--jobs`` jobs of one group end in chunks of 1,000 (as a provider batch's results
-   are applied), each chunk calling ``on_jobs_finished`` for a tenant with one endpoint
-   subscribed to every event, and committing (which also sends one hint per delivery);
+   are applied), each chunk calling ``app.jobs.events.jobs_finished`` for a tenant with one
+   endpoint subscribed to every event, and committing (which also sends the hints);
 2. attempt: ``--threads`` threads call ``deliver`` on ``--deliveries`` of them, each signed
    and POSTed to a local receiver (a ThreadingHTTPServer answering 200) and committed.
 
@@ -68,7 +68,9 @@ def main() -> None:
     from sqlalchemy import func, select, update
 
     from app.delivery import service as delivery_service
+    from app.delivery import subscriptions
     from app.delivery.schemas import EndpointIn
+    from app.jobs import events as job_events
     from app.kit.db import get_engine, get_sessionmaker
     from app.models import Job, JobGroup, JobState, WebhookAttempt, WebhookDelivery
     from app.stack.embedded import migrate
@@ -88,7 +90,7 @@ def main() -> None:
         with make() as session:
             tenant = tenant_service.get_or_create_tenant(session, name="bench")
             url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-            delivery_service.create_endpoint(
+            subscriptions.create_endpoint(
                 session, tenant=tenant, data=EndpointIn.model_validate({"url": url})
             )
             group = JobGroup(tenant_id=tenant.id, size=args.jobs)
@@ -123,7 +125,7 @@ def main() -> None:
                         output_tokens=40,
                     )
                 )
-                delivery_service.on_jobs_finished(session, job_ids=chunk, config=config)
+                job_events.jobs_finished(session, job_ids=chunk, config=config)
                 session.commit()
         record_seconds = time.perf_counter() - started
         with make() as session:

@@ -1,3 +1,5 @@
+"""The webhooks API: endpoints, secrets and deliveries (the session dependency commits)."""
+
 from __future__ import annotations
 
 import uuid
@@ -5,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from app.delivery import service as delivery_service
+from app.delivery import deliveries, subscriptions
 from app.delivery.schemas import (
     DeliveryDetail,
     DeliveryOut,
@@ -42,25 +44,24 @@ def create_endpoint(
     URLs resolving to loopback, private, link-local or cloud-metadata addresses are refused
     (422) unless the server's configuration allows them.
     """
-    created = delivery_service.create_endpoint(session, tenant=tenant, data=data)
-    return created
+    return subscriptions.create_endpoint(session, tenant=tenant, data=data)
 
 
 @router.get("/endpoints", response_model=list[EndpointOut], responses=ERRORS)
 def list_endpoints(tenant: CurrentTenant, session: SessionDep) -> list[EndpointOut]:
     """The tenant's endpoints (without secrets)."""
-    return delivery_service.list_endpoints(session, tenant=tenant)
+    return subscriptions.list_endpoints(session, tenant=tenant)
 
 
 @router.get("/endpoints/{endpoint_id}", response_model=EndpointOut, responses=ERRORS)
 def get_endpoint(endpoint_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> EndpointOut:
-    return delivery_service.get_endpoint(session, tenant=tenant, endpoint_id=endpoint_id)
+    return subscriptions.get_endpoint(session, tenant=tenant, endpoint_id=endpoint_id)
 
 
 @router.delete("/endpoints/{endpoint_id}", status_code=204, responses=ERRORS)
 def delete_endpoint(endpoint_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> Response:
     """Remove an endpoint, its pending deliveries and its delivery history."""
-    delivery_service.delete_endpoint(session, tenant=tenant, endpoint_id=endpoint_id)
+    subscriptions.delete_endpoint(session, tenant=tenant, endpoint_id=endpoint_id)
     return Response(status_code=204)
 
 
@@ -69,8 +70,7 @@ def enable_endpoint(
     endpoint_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep
 ) -> EndpointOut:
     """Re-enable an endpoint that was disabled (a 410 Gone answer disables it)."""
-    endpoint = delivery_service.enable_endpoint(session, tenant=tenant, endpoint_id=endpoint_id)
-    return endpoint
+    return subscriptions.enable_endpoint(session, tenant=tenant, endpoint_id=endpoint_id)
 
 
 @router.post("/endpoints/{endpoint_id}/rotate-secret", response_model=SecretOut, responses=ERRORS)
@@ -79,24 +79,19 @@ def rotate_endpoint_secret(
 ) -> SecretOut:
     """A new secret; the previous one also signs (a second `v1,` signature) during the grace
     period (`THRIFTY_WEBHOOK_SECRET_GRACE_SECONDS`)."""
-    secret = delivery_service.rotate_endpoint_secret(
-        session, tenant=tenant, endpoint_id=endpoint_id
-    )
-    return secret
+    return subscriptions.rotate_endpoint_secret(session, tenant=tenant, endpoint_id=endpoint_id)
 
 
 @router.get("/secret", response_model=SecretOut, responses=ERRORS)
 def get_secret(tenant: CurrentTenant, session: SessionDep) -> SecretOut:
     """The secret that signs deliveries to jobs' own `webhook_url` (created on first use)."""
-    secret = delivery_service.tenant_secret(session, tenant=tenant)
-    return secret
+    return subscriptions.tenant_secret(session, tenant=tenant)
 
 
 @router.post("/secret/rotate", response_model=SecretOut, responses=ERRORS)
 def rotate_secret(tenant: CurrentTenant, session: SessionDep) -> SecretOut:
     """Rotate the per-job `webhook_url` secret, with the same grace period as endpoints."""
-    secret = delivery_service.rotate_tenant_secret(session, tenant=tenant)
-    return secret
+    return subscriptions.rotate_tenant_secret(session, tenant=tenant)
 
 
 @router.get("/deliveries", response_model=DeliveryPage, responses=ERRORS)
@@ -110,7 +105,7 @@ def list_deliveries(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> DeliveryPage:
     """Deliveries, newest first; `status=dead` lists the dead-lettered ones."""
-    return delivery_service.list_deliveries(
+    return deliveries.list_deliveries(
         session,
         tenant=tenant,
         state=status,
@@ -126,7 +121,7 @@ def get_delivery(
     delivery_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep
 ) -> DeliveryDetail:
     """One delivery with its body and every attempt (status code, error, duration)."""
-    return delivery_service.get_delivery(session, tenant=tenant, delivery_id=delivery_id)
+    return deliveries.get_delivery(session, tenant=tenant, delivery_id=delivery_id)
 
 
 @router.post(
@@ -137,5 +132,4 @@ def get_delivery(
 )
 def redeliver(delivery_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> DeliveryOut:
     """Send a delivery again now (same `webhook-id` and body), with a fresh retry budget."""
-    delivery = delivery_service.redeliver(session, tenant=tenant, delivery_id=delivery_id)
-    return delivery
+    return deliveries.redeliver(session, tenant=tenant, delivery_id=delivery_id)

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
-from decimal import Decimal
-from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from app.kit.db import in_array
 from app.models import (
-    TERMINAL_STATES,
     DeliveryState,
-    Job,
-    JobGroup,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
@@ -76,75 +71,33 @@ def insert_tenant_secret(session: Session, *, tenant_id: uuid.UUID, secret: str)
     )
 
 
-def anyone_listening(session: Session, *, job_ids: Sequence[uuid.UUID]) -> bool:
-    """Whether any of these jobs has a webhook_url or a tenant with an enabled endpoint.
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """A delivery to record: one event for one receiver, with the exact body to send."""
 
-    One cheap query, so finishing jobs nobody subscribed to costs no row loads.
-    """
-    own_url = select(Job.id).where(in_array(Job.id, job_ids), Job.webhook_url.is_not(None)).exists()
-    tenants = select(Job.tenant_id).where(in_array(Job.id, job_ids)).distinct()
-    endpoint = (
-        select(WebhookEndpoint.id)
-        .where(WebhookEndpoint.tenant_id.in_(tenants), WebhookEndpoint.disabled_at.is_(None))
-        .exists()
-    )
-    return bool(session.scalar(select(own_url | endpoint)))
-
-
-def finished_jobs(session: Session, *, ids: Sequence[uuid.UUID]) -> list[Job]:
-    """The jobs among ``ids`` that are completed or failed, freshly read from the database."""
-    query = (
-        select(Job)
-        .where(in_array(Job.id, ids), Job.state.in_(TERMINAL_STATES))
-        .order_by(Job.id)
-        # Results may have been written with a bulk UPDATE: refresh any stale loaded copy.
-        .execution_options(populate_existing=True)
-    )
-    return list(session.scalars(query))
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    # None for a job's own webhook_url.
+    endpoint_id: uuid.UUID | None
+    job_id: uuid.UUID | None
+    group_id: uuid.UUID | None
+    event: str
+    dedup_key: str
+    message_id: str
+    url: str
+    body: str
+    next_attempt_at: datetime
+    # Set when a hint is sent at once, so the dispatcher leaves the delivery to it.
+    enqueued_at: datetime | None
+    created_at: datetime
 
 
-def lock_groups(session: Session, *, ids: Sequence[uuid.UUID]) -> list[JobGroup]:
-    """Lock groups (in id order, so two finishing transactions cannot deadlock)."""
-    query = select(JobGroup).where(JobGroup.id.in_(ids)).order_by(JobGroup.id).with_for_update()
-    return list(session.scalars(query))
+_NEW_DELIVERY_COLUMNS = tuple(field.name for field in fields(NewDelivery))
 
 
-def group_summary(session: Session, *, group_id: uuid.UUID) -> dict[str, Any]:
-    """Counts by state plus total tokens and cost of a group's jobs."""
-    query = (
-        select(
-            Job.state,
-            func.count(),
-            func.coalesce(func.sum(Job.input_tokens), 0),
-            func.coalesce(func.sum(Job.output_tokens), 0),
-            func.coalesce(func.sum(Job.cost_usd), 0),
-            func.coalesce(func.sum(Job.naive_cost_usd), 0),
-        )
-        .where(Job.group_id == group_id)
-        .group_by(Job.state)
-    )
-    counts: dict[str, int] = {}
-    input_total = output_total = 0
-    cost_total = naive_total = Decimal(0)
-    for state, count, input_tokens, output_tokens, cost, naive in session.execute(query):
-        counts[state.value] = count
-        input_total += int(input_tokens or 0)
-        output_total += int(output_tokens or 0)
-        cost_total += Decimal(cost or 0)
-        naive_total += Decimal(naive or 0)
-    totals = {
-        "usage": {
-            "input_tokens": input_total,
-            "output_tokens": output_total,
-            "total_tokens": input_total + output_total,
-        },
-        "cost": {"cost_usd": str(cost_total), "naive_cost_usd": str(naive_total)},
-    }
-    return {"counts": counts, **totals}
-
-
-def insert_deliveries(session: Session, rows: Sequence[dict[str, Any]]) -> list[uuid.UUID]:
-    """Insert deliveries; one already recorded for the same event and receiver is skipped."""
+def insert_deliveries(session: Session, rows: Sequence[NewDelivery]) -> list[uuid.UUID]:
+    """Insert pending deliveries; one already recorded for the same event and receiver is
+    skipped. Returns the ids inserted."""
     if not rows:
         return []
     statement = (
@@ -153,7 +106,8 @@ def insert_deliveries(session: Session, rows: Sequence[dict[str, Any]]) -> list[
         .returning(WebhookDelivery.id)
     )
     # Executemany: SQLAlchemy batches the rows into multi-row INSERTs ("insertmanyvalues").
-    return list(session.scalars(statement, list(rows)))
+    parameters = [{name: getattr(row, name) for name in _NEW_DELIVERY_COLUMNS} for row in rows]
+    return list(session.scalars(statement, parameters))
 
 
 def lock_due(session: Session, *, delivery_id: uuid.UUID, now: datetime) -> WebhookDelivery | None:

@@ -4,12 +4,13 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SerializeAsAny
 
 from app.models import DeliveryState
 
 EventType = Literal["job.completed", "job.failed", "group.completed"]
 EVENT_TYPES: tuple[EventType, ...] = ("job.completed", "job.failed", "group.completed")
+JobEventType = Literal["job.completed", "job.failed"]
 
 
 class EndpointIn(BaseModel):
@@ -84,3 +85,27 @@ class DeliveryDetail(DeliveryOut):
 class DeliveryPage(BaseModel):
     data: list[DeliveryOut]
     next_before: str | None = Field(description="Pass as `before` for the next (older) page.")
+
+
+# The bodies POSTed to receivers ------------------------------------------------------------
+
+
+class JobEventBody(BaseModel):
+    """``job.completed`` / ``job.failed``: ``data`` is the job as ``GET /v1/jobs/{id}`` returns
+    it, except that a result over the inline limit is left out (``result_omitted``)."""
+
+    type: JobEventType
+    timestamp: datetime
+    url: str = Field(description="The job in the API, with its result.")
+    result_omitted: bool = Field(description="True when `data.result` was too large to inline.")
+    data: SerializeAsAny[BaseModel]
+
+
+class GroupEventBody(BaseModel):
+    """``group.completed``: ``data`` is the group as ``GET /v1/groups/{id}`` returns it."""
+
+    type: Literal["group.completed"]
+    timestamp: datetime
+    url: str = Field(description="The group in the API.")
+    results_url: str = Field(description="Every job of the group, as a JSONL stream.")
+    data: SerializeAsAny[BaseModel]

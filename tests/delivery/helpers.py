@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.delivery import service as delivery_service
 from app.delivery.service import WebhookConfig
+from app.jobs import events as job_events
 from app.models import (
     DeliveryState,
     Job,
@@ -54,7 +55,7 @@ def finish(
         job.error = "provider error: boom"
     job.completed_at = utcnow()
     session.flush()
-    delivery_service.on_jobs_finished(session, job_ids=[job.id], config=config)
+    job_events.jobs_finished(session, job_ids=[job.id], config=config)
     session.commit()
     return job
 

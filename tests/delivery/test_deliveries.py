@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.delivery import service as delivery_service
 from app.delivery.addresses import Policy
+from app.jobs import events as job_events
 from app.models import DeliveryState, JobState, Tenant, WebhookEndpoint, utcnow
 from tests.delivery.conftest import webhook_config
 from tests.delivery.helpers import attempt, attempts, deliveries, finish, make_group
@@ -46,18 +47,19 @@ def test_a_job_event_is_signed_and_verifies(
     assert got.headers["content-type"] == "application/json"
     payload = got.payload
     assert payload["type"] == "job.completed"
+    assert payload["result_omitted"] is False
+    assert payload["url"].endswith(f"/v1/jobs/{job.id}")
+    # The data is the job as the API returns it.
     data = payload["data"]
-    assert data["id"] == str(job.id)
+    assert data == api.get(f"/v1/jobs/{job.id}").json()
     assert data["state"] == "completed"
     assert data["result"] == "Repairs finished early."
-    assert data["result_omitted"] is False
     assert data["usage"] == {"input_tokens": 120, "output_tokens": 30, "total_tokens": 150}
-    assert data["url"].endswith(f"/v1/jobs/{job.id}")
     (row,) = attempts(db, delivery.id)
     assert (row.number, row.status_code, row.error, row.address) == (1, 200, None, "127.0.0.1")
     assert row.duration_ms >= 0
     # A second call for the same jobs records nothing new; a finished delivery is not retried.
-    assert delivery_service.on_jobs_finished(db, job_ids=[job.id], config=CONFIG) == []
+    assert job_events.jobs_finished(db, job_ids=[job.id], config=CONFIG) == []
     assert attempt(db, delivery, config=CONFIG) is None
 
 
@@ -276,12 +278,13 @@ def test_large_results_are_referenced_by_url(
     (delivery,) = deliveries(db)
     assert len(delivery.body) < 1000
     assert attempt(db, delivery, config=config) == DeliveryState.succeeded
-    data = receiver.received()[0].payload["data"]
-    assert data["result"] is None
-    assert data["result_omitted"] is True
-    assert data["url"] == f"{config.public_base_url}/v1/jobs/{job.id}"
-    fetched = api.get(data["url"].removeprefix(config.public_base_url)).json()
+    payload = receiver.received()[0].payload
+    assert payload["data"]["result"] is None
+    assert payload["result_omitted"] is True
+    assert payload["url"] == f"{config.public_base_url}/v1/jobs/{job.id}"
+    fetched = api.get(payload["url"].removeprefix(config.public_base_url)).json()
     assert fetched["result"] == "word " * 100
+    assert {**fetched, "result": None} == payload["data"]
 
 
 def test_group_completed_is_sent_once_when_the_last_job_ends(
@@ -295,14 +298,21 @@ def test_group_completed_is_sent_once_when_the_last_job_ends(
     finish(db, tenant=tenant[0], group=group, config=CONFIG)
     assert deliveries(db) == []
     last = finish(db, tenant=tenant[0], job=running, state=JobState.failed, config=CONFIG)
-    assert delivery_service.on_jobs_finished(db, job_ids=[last.id], config=CONFIG) == []
+    assert job_events.jobs_finished(db, job_ids=[last.id], config=CONFIG) == []
     (delivery,) = deliveries(db)
     assert delivery.event == "group.completed"
     assert delivery.group_id == group.id
     assert attempt(db, delivery, config=CONFIG) == DeliveryState.succeeded
-    data = receiver.received()[0].payload["data"]
-    assert data["counts"] == {"completed": 1, "failed": 1}
-    assert data["results_url"].endswith(f"/v1/groups/{group.id}/results")
+    payload = receiver.received()[0].payload
+    # The data is the group as the API returns it.
+    assert payload["data"] == api.get(f"/v1/groups/{group.id}").json()
+    assert payload["data"]["done"] is True
+    assert {state: n for state, n in payload["data"]["counts"].items() if n} == {
+        "completed": 1,
+        "failed": 1,
+    }
+    assert payload["url"].endswith(f"/v1/groups/{group.id}")
+    assert payload["results_url"].endswith(f"/v1/groups/{group.id}/results")
 
 
 def test_a_lost_hint_is_resent_by_the_dispatcher(
@@ -337,7 +347,7 @@ def test_many_deliveries_at_once_are_left_to_the_dispatcher(
     for job in jobs:
         job.state, job.result = JobState.completed, "ok"
     db.flush()
-    ids = delivery_service.on_jobs_finished(db, job_ids=[j.id for j in jobs], config=CONFIG)
+    ids = job_events.jobs_finished(db, job_ids=[j.id for j in jobs], config=CONFIG)
     db.commit()
     assert len(ids) == 25
     assert all(d.enqueued_at is None for d in deliveries(db))
@@ -346,3 +356,28 @@ def test_many_deliveries_at_once_are_left_to_the_dispatcher(
         ids
     )
     db.commit()
+
+
+def test_jobs_nobody_listens_to_load_no_rows(db: Session, tenant: tuple[Tenant, str]) -> None:
+    from sqlalchemy import event
+
+    jobs = [make_job(db, tenant=tenant[0], state=JobState.submitted) for _ in range(50)]
+    for job in jobs:
+        job.state, job.result = JobState.completed, "ok"
+    db.commit()
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    engine = db.get_bind()
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        assert job_events.jobs_finished(db, job_ids=[j.id for j in jobs], config=CONFIG) == []
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    # The tenants of the jobs (an aggregate), then their endpoints: no job row is read.
+    assert len(statements) == 2, statements
+    assert "bool_or" in statements[0]
+    assert "webhook_endpoints" in statements[1]
+    db.rollback()

@@ -113,7 +113,8 @@ def test_cancelling_a_group_cancels_its_unfinished_jobs(api: TestClient, db: Ses
     (delivery,) = db.scalars(select(WebhookDelivery)).all()
     assert delivery.event == "group.completed"
     assert delivery.state == DeliveryState.pending
-    assert json.loads(delivery.body)["data"]["counts"] == {"completed": 2, "cancelled": 3}
+    counts = json.loads(delivery.body)["data"]["counts"]
+    assert {state: n for state, n in counts.items() if n} == {"completed": 2, "cancelled": 3}
 
     again = api.post(f"/v1/groups/{group_id}/cancel").json()
     assert again["cancelled"] == 0

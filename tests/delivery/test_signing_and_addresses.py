@@ -12,7 +12,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from app.delivery import addresses, signing
 from app.delivery.addresses import Policy, RefusedURL
-from app.delivery.service import retry_delay
+from app.delivery.attempts import retry_delay
 from app.kit.http import parse_retry_after
 from tests.delivery.conftest import webhook_config
 
