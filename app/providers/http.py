@@ -33,6 +33,8 @@ from app.providers.base import ProviderError
 log = logging.getLogger(__name__)
 
 REDACTED = "[redacted]"
+# Connections per client, shared by a realtime window's threads; calls beyond it wait.
+MAX_CONNECTIONS = 100
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,6 @@ class ProviderHTTP:
         policy: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        max_connections: int = 100,
     ) -> None:
         self._secret = secret
         self._policy = policy or RetryPolicy()
@@ -86,7 +87,7 @@ class ProviderHTTP:
             headers=headers,
             timeout=timeout,
             transport=transport,
-            limits=httpx.Limits(max_connections=max_connections),
+            limits=httpx.Limits(max_connections=MAX_CONNECTIONS),
             verify=tls_context(),
         )
 
