@@ -54,11 +54,6 @@ class LocalEmbedder:
         if got != self.dimensions:
             raise EmbeddingError(f"model at {path} has {got} dimensions, expected 384")
 
-    @property
-    def model(self) -> Any:
-        """The underlying SentenceTransformer (used by ``thrifty cache train``)."""
-        return self._model
-
     def embed(self, texts: list[str]) -> Vectors:
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)

@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from app.kit.prompts import ChatMessage
+
+# A provider batch's status, with OpenAI's names (as openai-python types ``Batch.status``);
+# other providers' adapters map their own statuses onto these.
+ProviderBatchStatus = Literal[
+    "validating",
+    "failed",
+    "in_progress",
+    "finalizing",
+    "completed",
+    "expired",
+    "cancelling",
+    "cancelled",
+]
 
 
 @dataclass(frozen=True)
 class BatchRequest:
+    """One job's request to a model, as a batch or realtime call carries it."""
+
     custom_id: str
     messages: list[ChatMessage]
     max_tokens: int | None
@@ -21,18 +36,24 @@ class BatchHandle:
     """What the provider gave back when it accepted a batch."""
 
     external_id: str
+    # The uploaded requests file (OpenAI); None where the requests travel inline (Anthropic).
     input_file_id: str | None
-    status: str
+    status: ProviderBatchStatus
 
 
 @dataclass(frozen=True)
 class BatchStatus:
+    """A provider batch as the provider last reported it."""
+
     external_id: str
-    status: str
+    status: ProviderBatchStatus
     # True once the provider will not change the batch any more.
     ended: bool
+    # Where the results are: OpenAI's output file, or Anthropic's results URL.
     output_file_id: str | None
+    # OpenAI's file of per-request errors; Anthropic reports those in its results.
     error_file_id: str | None
+    # Why the batch as a whole failed or expired, in the provider's words.
     error: str | None
 
 
@@ -82,13 +103,17 @@ class BatchProvider(Protocol):
         ...
 
     def submit(self, *, reference: str, model: str, requests: list[BatchRequest]) -> BatchHandle:
-        """Upload the requests and create a batch tagged with ``reference``."""
+        """Send the requests as one new batch, tagged with ``reference`` where the provider
+        keeps metadata."""
         ...
 
-    def retrieve(self, external_id: str) -> BatchStatus: ...
+    def retrieve(self, external_id: str) -> BatchStatus:
+        """The batch's current status."""
+        ...
 
     def results(self, status: BatchStatus) -> list[BatchResult]:
-        """Every request's outcome, from the output and error files."""
+        """Every request's outcome the batch reports (results and per-request errors), in no
+        particular order: match them to jobs by ``custom_id``."""
         ...
 
     def cancel(self, external_id: str) -> BatchStatus:

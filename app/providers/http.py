@@ -1,8 +1,13 @@
-"""The HTTP client every provider adapter uses: bounded retries, and no secrets in errors.
+"""The transport every provider adapter stands on: bounded retries, and no secrets in errors.
 
-- 429 waits for the provider's ``retry-after`` (or ``retry-after-ms``) when it sends one,
-  otherwise backs off like a 5xx;
-- 5xx, connection errors and timeouts retry with exponential backoff and full jitter;
+Adapters only move bytes through :class:`ProviderHTTP`; what the bytes say (request bodies,
+statuses, result lines) is each provider's transformation module (``openai_format``,
+``anthropic_format``), which never touches the network.
+
+- 429 and 503 wait for the provider's ``retry-after-ms`` / ``retry-after`` when it sends
+  one, otherwise back off like any transient failure;
+- 408, 409, other 5xx, connection errors and timeouts retry with exponential backoff and
+  full jitter;
 - anything else (a 4xx the caller can fix) is not retried;
 - every attempt is bounded (``max_attempts``) and so is every wait (``max_wait``).
 
@@ -17,7 +22,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
@@ -28,6 +33,8 @@ from app.providers.base import ProviderError
 log = logging.getLogger(__name__)
 
 REDACTED = "[redacted]"
+# Connections per client, shared by a realtime window's threads; calls beyond it wait.
+MAX_CONNECTIONS = 100
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,15 @@ class RetryPolicy:
     max_attempts: int = 5
     initial_wait: float = 0.5
     max_wait: float = 30.0
+
+
+class HTTPOptions(TypedDict, total=False):
+    """How an adapter's client calls its provider; adapters pass these through unchanged."""
+
+    timeout: float
+    policy: RetryPolicy | None
+    transport: httpx.BaseTransport | None  # tests and benchmarks swap the network out
+    sleep: Callable[[float], None]  # tests record the waits instead of timing them
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -62,7 +78,6 @@ class ProviderHTTP:
         policy: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        max_connections: int = 100,
     ) -> None:
         self._secret = secret
         self._policy = policy or RetryPolicy()
@@ -72,7 +87,7 @@ class ProviderHTTP:
             headers=headers,
             timeout=timeout,
             transport=transport,
-            limits=httpx.Limits(max_connections=max_connections),
+            limits=httpx.Limits(max_connections=MAX_CONNECTIONS),
             verify=tls_context(),
         )
 

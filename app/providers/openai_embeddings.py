@@ -1,19 +1,16 @@
 """OpenAI-compatible embeddings (``POST /v1/embeddings``): OpenAI, vLLM, Ollama, TEI, ...
 
 ``embed(texts)`` returns one vector per text, in order, sending at most ``batch_size`` texts
-per call with the same retry policy as every provider call.
+per call with the same retry policy as every provider call. Bodies and answers are
+``openai_format``'s; this class only moves them.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any
+from typing import Unpack
 
-import httpx
-
-from app.providers.base import ProviderError
-from app.providers.http import ProviderHTTP, RetryPolicy
+from app.providers import openai_format as wire
+from app.providers.http import HTTPOptions, ProviderHTTP
 
 
 class OpenAIEmbeddings:
@@ -25,19 +22,10 @@ class OpenAIEmbeddings:
         model: str,
         dimensions: int | None = None,
         batch_size: int = 256,
-        timeout: float = 60.0,
-        policy: RetryPolicy | None = None,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        **options: Unpack[HTTPOptions],
     ) -> None:
         self._http = ProviderHTTP(
-            base_url=base_url,
-            headers={"Authorization": f"Bearer {api_key}"} if api_key else {},
-            secret=api_key,
-            timeout=timeout,
-            policy=policy,
-            transport=transport,
-            sleep=sleep,
+            base_url=base_url, headers=wire.auth_headers(api_key), secret=api_key, **options
         )
         self.model = model
         self.dimensions = dimensions
@@ -51,15 +39,9 @@ class OpenAIEmbeddings:
         vectors: list[list[float]] = []
         for start in range(0, len(texts), self._batch_size):
             chunk = texts[start : start + self._batch_size]
-            body: dict[str, Any] = {"model": self.model, "input": chunk, "encoding_format": "float"}
-            if self.dimensions is not None:
-                body["dimensions"] = self.dimensions
-            data = self._http.request("POST", "embeddings", json=body).json()
-            items = sorted(data.get("data", []), key=lambda item: item["index"])
-            if len(items) != len(chunk):
-                raise ProviderError(
-                    f"POST embeddings: asked for {len(chunk)} vectors, got {len(items)}",
-                    retryable=True,
-                )
-            vectors.extend([float(x) for x in item["embedding"]] for item in items)
+            body = wire.embeddings_body(self.model, chunk, self.dimensions)
+            response: wire.EmbeddingsResponse = self._http.request(
+                "POST", "embeddings", json=body
+            ).json()
+            vectors.extend(wire.embedding_vectors(response, expected=len(chunk)))
         return vectors

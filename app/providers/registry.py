@@ -1,7 +1,8 @@
 """Adapters by provider name, built from the catalog.
 
-The base URL comes from the provider's ``base_url_env`` variable when set, else the catalog's
-``base_url``; the key from the variable named by ``api_key_env`` (never from the catalog).
+Every adapter gets the same connection from the provider's catalog entry
+(:func:`_connection`: ``ProviderConfig.resolved_base_url()``, ``api_key()``, its timeout and
+retry policy); only the provider-specific options differ.
 """
 
 from __future__ import annotations
@@ -12,11 +13,17 @@ from app.catalog.catalog import Catalog, ProviderConfig
 from app.providers.anthropic_batch import LIMITS as ANTHROPIC_LIMITS
 from app.providers.anthropic_batch import AnthropicBatchProvider
 from app.providers.base import BatchProvider, ProviderLimits, RealtimeProvider
-from app.providers.http import RetryPolicy
+from app.providers.http import HTTPOptions, RetryPolicy
 from app.providers.openai_batch import LIMITS as OPENAI_LIMITS
 from app.providers.openai_batch import OpenAIBatchProvider
-from app.providers.openai_embeddings import OpenAIEmbeddings
 from app.providers.openai_realtime import OpenAIRealtimeProvider
+
+
+class Connection(HTTPOptions):
+    """Where and how an adapter reaches its provider."""
+
+    base_url: str
+    api_key: str
 
 
 def _limits(config: ProviderConfig, published: ProviderLimits) -> ProviderLimits:
@@ -38,8 +45,13 @@ def batch_limits(catalog: Catalog) -> dict[str, ProviderLimits]:
     }
 
 
-def _policy(config: ProviderConfig) -> RetryPolicy:
-    return RetryPolicy(max_attempts=config.max_attempts)
+def _connection(config: ProviderConfig) -> Connection:
+    return {
+        "base_url": config.resolved_base_url(),
+        "api_key": config.api_key(),
+        "timeout": config.timeout_seconds,
+        "policy": RetryPolicy(max_attempts=config.max_attempts),
+    }
 
 
 def get_provider(catalog: Catalog, name: str) -> BatchProvider:
@@ -47,21 +59,15 @@ def get_provider(catalog: Catalog, name: str) -> BatchProvider:
     config = catalog.providers[name]
     if config.kind == "anthropic_batch":
         return AnthropicBatchProvider(
-            base_url=config.resolved_base_url(),
-            api_key=config.api_key(),
+            **_connection(config),
             anthropic_version=config.anthropic_version,
-            timeout=config.timeout_seconds,
             limits=_limits(config, ANTHROPIC_LIMITS),
-            policy=_policy(config),
         )
     if config.kind == "openai_batch":
         return OpenAIBatchProvider(
-            base_url=config.resolved_base_url(),
-            api_key=config.api_key(),
+            **_connection(config),
             completion_window=config.completion_window,
-            timeout=config.timeout_seconds,
             limits=_limits(config, OPENAI_LIMITS),
-            policy=_policy(config),
         )
     raise ValueError(f"provider {name} ({config.kind}) has no batch API")
 
@@ -75,8 +81,9 @@ _REALTIME: dict[tuple[int, int, str], tuple[Catalog, RealtimeProvider]] = {}
 def shared_provider(catalog: Catalog, name: str) -> BatchProvider:
     """This process's long-lived batch adapter for ``name``; callers must not close it.
 
-    Building an adapter costs tens of milliseconds (its TLS context and connection pool), more
-    than submitting or polling a batch against a fast provider, so workers reuse one.
+    Workers reuse one so its connection pool keeps connections to the provider open between
+    submits and polls: a new connection (and its TLS handshake) per call costs more than a
+    poll against a fast provider.
     """
     key = (os.getpid(), id(catalog), name)
     cached = _BATCH.get(key)
@@ -103,31 +110,9 @@ def get_realtime_provider(catalog: Catalog, name: str) -> RealtimeProvider:
     config = catalog.providers[name]
     if config.kind == "anthropic_batch":
         raise ValueError(f"provider {name} ({config.kind}) has no OpenAI-compatible chat API")
-    return OpenAIRealtimeProvider(
-        base_url=config.resolved_base_url(),
-        api_key=config.api_key(),
-        timeout=config.timeout_seconds,
-        policy=_policy(config),
-    )
+    return OpenAIRealtimeProvider(**_connection(config))
 
 
 def realtime_concurrency(catalog: Catalog, name: str) -> int:
     """How many realtime calls to provider ``name`` may be in flight at once."""
     return catalog.providers[name].concurrency
-
-
-def get_embeddings(
-    catalog: Catalog, name: str, *, model: str, dimensions: int | None = None
-) -> OpenAIEmbeddings:
-    """An OpenAI-compatible embeddings client on provider ``name``'s endpoint."""
-    config = catalog.providers[name]
-    if config.kind == "anthropic_batch":
-        raise ValueError(f"provider {name} ({config.kind}) has no embeddings API")
-    return OpenAIEmbeddings(
-        base_url=config.resolved_base_url(),
-        api_key=config.api_key(),
-        model=model,
-        dimensions=dimensions,
-        timeout=config.timeout_seconds,
-        policy=_policy(config),
-    )

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from app.providers.anthropic_batch import AnthropicBatchProvider
+from app.providers.anthropic_format import message_params, parse_result_line
 from app.providers.base import BatchRequest, BatchStatus, ProviderError, ProviderLimits
 from app.simulator.summarise import count_prompt_tokens, count_tokens, simulate_completion
 from tests.providers.conftest import FAST, SECRET, Sim, Sleeps
@@ -78,7 +79,7 @@ def test_batch_ends_and_results_match_by_custom_id(sim: Sim) -> None:
 
 def test_system_messages_become_the_system_parameter() -> None:
     provider = AnthropicBatchProvider(base_url="http://127.0.0.1:9", api_key="k")
-    params = provider.params(model=MODEL, request=BatchRequest("a", _requests(1)[0].messages, None))
+    params = message_params(model=MODEL, request=BatchRequest("a", _requests(1)[0].messages, None))
     provider.close()
     assert params["system"] == "You answer in one sentence."
     assert [m["role"] for m in params["messages"]] == ["user"]
@@ -192,8 +193,6 @@ def test_overloaded_and_rate_limited_calls_are_retried(sim: Sim) -> None:
 
 
 def test_results_lines_parse_all_four_types() -> None:
-    from app.providers.anthropic_batch import parse_result
-
     message = {
         "content": [{"type": "text", "text": "hi"}],
         "usage": {"input_tokens": 3, "output_tokens": 1},
@@ -205,7 +204,7 @@ def test_results_lines_parse_all_four_types() -> None:
         {"custom_id": "c", "result": {"type": "canceled"}},
         {"custom_id": "d", "result": {"type": "expired"}},
     ]
-    a, b, c, d = (parse_result(json.dumps(line)) for line in lines)
+    a, b, c, d = (parse_result_line(json.dumps(line)) for line in lines)
     assert (a.content, a.input_tokens, a.output_tokens, a.error) == ("hi", 3, 1, None)
     assert (b.error, b.error_code, b.retryable) == ("busy", "overloaded_error", True)
     assert c.error_code == "canceled"

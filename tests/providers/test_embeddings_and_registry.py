@@ -15,7 +15,6 @@ from app.providers.openai_batch import OpenAIBatchProvider
 from app.providers.openai_embeddings import OpenAIEmbeddings
 from app.providers.openai_realtime import OpenAIRealtimeProvider
 from app.providers.registry import (
-    get_embeddings,
     get_provider,
     get_realtime_provider,
     realtime_concurrency,
@@ -68,7 +67,6 @@ def test_registry_builds_each_kind_with_its_env_vars(monkeypatch: pytest.MonkeyP
     openai = get_provider(catalog, "openai")
     anthropic = get_provider(catalog, "anthropic")
     realtime = get_realtime_provider(catalog, "local")
-    embeddings = get_embeddings(catalog, "openai", model="text-embedding-3-small")
     try:
         assert isinstance(openai, OpenAIBatchProvider)
         assert openai.limits == ProviderLimits(50_000, 200 * 1024 * 1024)
@@ -76,13 +74,12 @@ def test_registry_builds_each_kind_with_its_env_vars(monkeypatch: pytest.MonkeyP
         assert anthropic.limits == ProviderLimits(100_000, 256 * 1024 * 1024)
         assert isinstance(realtime, OpenAIRealtimeProvider)
         assert realtime_concurrency(catalog, "local") == 8
-        assert isinstance(embeddings, OpenAIEmbeddings)
         client = anthropic._http.client
         assert str(client.base_url) == "http://127.0.0.1:9999/"
         assert client.headers["x-api-key"] == "sk-ant-from-env"
         assert client.headers["anthropic-version"] == "2023-06-01"
     finally:
-        for adapter in (openai, anthropic, realtime, embeddings):
+        for adapter in (openai, anthropic, realtime):
             adapter.close()
     with pytest.raises(ValueError, match="no batch API"):
         get_provider(catalog, "local")

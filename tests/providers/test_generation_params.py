@@ -7,7 +7,7 @@ import json
 import httpx
 
 from app.kit.prompts import ChatMessage
-from app.providers.anthropic_batch import AnthropicBatchProvider
+from app.providers.anthropic_format import message_params
 from app.providers.base import BatchRequest
 from app.providers.openai_batch import OpenAIBatchProvider
 
@@ -43,18 +43,12 @@ def test_openai_batch_lines_carry_temperature_and_max_tokens(
 
 
 def test_anthropic_params_carry_temperature() -> None:
-    provider = AnthropicBatchProvider(base_url="http://127.0.0.1:9/v1", api_key="test")
-    try:
-        warm = provider.params(
-            model="claude-3-5-haiku-latest",
-            request=BatchRequest("a", MESSAGES, None, 0.2),
-        )
-        plain = provider.params(
-            model="claude-3-5-haiku-latest",
-            request=BatchRequest("b", MESSAGES, None),
-        )
-    finally:
-        provider.close()
+    warm = message_params(
+        model="claude-3-5-haiku-latest", request=BatchRequest("a", MESSAGES, None, 0.2)
+    )
+    plain = message_params(
+        model="claude-3-5-haiku-latest", request=BatchRequest("b", MESSAGES, None)
+    )
     assert warm["temperature"] == 0.2
     assert warm["system"] == "Be brief."
     assert "temperature" not in plain

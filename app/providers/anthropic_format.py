@@ -1,0 +1,234 @@
+"""The Anthropic Message Batches wire format, apart from transport.
+
+Pure functions between our values and the JSON of ``/v1/messages/batches``, which the
+TypedDicts below describe (the fields we read or write). ``anthropic_batch`` only moves it.
+
+Statuses are mapped onto OpenAI's names (``ProviderBatchStatus``): ``processing_status``
+``in_progress`` is ``in_progress``, ``canceling`` is ``cancelling``, and ``ended`` is
+``cancelled`` if a cancel was asked for, ``expired`` if nothing ran before the window closed,
+else ``completed`` (per-request errors and expiries then fail their own jobs).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal, NotRequired, TypedDict
+
+from app.providers.base import BatchHandle, BatchRequest, BatchResult, BatchStatus
+from app.providers.base import ProviderBatchStatus as Status
+
+API_VERSION = "2023-06-01"
+# The Messages API requires max_tokens; used when a job sets no output limit.
+DEFAULT_MAX_TOKENS = 1024
+RETRYABLE_ERRORS = frozenset({"api_error", "overloaded_error", "rate_limit_error"})
+
+
+# --- requests ------------------------------------------------------------------------------
+
+
+class MessageParam(TypedDict):
+    role: str
+    content: str
+
+
+class MessageParams(TypedDict):
+    """A Messages API request body."""
+
+    model: str
+    max_tokens: int
+    messages: list[MessageParam]
+    system: NotRequired[str]
+    temperature: NotRequired[float]
+
+
+class BatchEntry(TypedDict):
+    custom_id: str
+    params: MessageParams
+
+
+class CreateBatchBody(TypedDict):
+    requests: list[BatchEntry]
+
+
+def auth_headers(api_key: str, *, version: str = API_VERSION) -> dict[str, str]:
+    return {"x-api-key": api_key, "anthropic-version": version}
+
+
+def message_params(
+    *, model: str, request: BatchRequest, default_max_tokens: int = DEFAULT_MAX_TOKENS
+) -> MessageParams:
+    """A Messages API request body: system messages move to the ``system`` parameter."""
+    system = [m["content"] for m in request.messages if m["role"] == "system"]
+    params: MessageParams = {
+        "model": model,
+        "max_tokens": request.max_tokens or default_max_tokens,
+        "messages": [
+            {"role": m["role"], "content": m["content"]}
+            for m in request.messages
+            if m["role"] != "system"
+        ],
+    }
+    if system:
+        params["system"] = "\n\n".join(system)
+    if request.temperature is not None:
+        params["temperature"] = request.temperature
+    return params
+
+
+def batch_entry(model: str, request: BatchRequest, *, default_max_tokens: int) -> BatchEntry:
+    params = message_params(model=model, request=request, default_max_tokens=default_max_tokens)
+    return {"custom_id": request.custom_id, "params": params}
+
+
+def encode(body: BatchEntry | CreateBatchBody) -> bytes:
+    """JSON as the batch is sent (UTF-8, not ASCII-escaped), so sizes are measured right."""
+    return json.dumps(body, ensure_ascii=False).encode()
+
+
+def create_batch_body(
+    model: str, requests: list[BatchRequest], *, default_max_tokens: int
+) -> CreateBatchBody:
+    return {
+        "requests": [batch_entry(model, r, default_max_tokens=default_max_tokens) for r in requests]
+    }
+
+
+# --- responses -----------------------------------------------------------------------------
+
+
+class RequestCounts(TypedDict, total=False):
+    processing: int
+    succeeded: int
+    errored: int
+    canceled: int
+    expired: int
+
+
+class MessageBatch(TypedDict):
+    id: str
+    processing_status: Literal["in_progress", "canceling", "ended"]
+    request_counts: NotRequired[RequestCounts | None]
+    cancel_initiated_at: NotRequired[str | None]
+    results_url: NotRequired[str | None]
+
+
+class ContentBlock(TypedDict, total=False):
+    type: str
+    text: str
+
+
+class Usage(TypedDict, total=False):
+    input_tokens: int | None
+    output_tokens: int | None
+
+
+class Message(TypedDict, total=False):
+    content: list[ContentBlock] | None
+    usage: Usage | None
+
+
+class ErrorDetail(TypedDict, total=False):
+    type: str | None
+    message: str | None
+
+
+class ErrorResponse(TypedDict, total=False):
+    """``{"type": "error", "error": {...}}``; older results put the detail at the top."""
+
+    type: str | None
+    message: str | None
+    error: ErrorDetail | None
+
+
+class Result(TypedDict, total=False):
+    type: Literal["succeeded", "errored", "canceled", "expired"]
+    message: Message | None
+    error: ErrorResponse | None
+
+
+class ResultLine(TypedDict):
+    """One line of a batch's results file."""
+
+    custom_id: str
+    result: NotRequired[Result | None]
+
+
+def status_name(batch: MessageBatch) -> Status:
+    """``processing_status`` as one of OpenAI's statuses (see the module docstring)."""
+    processing = batch["processing_status"]
+    if processing == "in_progress":
+        return "in_progress"
+    if processing == "canceling":
+        return "cancelling"
+    if batch.get("cancel_initiated_at"):
+        return "cancelled"
+    counts = batch.get("request_counts") or {}
+    if counts.get("expired") and not (counts.get("succeeded") or counts.get("errored")):
+        return "expired"
+    return "completed"
+
+
+def handle_of(batch: MessageBatch) -> BatchHandle:
+    return BatchHandle(batch["id"], None, status_name(batch))
+
+
+def status_of(batch: MessageBatch) -> BatchStatus:
+    name = status_name(batch)
+    ended = batch["processing_status"] == "ended"
+    error = None
+    if name == "expired":
+        error = "the batch expired before any request was processed"
+    return BatchStatus(
+        external_id=batch["id"],
+        status=name,
+        ended=ended,
+        # The results file's location stands in for OpenAI's output file.
+        output_file_id=batch.get("results_url") if ended else None,
+        error_file_id=None,
+        error=error,
+    )
+
+
+def parse_result_line(raw: str) -> BatchResult:
+    """One results line as a result: text and usage, or why there is none."""
+    line: ResultLine = json.loads(raw)
+    custom_id = line["custom_id"]
+    result = line.get("result") or {}
+    kind = result.get("type")
+    if kind == "succeeded":
+        message = result.get("message") or {}
+        text = "".join(
+            block.get("text", "")
+            for block in message.get("content") or []
+            if block.get("type") == "text"
+        )
+        usage = message.get("usage") or {}
+        return BatchResult(
+            custom_id,
+            text,
+            int(usage.get("input_tokens") or 0),
+            int(usage.get("output_tokens") or 0),
+            None,
+        )
+    if kind == "errored":
+        outer = result.get("error") or {}
+        nested = outer.get("error")
+        inner: ErrorDetail | ErrorResponse = nested if isinstance(nested, dict) else outer
+        code = inner.get("type") or "errored"
+        message_text = inner.get("message") or "the request failed"
+        return BatchResult(
+            custom_id,
+            None,
+            0,
+            0,
+            message_text,
+            error_code=code,
+            retryable=code in RETRYABLE_ERRORS,
+        )
+    if kind == "canceled":
+        reason = "canceled: the batch was cancelled before this request ran"
+        return BatchResult(custom_id, None, 0, 0, reason, error_code="canceled", retryable=True)
+    if kind == "expired":
+        reason = "expired: the batch's 24 h window ended before this request ran"
+        return BatchResult(custom_id, None, 0, 0, reason, error_code="expired", retryable=True)
+    return BatchResult(custom_id, None, 0, 0, f"unknown result type {kind!r}")
