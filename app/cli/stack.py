@@ -11,7 +11,14 @@ from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from app.cli.console import console, print_access, say
 from app.config import get_settings
@@ -114,12 +121,14 @@ def _progress_bar() -> Iterator[Callable[[Snapshot], None] | None]:
         TimeElapsedColumn(),
         console=console,
     )
-    task = bar.add_task("demo", detail="", total=None)
+    task: TaskID | None = None  # added at the first poll, when the total is known
 
     def show(snapshot: Snapshot) -> None:
+        nonlocal task
+        if task is None:
+            task = bar.add_task("demo", total=snapshot.total, detail="")
         bar.update(
             task,
-            total=snapshot.total,
             completed=snapshot.completed,
             detail=f"queued {snapshot.queued}  waiting {snapshot.waiting}"
             f"  in batch {snapshot.in_batch}  failed {snapshot.failed}",
