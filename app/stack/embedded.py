@@ -31,8 +31,8 @@ class Ports:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Ports:
-        """``THRIFTY_PG_PORT``, ``THRIFTY_API_PORT``, ``THRIFTY_SIMULATOR_PORT``,
-        ``THRIFTY_FLOWER_PORT``."""
+        """The ports the settings give (``THRIFTY_PG_PORT``, ``_API_PORT``, ``_SIMULATOR_PORT``,
+        ``_FLOWER_PORT``)."""
         return cls(
             postgres=settings.pg_port,
             api=settings.api_port,
