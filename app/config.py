@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CATALOG = Path(__file__).resolve().parent / "catalog" / "catalog.toml"
+# Relative: the working directory's .env, as pydantic-settings reads it.
+ENV_FILE = Path(".env")
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="THRIFTY_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="THRIFTY_", env_file=ENV_FILE, extra="ignore")
 
     environment: Literal["development", "test", "production"] = "development"
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5433/thrifty"
@@ -22,6 +26,11 @@ class Settings(BaseSettings):
     catalog_path: Path = DEFAULT_CATALOG
     # Where the embedded stack keeps its data, logs and pid files.
     home: Path = PROJECT_ROOT / ".thrifty"
+    # Ports of the embedded stack (`thrifty up` / `thrifty demo`).
+    pg_port: int = Field(default=5433, gt=0, lt=65536)
+    api_port: int = Field(default=8000, gt=0, lt=65536)
+    simulator_port: int = Field(default=8100, gt=0, lt=65536)
+    flower_port: int = Field(default=5555, gt=0, lt=65536)
 
     max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     max_jobs_per_request: int = Field(default=10_000, gt=0)
@@ -85,6 +94,22 @@ class Settings(BaseSettings):
 
     flower_user: str = "thrifty"
     flower_password: str = "thrifty"  # noqa: S105 - refused in production by the validator
+
+    @staticmethod
+    def variable(name: str) -> str | None:
+        """The variable ``name`` from the environment, else from the ``.env`` file the fields
+        are read from; None when unset or empty.
+
+        For variables named at run time (the catalog's ``base_url_env`` / ``api_key_env``),
+        so they cannot be fields. Read on each call: the environment may change after the
+        settings were built.
+        """
+        value = os.environ.get(name)
+        if value:
+            return value
+        if ENV_FILE.is_file():
+            return dotenv_values(ENV_FILE).get(name) or None
+        return None
 
     @field_validator("database_url")
     @classmethod

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.config import get_settings
+from app.config import Settings, get_settings
 
 
 class _Strict(BaseModel):
@@ -21,7 +19,8 @@ class _Strict(BaseModel):
 class ProviderConfig(_Strict):
     # openai_batch: OpenAI Files + Batches; anthropic_batch: Anthropic Message Batches;
     # openai_realtime: any OpenAI-compatible chat endpoint (vLLM, Ollama, ...), called per
-    # request. Every kind also serves OpenAI-compatible embeddings where the server has them.
+    # request. The two OpenAI kinds also serve OpenAI-compatible embeddings where the server
+    # has them (providers.registry.get_embeddings); Anthropic has no embeddings API.
     kind: Literal["openai_batch", "anthropic_batch", "openai_realtime"]
     base_url: str
     base_url_env: str | None = None
@@ -37,7 +36,9 @@ class ProviderConfig(_Strict):
     max_attempts: int = Field(default=5, gt=0)
 
     def resolved_base_url(self) -> str:
-        return (_environment(self.base_url_env) if self.base_url_env else None) or self.base_url
+        return (
+            Settings.variable(self.base_url_env) if self.base_url_env else None
+        ) or self.base_url
 
     @property
     def completion_window_seconds(self) -> float:
@@ -50,20 +51,9 @@ class ProviderConfig(_Strict):
 
     def api_key(self) -> str:
         # The simulator accepts any key; real providers need the variable set.
-        return (_environment(self.api_key_env) if self.api_key_env else None) or (
+        return (Settings.variable(self.api_key_env) if self.api_key_env else None) or (
             "thrifty-simulator"
         )
-
-
-def _environment(name: str) -> str | None:
-    """A variable from the environment, else from the ``.env`` file settings also read."""
-    value = os.environ.get(name)
-    if value:
-        return value
-    env_file = Path(".env")
-    if env_file.is_file():
-        return dotenv_values(env_file).get(name) or None
-    return None
 
 
 class ModelConfig(_Strict):

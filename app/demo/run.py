@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from importlib import resources
 from typing import Any
@@ -21,12 +22,43 @@ def load_documents(limit: int) -> list[dict[str, str]]:
     return docs[:limit]
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The submitted group's progress at one poll."""
+
+    elapsed: float
+    total: int
+    completed: int
+    queued: int
+    waiting: int
+    in_batch: int
+    failed: int
+    done: bool
+
+    def counts(self) -> str:
+        return (
+            f"completed {self.completed:>4}/{self.total}  queued {self.queued}"
+            f"  waiting {self.waiting}  in batch {self.in_batch}  failed {self.failed}"
+        )
+
+
 def _usd(value: Any) -> str:
     return f"${Decimal(str(value)):.4f}"
 
 
-def run(info: StackInfo, *, count: int, say: Callable[[str], None], timeout: float = 600) -> bool:
-    """Submit the documents, show progress, print summaries and the cost report."""
+def run(
+    info: StackInfo,
+    *,
+    count: int,
+    say: Callable[[str], None],
+    progress: Callable[[Snapshot], None] | None = None,
+    timeout: float = 600,
+) -> bool:
+    """Submit the documents, show progress, print summaries and the cost report.
+
+    ``progress`` is called at every poll (the CLI's progress bar); without it each change is
+    a line through ``say``.
+    """
     docs = load_documents(count)
     headers = {"Authorization": f"Bearer {info.api_key}"}
     jobs = [
@@ -50,14 +82,21 @@ def run(info: StackInfo, *, count: int, say: Callable[[str], None], timeout: flo
         while time.monotonic() - started < timeout:
             group = client.get(f"/v1/groups/{group_id}").json()
             counts = group["counts"]
-            progress = (
-                f"completed {counts['completed']:>4}/{len(jobs)}"
-                f"  queued {counts['queued']}  waiting {counts['waiting']}"
-                f"  in batch {counts['batched'] + counts['submitted']}  failed {counts['failed']}"
+            snapshot = Snapshot(
+                elapsed=time.monotonic() - started,
+                total=len(jobs),
+                completed=counts["completed"],
+                queued=counts["queued"],
+                waiting=counts["waiting"],
+                in_batch=counts["batched"] + counts["submitted"],
+                failed=counts["failed"],
+                done=group["done"],
             )
-            if progress != last:
-                say(f"  {time.monotonic() - started:5.1f}s  {progress}")
-                last = progress
+            if progress is not None:
+                progress(snapshot)
+            elif snapshot.counts() != last:
+                last = snapshot.counts()
+                say(f"  {snapshot.elapsed:5.1f}s  {last}")
             if group["done"]:
                 break
             time.sleep(1.0)

@@ -24,10 +24,21 @@ DEV_TENANT = "dev"
 
 @dataclass(frozen=True)
 class Ports:
-    postgres: int = int(os.environ.get("THRIFTY_PG_PORT", "5433"))
-    api: int = int(os.environ.get("THRIFTY_API_PORT", "8000"))
-    simulator: int = int(os.environ.get("THRIFTY_SIMULATOR_PORT", "8100"))
-    flower: int = int(os.environ.get("THRIFTY_FLOWER_PORT", "5555"))
+    postgres: int
+    api: int
+    simulator: int
+    flower: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Ports:
+        """The ports the settings give (``THRIFTY_PG_PORT``, ``_API_PORT``, ``_SIMULATOR_PORT``,
+        ``_FLOWER_PORT``)."""
+        return cls(
+            postgres=settings.pg_port,
+            api=settings.api_port,
+            simulator=settings.simulator_port,
+            flower=settings.flower_port,
+        )
 
 
 @dataclass
@@ -52,9 +63,9 @@ def migrate(database_url: str) -> None:
 
 
 class EmbeddedStack:
-    def __init__(self, settings: Settings, *, ports: Ports | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.ports = ports or Ports()
+        self.ports = Ports.from_settings(settings)
         self.home = settings.home
         self.postgres = EmbeddedPostgres(self.home / "pgdata", self.ports.postgres)
         self.supervisor = Supervisor(self.home / "run" / "stack.json", self.home / "logs")

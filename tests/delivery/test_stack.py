@@ -8,7 +8,7 @@ import pytest
 
 from app.config import Settings
 from app.kit import queue
-from app.stack.embedded import EmbeddedStack, Ports
+from app.stack.embedded import EmbeddedStack
 
 
 def test_the_stack_allows_loopback_receivers_and_runs_the_delivery_queue(
@@ -16,7 +16,7 @@ def test_the_stack_allows_loopback_receivers_and_runs_the_delivery_queue(
 ) -> None:
     monkeypatch.delenv("THRIFTY_WEBHOOK_ALLOW_LOOPBACK", raising=False)
     monkeypatch.delenv("THRIFTY_PUBLIC_BASE_URL", raising=False)
-    stack = EmbeddedStack(Settings(home=tmp_path), ports=Ports(api=8123))
+    stack = EmbeddedStack(Settings(home=tmp_path, api_port=8123))
     env = stack._child_env()
     assert env["THRIFTY_WEBHOOK_ALLOW_LOOPBACK"] == "true"
     assert env["THRIFTY_PUBLIC_BASE_URL"] == "http://127.0.0.1:8123"

@@ -1,0 +1,110 @@
+"""``thrifty simulator``: the provider simulator (OpenAI and Anthropic APIs) on one port.
+
+Every flag but ``--port`` also reads ``THRIFTY_SIMULATOR_<FLAG>``, so the simulator that
+``thrifty up`` starts can be configured from the environment; a flag given wins.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from app.simulator.common import SimulatorSettings
+
+app = typer.Typer()
+
+_DEFAULTS = SimulatorSettings()
+
+
+def _env(flag: str) -> str:
+    return f"THRIFTY_SIMULATOR_{flag.upper()}"
+
+
+@app.command(help="serve the provider simulator (OpenAI and Anthropic APIs)")
+def simulator(
+    host: Annotated[str, typer.Option(envvar=_env("host"), help="address to listen on")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8100,
+    validating_seconds: Annotated[
+        float,
+        typer.Option(envvar=_env("validating_seconds"), help="how long a batch stays validating"),
+    ] = _DEFAULTS.validating_seconds,
+    processing_seconds: Annotated[
+        float, typer.Option(envvar=_env("processing_seconds"), help="batch processing time")
+    ] = _DEFAULTS.processing_seconds,
+    finalizing_seconds: Annotated[
+        float,
+        typer.Option(
+            envvar=_env("finalizing_seconds"), help="how long a finished batch stays finalizing"
+        ),
+    ] = _DEFAULTS.finalizing_seconds,
+    cancelling_seconds: Annotated[
+        float,
+        typer.Option(
+            envvar=_env("cancelling_seconds"), help="how long a cancelled batch stays cancelling"
+        ),
+    ] = _DEFAULTS.cancelling_seconds,
+    expire_after_seconds: Annotated[
+        float | None,
+        typer.Option(
+            envvar=_env("expire_after_seconds"),
+            help="unfinished batches expire this long after creation "
+            "(default: the 24 h completion window)",
+        ),
+    ] = _DEFAULTS.expire_after_seconds,
+    latency_seconds: Annotated[
+        float, typer.Option(envvar=_env("latency_seconds"), help="delay added to every API call")
+    ] = _DEFAULTS.latency_seconds,
+    error_rate: Annotated[
+        float,
+        typer.Option(
+            envvar=_env("error_rate"),
+            help="share of requests (batch lines, realtime calls) answered 400",
+        ),
+    ] = _DEFAULTS.error_rate,
+    rate_limit_rate: Annotated[
+        float,
+        typer.Option(envvar=_env("rate_limit_rate"), help="share of API calls answered 429"),
+    ] = _DEFAULTS.rate_limit_rate,
+    server_error_rate: Annotated[
+        float,
+        typer.Option(envvar=_env("server_error_rate"), help="share of API calls answered 500"),
+    ] = _DEFAULTS.server_error_rate,
+    retry_after_seconds: Annotated[
+        float,
+        typer.Option(
+            envvar=_env("retry_after_seconds"), help="retry-after sent with injected 429s"
+        ),
+    ] = _DEFAULTS.retry_after_seconds,
+    embedding_dimensions: Annotated[
+        int,
+        typer.Option(
+            envvar=_env("embedding_dimensions"), help="embedding size when a request gives none"
+        ),
+    ] = _DEFAULTS.embedding_dimensions,
+    seed: Annotated[
+        int, typer.Option(envvar=_env("seed"), help="seed for output order and injected failures")
+    ] = _DEFAULTS.seed,
+) -> None:
+    from app.simulator.server import serve
+
+    try:
+        settings = SimulatorSettings(
+            validating_seconds=validating_seconds,
+            processing_seconds=processing_seconds,
+            finalizing_seconds=finalizing_seconds,
+            cancelling_seconds=cancelling_seconds,
+            expire_after_seconds=expire_after_seconds,
+            latency_seconds=latency_seconds,
+            error_rate=error_rate,
+            rate_limit_rate=rate_limit_rate,
+            server_error_rate=server_error_rate,
+            retry_after_seconds=retry_after_seconds,
+            embedding_dimensions=embedding_dimensions,
+            seed=seed,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    serve(host, port, settings)
