@@ -10,7 +10,6 @@ builds the app (``create_app``) and runs it (``serve``); the APIs live beside it
 - Anthropic Messages and Message Batches: ``anthropic.py``;
 - the JSON all of them send: ``wire.py``; settings, errors and dice: ``common.py``;
 - failure injection (429s, 5xx, latency) and the ``/_simulator`` controls: ``faults.py``;
-- the argparse flags of ``thrifty simulator``: ``flags.py``.
 
 Every request is answered by the deterministic extractive summariser (``summarise.py``), so
 the same input always produces the same output text and token usage.
@@ -29,11 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.simulator import anthropic, chat, faults, openai_routes
 from app.simulator.common import APIError, SimulatorSettings
 
-# The argparse CLI, re-exported for ``app/cli.py`` until the Typer CLI builds the settings.
-from app.simulator.flags import add_arguments, main, settings_from_args
-
-__all__ = ["APIError", "SimulatorSettings", "add_arguments", "create_app", "main", "serve",
-           "settings_from_args"]  # fmt: skip
+__all__ = ["APIError", "SimulatorSettings", "create_app", "serve"]
 
 _MISSING_KEY_MESSAGE = (
     "You didn't provide an API key. You need to provide your API key in an Authorization "
@@ -98,7 +93,3 @@ def create_app(settings: SimulatorSettings | None = None) -> FastAPI:
 def serve(host: str, port: int, settings: SimulatorSettings) -> None:
     """Run the simulator with uvicorn until interrupted."""
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
-
-
-if __name__ == "__main__":
-    main()
