@@ -134,21 +134,23 @@ def _data_dir() -> Path:
 
 
 def cmd_eval_cache(args: argparse.Namespace) -> int:
-    from app.cache.evaluation import evaluate
+    from app.cache import evaluation
+    from app.stack.database import migrated_database
 
     if args.pairs is None and not args.documents:
         print("thrifty: give --pairs FILE, or --documents for the document set", file=sys.stderr)
         return 2
     try:
-        evaluate(
+        plan = evaluation.prepare(
             pairs_path=args.pairs,
             documents=args.documents,
             data_dir=args.data_dir or _data_dir(),
             limit=args.limit,
             verifier_path=args.verifier,
-            shared=args.shared,
             say=_say,
         )
+        with migrated_database(_say) as sessions:
+            evaluation.evaluate(plan, sessions=sessions, shared=args.shared, say=_say)
     except (OSError, ValueError) as exc:
         print(f"thrifty: {exc}", file=sys.stderr)
         return 2
