@@ -14,34 +14,23 @@ poller's write, limits, invalidation), ``repository`` (the queries).
 
 from __future__ import annotations
 
-from app.cache.keys import DOCUMENT, PROMPT, cache_key, kind_of, request_text, scope_key
-from app.cache.lookup import Hit, Lookup, lookup_jobs, lookup_many
+from app.cache.keys import cache_key
+from app.cache.lookup import Hit, Lookup, lookup_jobs
 from app.cache.policy import Policy, PolicyChanges, policy, update_policy
 from app.cache.store import CacheWrite, count_entries, enforce_limits, invalidate, store_many
-from app.cache.verification import Candidate, PromptVerifier, RuleVerifier, prompt_verifier
 
 __all__ = [
-    "DOCUMENT",
-    "PROMPT",
     "CacheWrite",
-    "Candidate",
     "Hit",
     "Lookup",
     "Policy",
     "PolicyChanges",
-    "PromptVerifier",
-    "RuleVerifier",
     "cache_key",
     "count_entries",
     "enforce_limits",
     "invalidate",
-    "kind_of",
     "lookup_jobs",
-    "lookup_many",
     "policy",
-    "prompt_verifier",
-    "request_text",
-    "scope_key",
     "store_many",
     "update_policy",
 ]
