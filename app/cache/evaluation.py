@@ -64,6 +64,10 @@ def _request(kind: str, body: str, *, pair: int | None) -> EvalRequest:
     return EvalRequest(prompt=body, max_output_tokens=limit)
 
 
+def _text(request: EvalRequest) -> str:
+    return request_text(prompt=request.prompt, document=request.document)
+
+
 def run_lookups(
     session: Session,
     *,
@@ -102,7 +106,7 @@ def _run(
     for index, pair in enumerate(pairs):
         request = _request(kind, pair.a, pair=None if shared else index)
         where = (scope_key(request, tier=EVAL_TIER), cache_key(request, tier=EVAL_TIER))
-        stored.setdefault(where, request_text(prompt=request.prompt, document=request.document))
+        stored.setdefault(where, _text(request))
     keys = list(stored)
     say(f"storing {len(keys)} entries (embedding with {embedder.name})")
     vectors = embed_all(embedder, list(stored.values()), say=say)
@@ -128,15 +132,14 @@ def _run(
     say(f"looking up {len(pairs)} requests")
     lookups: list[Outcome] = []
     requests = [_request(kind, p.b, pair=None if shared else i) for i, p in enumerate(pairs)]
-    texts = [request_text(prompt=r.prompt, document=r.document) for r in requests]
+    texts = [_text(r) for r in requests]
     query_vectors = embed_all(embedder, texts, say=say)
     prepare_search(session)
     for index, (pair, request, query, vector) in enumerate(
         zip(pairs, requests, texts, query_vectors, strict=True)
     ):
         # the pair's own entry, or one with the very same text as the request, is right
-        own_text = request_text(prompt=None, document=pair.a)
-        right = {own_text, query} if pair.same else {query}
+        right = {_text(_request(kind, pair.a, pair=None)), query} if pair.same else {query}
         lookup = Outcome(same=pair.same)
         key = cache_key(request, tier=EVAL_TIER)
         exact = lookup_many(session, tenant_id=tenant_id, keys=[key])
