@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
-    from app.cache.evaluation import database
+    from app.stack.database import migrated_database
 
     prompts, docs = real_texts(args.real + args.queries // 2)
     held_out = prompts[-(args.queries // 2) :]
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     tenant_id = uuid.uuid4()
     scope = "b" * 64
     results: dict[int, tuple[float, float, float]] = {}
-    with database(say, name="thrifty_bench") as session:
+    with migrated_database(say, name="thrifty_bench") as sessions, sessions() as session:
         session.execute(text("TRUNCATE cache_entries, tenants CASCADE"))
         session.add(Tenant(id=tenant_id, name="bench"))
         session.flush()

@@ -10,7 +10,7 @@ from sqlalchemy import Table, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.kit.db import in_array, update_by_id
-from app.models import BatchState, Job, JobState, ProviderBatch, utcnow
+from app.models import BatchState, CacheMode, Job, JobState, ProviderBatch, utcnow
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,8 @@ def record_attempt(session: Session, *, batch_id: uuid.UUID) -> int | None:
 
 @dataclass(frozen=True)
 class Member:
-    """What applying a result needs of a job (not its prompt or document)."""
+    """What applying a result needs of a job; the cache controls and request text are what
+    the cache stores with the answer (it does not read the jobs table)."""
 
     id: uuid.UUID
     tenant_id: uuid.UUID
@@ -197,12 +198,16 @@ class Member:
     mode: str | None
     attempts: int
     cache_key: str | None
+    cache_mode: CacheMode
+    prompt: str | None
+    document: str | None
 
 
 def batch_members(session: Session, *, batch_id: uuid.UUID, state: JobState) -> list[Member]:
-    query = select(Job.id, Job.tenant_id, Job.model, Job.mode, Job.attempts, Job.cache_key).where(
-        Job.provider_batch_id == batch_id, Job.state == state
-    )
+    query = select(
+        Job.id, Job.tenant_id, Job.model, Job.mode, Job.attempts, Job.cache_key,
+        Job.cache_mode, Job.prompt, Job.document,
+    ).where(Job.provider_batch_id == batch_id, Job.state == state)  # fmt: skip
     return [Member(*row) for row in session.execute(query)]
 
 

@@ -501,6 +501,9 @@ def _apply(
                     source_job_id=job.id,
                     input_tokens=result.input_tokens,
                     output_tokens=result.output_tokens,
+                    cache_mode=job.cache_mode,
+                    prompt=job.prompt,
+                    document=job.document,
                 )
             )
     reason = status.error or f"provider batch ended {status.status} without a result for this job"

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter
 
@@ -40,9 +40,9 @@ def put_cache_settings(
     body: CacheSettingsIn, session: SessionDep, tenant: CurrentTenant
 ) -> CacheSettingsOut:
     """Change the tenant's threshold, TTL or entry limit; limits apply at once."""
-    policy = cache_service.update_policy(
-        session, tenant_id=tenant.id, values=body.model_dump(exclude_unset=True)
-    )
+    # CacheSettingsIn has exactly the fields of PolicyChanges; unset ones stay out.
+    changes = cast(cache_service.PolicyChanges, body.model_dump(exclude_unset=True))
+    policy = cache_service.update_policy(session, tenant_id=tenant.id, values=changes)
     cache_service.enforce_limits(session, tenant_id=tenant.id)
     entries = cache_service.count_entries(session, tenant_id=tenant.id)
     return _out(policy, entries)

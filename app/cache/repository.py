@@ -1,15 +1,47 @@
+"""Queries on the cache's tables: ``cache_entries``, ``cache_settings``, ``job_embeddings``."""
+
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TypedDict
 
 from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from app.kit.db import in_array
-from app.models import CacheEntry, CacheSettings, Job, JobEmbedding
+from app.models import CacheEntry, CacheSettings, JobEmbedding
+
+
+class EntryRow(TypedDict):
+    """One ``cache_entries`` row to insert (the semantic columns are None for exact only)."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    cache_key: str
+    model: str
+    result: str
+    source_job_id: uuid.UUID
+    input_tokens: int
+    output_tokens: int
+    hit_count: int
+    created_at: datetime
+    last_hit_at: datetime | None
+    scope_key: str | None
+    kind: str | None
+    request_text: str | None
+    embedding: list[float] | None
+
+
+class JobEmbeddingRow(TypedDict):
+    """The vector computed for a job at ingest, kept until its answer is stored."""
+
+    job_id: uuid.UUID
+    scope_key: str
+    kind: str
+    embedding: list[float]
+    created_at: datetime
 
 
 def find_many(
@@ -23,17 +55,17 @@ def find_many(
     return {entry.cache_key: entry for entry in session.scalars(query)}
 
 
-def count_hits(
-    session: Session, *, entry_ids: list[uuid.UUID], now: datetime | None = None
-) -> None:
+def count_hits(session: Session, *, entry_ids: list[uuid.UUID], now: datetime) -> None:
+    # One statement per hit: an entry hit by two jobs of one lookup counts twice.
     for entry_id in entry_ids:
-        values: dict[str, Any] = {"hit_count": CacheEntry.hit_count + 1}
-        if now is not None:
-            values["last_hit_at"] = now
-        session.execute(update(CacheEntry).where(CacheEntry.id == entry_id).values(**values))
+        session.execute(
+            update(CacheEntry)
+            .where(CacheEntry.id == entry_id)
+            .values(hit_count=CacheEntry.hit_count + 1, last_hit_at=now)
+        )
 
 
-def insert_many(session: Session, rows: list[dict[str, Any]], *, replace: bool = False) -> None:
+def insert_many(session: Session, rows: list[EntryRow], *, replace: bool = False) -> None:
     """Insert entries; an existing entry for the same tenant and key is kept, or with
     ``replace`` overwritten (a ``cache: refresh`` request)."""
     if not rows:
@@ -47,7 +79,7 @@ def insert_many(session: Session, rows: list[dict[str, Any]], *, replace: bool =
         session.execute(
             statement.on_conflict_do_update(
                 index_elements=["tenant_id", "cache_key"],
-                set_={c: statement.excluded[c] for c in columns if c in rows[0]},
+                set_={c: statement.excluded[c] for c in columns},
             )
         )
     else:
@@ -89,7 +121,7 @@ def nearest(
     return sorted(found, key=lambda pair: -pair[1])
 
 
-def save_job_embeddings(session: Session, rows: list[dict[str, Any]]) -> None:
+def save_job_embeddings(session: Session, rows: list[JobEmbeddingRow]) -> None:
     if rows:
         statement = insert(JobEmbedding).values(rows)
         session.execute(
@@ -100,20 +132,9 @@ def save_job_embeddings(session: Session, rows: list[dict[str, Any]]) -> None:
         )
 
 
-def job_embeddings(
-    session: Session, *, job_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, tuple[JobEmbedding, Job]]:
-    query = (
-        select(JobEmbedding, Job)
-        .join(Job, Job.id == JobEmbedding.job_id)
-        .where(in_array(JobEmbedding.job_id, job_ids))
-    )
-    return {emb.job_id: (emb, job) for emb, job in session.execute(query).all()}
-
-
-def job_cache_modes(session: Session, *, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
-    query = select(Job.id, Job.cache_mode).where(in_array(Job.id, job_ids))
-    return {job_id: mode for job_id, mode in session.execute(query).all()}
+def job_embeddings(session: Session, *, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, JobEmbedding]:
+    query = select(JobEmbedding).where(in_array(JobEmbedding.job_id, job_ids))
+    return {emb.job_id: emb for emb in session.scalars(query)}
 
 
 def delete_job_embeddings(session: Session, *, job_ids: list[uuid.UUID]) -> None:
@@ -166,8 +187,3 @@ def invalidate(
         )
     result = session.execute(query)
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
-def get_entry(session: Session, *, tenant_id: uuid.UUID, entry_id: uuid.UUID) -> CacheEntry | None:
-    entry = session.get(CacheEntry, entry_id)
-    return entry if entry is not None and entry.tenant_id == tenant_id else None

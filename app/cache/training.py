@@ -8,9 +8,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from app.cache import service as cache_service
-from app.cache.evaluation import Lookup, read_pairs, recall_at_fhr, score
+from app.cache.datasets import read_pairs
+from app.cache.scoring import Outcome, recall_at_fhr, score
 from app.cache.trained import Pair, split, train
+from app.cache.verification import RuleVerifier
 from app.config import get_settings
 from app.kit.text import normalise
 
@@ -26,9 +27,9 @@ def _similarities(pairs: list[Pair]) -> list[float]:
     return [float(x) for x in (a * b).sum(axis=1)]
 
 
-def _lookups(pairs: list[Pair], sims: list[float], accepted: list[bool]) -> list[Lookup]:
+def _lookups(pairs: list[Pair], sims: list[float], accepted: list[bool]) -> list[Outcome]:
     return [
-        Lookup(same=p.same, candidates=[(s, True, ok)])
+        Outcome(same=p.same, candidates=[(s, True, ok)])
         for p, s, ok in zip(pairs, sims, accepted, strict=True)
     ]
 
@@ -75,14 +76,14 @@ def train_command(
 
     sims = _similarities(test)
     probs = verifier.scores([(p.a, p.b) for p in test])
-    rules = cache_service.RuleVerifier().accepts([(p.a, p.b) for p in test])
+    rules = RuleVerifier().accepts([(p.a, p.b) for p in test])
     trained = [p >= verifier.cut for p in probs]
     cosine_lookups = _lookups(test, sims, [True] * len(test))
     rule_lookups = _lookups(test, sims, rules)
     trained_lookups = _lookups(test, sims, trained)
     # The trained verifier's own knob is its probability cut, behind the cosine gate.
     by_probability = [
-        Lookup(same=p.same, candidates=[(prob if s >= GATE else -1.0, True, True)])
+        Outcome(same=p.same, candidates=[(prob if s >= GATE else -1.0, True, True)])
         for p, s, prob in zip(test, sims, probs, strict=True)
     ]
     say(f"\nheld-out pairs (never trained or calibrated on): {len(test)}")

@@ -48,21 +48,23 @@ def eval_cache(
         ),
     ] = False,
 ) -> None:
-    from app.cache.evaluation import evaluate
+    from app.cache import evaluation
+    from app.stack.database import migrated_database
 
     if pairs is None and not documents:
         fail("give --pairs FILE, or --documents for the document set")
         raise typer.Exit(2)
     try:
-        evaluate(
+        plan = evaluation.prepare(
             pairs_path=pairs,
             documents=documents,
             data_dir=data_dir or _data_dir(),
             limit=limit,
             verifier_path=verifier,
-            shared=shared,
             say=say,
         )
+        with migrated_database(say) as sessions:
+            evaluation.evaluate(plan, sessions=sessions, shared=shared, say=say)
     except (OSError, ValueError) as exc:
         fail(str(exc))
         raise typer.Exit(2) from exc

@@ -1,4 +1,5 @@
-"""Small text helpers shared by routing, caching and accounting."""
+"""Small text helpers: ``normalise`` (the cache's keys and comparisons) and ``estimate_tokens``
+(sizing a request before it is routed)."""
 
 from __future__ import annotations
 

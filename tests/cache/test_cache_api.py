@@ -28,6 +28,9 @@ def entry(db: Session, tenant: Tenant, text: str) -> CacheEntry:
                 source_job_id=source.id,
                 input_tokens=3,
                 output_tokens=4,
+                cache_mode=source.cache_mode,
+                prompt=source.prompt,
+                document=source.document,
             )
         ],
     )

@@ -78,6 +78,9 @@ def seed(db: Session, source: Job, *, result: str = ANSWER) -> CacheEntry:
                 source_job_id=source.id,
                 input_tokens=INPUT_TOKENS,
                 output_tokens=OUTPUT_TOKENS,
+                cache_mode=source.cache_mode,
+                prompt=source.prompt,
+                document=source.document,
             )
         ],
     )
@@ -212,6 +215,9 @@ def test_store_many_keeps_the_first_answer_for_a_key(
             source_job_id=source.id,
             input_tokens=INPUT_TOKENS,
             output_tokens=OUTPUT_TOKENS,
+            cache_mode=source.cache_mode,
+            prompt=source.prompt,
+            document=source.document,
         )
 
     cache_service.store_many(db, [write("first", source.cache_key)])

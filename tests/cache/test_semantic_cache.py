@@ -95,6 +95,9 @@ def answer(db: Session, source: Job, result: str = ANSWER) -> CacheEntry | None:
                 source_job_id=source.id,
                 input_tokens=10,
                 output_tokens=5,
+                cache_mode=source.cache_mode,
+                prompt=source.prompt,
+                document=source.document,
             )
         ],
     )

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.kit.text import normalise
 from app.models import CacheEntry, JobEmbedding
 from tests.integration.test_pipeline import DOC, wait_for
 
@@ -33,6 +34,11 @@ def test_a_paraphrase_and_an_edited_document_are_answered_from_the_cache(
     entries = db.scalars(select(CacheEntry)).all()
     assert len(entries) == 2
     assert all(e.embedding is not None and e.scope_key for e in entries)
+    # the poller passes what was asked with the answer: the cache does not read the jobs table
+    assert {e.request_text for e in entries} == {
+        "How can I learn to play the guitar quickly?",
+        normalise(DOC),
+    }
     assert db.scalars(select(JobEmbedding)).all() == []  # moved onto the entries
 
     second = api.post(

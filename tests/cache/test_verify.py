@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from app.cache import verify
-from app.cache.evaluation import Lookup, read_pairs, recall_at_fhr, score
+from app.cache.datasets import read_pairs
+from app.cache.scoring import Outcome, recall_at_fhr, score
 
 STORY = (
     "Nearly two million people across Asia could be thrown into poverty because of the "
@@ -94,11 +95,11 @@ def test_pairs_read_same_or_sts_scores(tmp_path: Path) -> None:
 
 def test_scoring_counts_wrong_entries_and_false_hits() -> None:
     lookups = [
-        Lookup(same=True, candidates=[(0.97, True, True)]),  # correct hit
-        Lookup(same=True, candidates=[(0.95, False, True)]),  # another pair's entry: wrong
-        Lookup(same=False, candidates=[(0.96, True, False), (0.91, False, True)]),
-        Lookup(same=False, candidates=[(0.80, True, True)]),
-        Lookup(same=True, exact_own=True),
+        Outcome(same=True, candidates=[(0.97, True, True)]),  # correct hit
+        Outcome(same=True, candidates=[(0.95, False, True)]),  # another pair's entry: wrong
+        Outcome(same=False, candidates=[(0.96, True, False), (0.91, False, True)]),
+        Outcome(same=False, candidates=[(0.80, True, True)]),
+        Outcome(same=True, exact_own=True),
     ]
     verified = score(lookups, threshold=0.9, verified=True)
     assert (verified.hits, verified.correct, verified.wrong_on_negatives) == (4, 2, 1)

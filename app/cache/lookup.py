@@ -1,0 +1,212 @@
+"""Reading the cache at ingest: the exact layer, then the semantic layer and its check.
+
+``lookup_jobs`` is composed of the steps below (``lookup_many``, ``prepare_search``,
+``candidates``, ``verified``); ``app.cache.evaluation`` measures the cache by calling the same
+steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from app.cache import repository
+from app.cache.keys import cache_key, kind_of, request_text, scope_key, semantic_allowed
+from app.cache.policy import Policy, policy
+from app.cache.verification import Candidate, PromptVerifier, prompt_verifier, verified
+from app.config import get_settings
+from app.embeddings.base import Embedder, EmbeddingError
+from app.kit.prompts import CacheableRequest
+from app.models import CacheEntry, CacheMode, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Hit:
+    entry: CacheEntry
+    similarity: float
+    semantic: bool
+
+
+@dataclass
+class _Pending:
+    job: CacheableRequest
+    scope: str
+    kind: str
+    text: str
+    embedding: list[float] | None = field(default=None)
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What the cache said about a list of jobs: hits, and the key each job's answer is
+    written under (none for ``bypass``)."""
+
+    hits: dict[uuid.UUID, Hit]
+    keys: dict[uuid.UUID, str]
+
+
+def lookup_jobs(
+    session: Session,
+    *,
+    jobs: Sequence[CacheableRequest],
+    tiers: dict[uuid.UUID, str],
+    embedder: Callable[[], Embedder],
+) -> Lookup:
+    """Answer routed jobs from the cache: exact match first, then semantic plus verification.
+
+    Every job that is not ``bypass`` gets a cache key, under which the poller writes its
+    answer. The embeddings of jobs that miss are computed in one call for the whole list and
+    saved, so the poller writes the same vector with the answer.
+    """
+    now = utcnow()
+    hits: dict[uuid.UUID, Hit] = {}
+    keys: dict[uuid.UUID, str] = {}
+    pending: list[_Pending] = []
+    policies: dict[uuid.UUID, Policy] = {}
+    by_tenant: dict[uuid.UUID, list[CacheableRequest]] = {}
+    for job in jobs:
+        if job.cache_mode == CacheMode.bypass:
+            continue
+        keys[job.id] = cache_key(job, tier=tiers[job.id])
+        by_tenant.setdefault(job.tenant_id, []).append(job)
+
+    for tenant_id, tenant_jobs in by_tenant.items():
+        rules = policies[tenant_id] = policy(session, tenant_id=tenant_id)
+        readable = [j for j in tenant_jobs if j.cache_mode == CacheMode.default]
+        found = lookup_many(
+            session,
+            tenant_id=tenant_id,
+            keys=[keys[j.id] for j in readable],
+            since=rules.since(now),
+            now=now,
+        )
+        for job in tenant_jobs:
+            entry = found.get(keys[job.id]) if job.cache_mode == CacheMode.default else None
+            if entry is not None:
+                hits[job.id] = Hit(entry, 1.0, semantic=False)
+            elif rules.semantic_enabled:  # a vector is useless to a tenant without the layer
+                text = request_text(prompt=job.prompt, document=job.document)
+                pending.append(
+                    _Pending(job, scope_key(job, tier=tiers[job.id]), kind_of(job), text)
+                )
+
+    if not pending:
+        return Lookup(hits, keys)
+    try:
+        vectors = embedder().embed([p.text for p in pending])
+    except EmbeddingError:
+        # The exact layer still works; these jobs are answered by the provider and written
+        # back without a vector (exact match only).
+        log.warning(
+            "embedding %d requests failed; semantic cache skipped", len(pending), exc_info=True
+        )
+        return Lookup(hits, keys)
+    for item, vector in zip(pending, vectors, strict=True):
+        item.embedding = [float(x) for x in vector]
+    repository.save_job_embeddings(
+        session,
+        [
+            repository.JobEmbeddingRow(job_id=p.job.id, scope_key=p.scope, kind=p.kind,
+                                       embedding=p.embedding, created_at=now)
+            for p in pending
+            if p.embedding is not None
+        ],
+    )  # fmt: skip
+
+    prepare_search(session)
+    checker = prompt_verifier()
+    hit_entries: list[uuid.UUID] = []
+    for item in pending:
+        rules = policies[item.job.tenant_id]
+        if not (rules.semantic_enabled and semantic_allowed(item.job)) or item.embedding is None:
+            continue
+        best = semantic_lookup(
+            session,
+            tenant_id=item.job.tenant_id,
+            scope=item.scope,
+            kind=item.kind,
+            text=item.text,
+            embedding=item.embedding,
+            threshold=rules.threshold(item.kind),
+            since=rules.since(now),
+            verifier=checker,
+        )
+        if best:
+            hits[item.job.id] = Hit(best[0].entry, best[0].similarity, semantic=True)
+            hit_entries.append(best[0].entry.id)
+    repository.count_hits(session, entry_ids=hit_entries, now=now)
+    return Lookup(hits, keys)
+
+
+def lookup_many(
+    session: Session,
+    *,
+    tenant_id: uuid.UUID,
+    keys: list[str],
+    since: datetime | None = None,
+    now: datetime | None = None,
+) -> dict[str, CacheEntry]:
+    """Entries of ``tenant_id`` for any of ``keys`` (written after ``since``); hits are counted."""
+    found = repository.find_many(session, tenant_id=tenant_id, keys=sorted(set(keys)), since=since)
+    repository.count_hits(
+        session, entry_ids=[entry.id for entry in found.values()], now=now or utcnow()
+    )
+    return found
+
+
+def prepare_search(session: Session) -> None:
+    """The configured HNSW search breadth, for the rest of this transaction."""
+    repository.set_search_breadth(session, ef_search=get_settings().cache_ef_search)
+
+
+def candidates(
+    session: Session,
+    *,
+    tenant_id: uuid.UUID,
+    scope: str,
+    embedding: list[float],
+    threshold: float,
+    since: datetime | None,
+) -> list[Candidate]:
+    """The configured number of nearest entries of the tenant and scope, those at least
+    ``threshold`` similar, best first (not yet verified)."""
+    found = repository.nearest(
+        session,
+        tenant_id=tenant_id,
+        scope_key=scope,
+        embedding=embedding,
+        limit=get_settings().cache_candidates,
+        since=since,
+    )
+    return [Candidate(entry, sim) for entry, sim in found if sim >= threshold]
+
+
+def semantic_lookup(
+    session: Session,
+    *,
+    tenant_id: uuid.UUID,
+    scope: str,
+    kind: str,
+    text: str,
+    embedding: list[float],
+    threshold: float,
+    since: datetime | None,
+    verifier: PromptVerifier,
+) -> list[Candidate]:
+    """Verified entries of the tenant and scope at least ``threshold`` similar, best first."""
+    found = candidates(
+        session,
+        tenant_id=tenant_id,
+        scope=scope,
+        embedding=embedding,
+        threshold=threshold,
+        since=since,
+    )
+    return verified(kind=kind, text=text, candidates=found, verifier=verifier)
