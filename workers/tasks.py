@@ -1,8 +1,8 @@
-"""Thin tasks: ids in, open a session, call the domain service."""
+"""Thin tasks: ids in, open a session, call the domain service. (``submit_batch`` runs its
+own transactions: the domain commits an attempt before the provider is called.)"""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from datetime import timedelta
 
@@ -15,8 +15,6 @@ from app.kit import queue
 from app.kit.db import session_scope
 from workers.celery_app import celery_app
 from workers.retry import retry
-
-log = logging.getLogger(__name__)
 
 
 @celery_app.task(name=queue.INGEST)

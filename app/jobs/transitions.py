@@ -29,6 +29,8 @@ from app.models import BatchState, Job, JobMode, JobState, ProviderBatch, utcnow
 # Windows, provider batches and results (app/batching) -----------------------------------------
 
 _JOBS = cast(Table, Job.__table__)
+# The batch-wide UPDATEs skip ORM synchronisation: matching a thousand loaded objects in Python
+# cost more than the UPDATE itself; callers re-read rows they need.
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +109,6 @@ def release_orphans(session: Session, *, before: datetime) -> list[uuid.UUID]:
         .returning(Job.id)
     )
     return list(session.scalars(statement))
-
-
-# No ORM synchronisation in the batch-wide UPDATEs: matching a thousand loaded objects in Python
-# cost more than the UPDATE itself; callers re-read rows they need.
 
 
 def mark_submitted(session: Session, *, batch_id: uuid.UUID, at: datetime) -> None:
