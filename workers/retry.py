@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 import kombu.exceptions
+import psycopg
 import redis.exceptions
 import sqlalchemy.exc
 from celery import current_task
@@ -20,11 +21,12 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 # A provider that failed for now (one that refused the request is excluded by its
-# ``retryable``), the database (connection lost, serialization failure, deadlock), the broker,
-# and the network.
+# ``retryable``), the database (connection lost, serialization failure, deadlock; psycopg's own
+# for the bulk statements sent past SQLAlchemy), the broker, and the network.
 CURABLE: tuple[type[Exception], ...] = (
     ProviderError,
     sqlalchemy.exc.OperationalError,
+    psycopg.OperationalError,
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     kombu.exceptions.OperationalError,

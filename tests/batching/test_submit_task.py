@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
+import psycopg
 import pytest
 import redis.exceptions
 import sqlalchemy.exc
@@ -96,6 +97,7 @@ def test_a_provider_down_for_now_is_retried(
         (ProviderError("503", retryable=True, status_code=503), True),
         (ProviderError("400: bad model", retryable=False, status_code=400), False),
         (sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed")), True),
+        (psycopg.errors.SerializationFailure("could not serialize access"), True),
         (redis.exceptions.ConnectionError("connection refused"), True),
         (ConnectionResetError("reset by peer"), True),
         (TimeoutError("timed out"), True),
