@@ -1,5 +1,6 @@
-"""Thin tasks: ids in, open a session, call the domain service. (``submit_batch`` runs its
-own transactions: the domain commits an attempt before the provider is called.)"""
+"""Thin tasks: ids in, open a session, call the domain service. (``collect`` and
+``submit_batch`` call a domain function that runs its own transactions: one per batch
+claimed, and an attempt committed before the provider is called.)"""
 
 from __future__ import annotations
 
@@ -27,15 +28,7 @@ def ingest(job_ids: list[str]) -> int:
 
 @celery_app.task(name=queue.COLLECT)
 def collect() -> int:
-    # One batch per transaction: each batch's submission is sent as soon as it is claimed,
-    # while the next one is being claimed.
-    flushed = 0
-    while True:
-        with session_scope() as session:
-            created = batching_service.collect(session, catalog=get_catalog(), max_batches=1)
-        if not created:
-            return flushed
-        flushed += len(created)
+    return batching_service.flush_windows(catalog=get_catalog())
 
 
 @celery_app.task(name=queue.SUBMIT_BATCH)

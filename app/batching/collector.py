@@ -17,6 +17,7 @@ from app.catalog.catalog import Catalog
 from app.jobs import repository as job_repository
 from app.jobs import transitions
 from app.kit import queue
+from app.kit.db import session_scope
 from app.models import JobMode, utcnow
 from app.providers.base import ProviderLimits
 from app.providers.registry import batch_limits
@@ -30,6 +31,21 @@ class Claimed:
     count: int
     tokens: int
     bytes: int
+
+
+def flush_windows(*, catalog: Catalog) -> int:
+    """Run ``collect`` one batch per transaction until no window is due (what the ``collect``
+    task runs); returns how many batches it flushed.
+
+    Each batch's submission is sent at its commit, while the next one is being claimed.
+    """
+    flushed = 0
+    while True:
+        with session_scope() as session:
+            created = collect(session, catalog=catalog, max_batches=1)
+        if not created:
+            return flushed
+        flushed += len(created)
 
 
 def collect(

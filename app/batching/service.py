@@ -9,7 +9,7 @@ in the state it expects, so each one is safe to run twice, concurrently, or afte
 
 from __future__ import annotations
 
-from app.batching.collector import Arrival, collect, flush_on_arrival
+from app.batching.collector import Arrival, collect, flush_on_arrival, flush_windows
 from app.batching.results import dispatch_polls, poll_batch
 from app.batching.submitter import submit_batch
 from app.batching.sweeper import sweep
@@ -21,6 +21,7 @@ __all__ = [
     "dispatch_polls",
     "estimate_bytes",
     "flush_on_arrival",
+    "flush_windows",
     "poll_batch",
     "submit_batch",
     "sweep",

@@ -135,9 +135,9 @@ def update_columns(
     dialect = session.get_bind().dialect
     names = [name for name in columns if name != "id"]
     placeholders: list[str] = []
-    arrays: list[list[Any]] = [list(ids)]
+    arrays: list[list[Any]] = [ids]
     for name in names:
-        placeholder, values = _typed_array(dialect, table, name, list(columns[name]))
+        placeholder, values = _typed_array(dialect, table, name, columns[name])
         placeholders.append(placeholder)
         arrays.append(values)
     assignments = ", ".join(f'"{name}" = v."{name}"' for name in names)
