@@ -1,8 +1,9 @@
-"""Thin tasks: ids in, open a session, call the domain service."""
+"""Thin tasks: ids in, open a session, call the domain service. (``collect`` and
+``submit_batch`` call a domain function that runs its own transactions: one per batch
+claimed, and an attempt committed before the provider is called.)"""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from datetime import timedelta
 
@@ -13,15 +14,8 @@ from app.delivery import service as delivery_service
 from app.jobs import service as job_service
 from app.kit import queue
 from app.kit.db import session_scope
-from app.providers.base import ProviderError
-from app.providers.registry import (
-    realtime_concurrency,
-    shared_provider,
-    shared_realtime_provider,
-)
 from workers.celery_app import celery_app
-
-log = logging.getLogger(__name__)
+from workers.retry import retry
 
 
 @celery_app.task(name=queue.INGEST)
@@ -34,49 +28,13 @@ def ingest(job_ids: list[str]) -> int:
 
 @celery_app.task(name=queue.COLLECT)
 def collect() -> int:
-    # One batch per transaction: each batch's submission is sent as soon as it is claimed,
-    # while the next one is being claimed.
-    flushed = 0
-    while True:
-        with session_scope() as session:
-            created = batching_service.collect(session, catalog=get_catalog(), max_batches=1)
-        if not created:
-            return flushed
-        flushed += len(created)
+    return batching_service.flush_windows(catalog=get_catalog())
 
 
-@celery_app.task(
-    name=queue.SUBMIT_BATCH, autoretry_for=(Exception,), retry_backoff=True, max_retries=5
-)
+@celery_app.task(name=queue.SUBMIT_BATCH)
+@retry(max_retries=5)
 def submit_batch(batch_id: str) -> bool:
-    catalog = get_catalog()
-    batch_uuid = uuid.UUID(batch_id)
-    with session_scope() as session:
-        route = batching_service.route_of(session, batch_id=batch_uuid)
-        if route is None:
-            return False
-        provider_name, mode = route
-        if mode == batching_service.REALTIME:
-            return batching_service.run_realtime(
-                session,
-                batch_id=batch_uuid,
-                provider=shared_realtime_provider(catalog, provider_name),
-                concurrency=realtime_concurrency(catalog, provider_name),
-                catalog=catalog,
-            )
-    # Committed before the provider is called: a later attempt knows this one may have
-    # reached the provider.
-    with session_scope() as session:
-        attempt = batching_service.record_attempt(session, batch_id=batch_uuid)
-    if attempt is None:
-        return False
-    with session_scope() as session:
-        return batching_service.submit(
-            session,
-            batch_id=batch_uuid,
-            provider=shared_provider(catalog, provider_name),
-            attempt=attempt,
-        )
+    return batching_service.submit_batch(batch_id=uuid.UUID(batch_id), catalog=get_catalog())
 
 
 @celery_app.task(name=queue.POLL_BATCHES)
@@ -87,26 +45,12 @@ def poll_batches() -> int:
 
 @celery_app.task(name=queue.POLL_BATCH)
 def poll_batch(batch_id: str) -> str | None:
-    catalog = get_catalog()
     settings = get_settings()
     backoff = (settings.poll_interval_seconds, settings.poll_backoff_max_seconds)
-    batch_uuid = uuid.UUID(batch_id)
     with session_scope() as session:
-        provider_name = batching_service.provider_of(session, batch_id=batch_uuid)
-        if provider_name is None:
-            return None
-        try:
-            state = batching_service.poll(
-                session,
-                batch_id=batch_uuid,
-                provider=shared_provider(catalog, provider_name),
-                catalog=catalog,
-                backoff=backoff,
-            )
-        except ProviderError:
-            # The batch keeps its lease; it is polled again once that runs out.
-            log.warning("polling batch %s failed", batch_id, exc_info=True)
-            return None
+        state = batching_service.poll_batch(
+            session, batch_id=uuid.UUID(batch_id), catalog=get_catalog(), backoff=backoff
+        )
     return state.value if state is not None else None
 
 

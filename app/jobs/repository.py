@@ -7,11 +7,20 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.kit.db import column_arrays, execute_binary, in_array, update_by_id
-from app.models import TERMINAL_STATES, Job, JobGroup, JobState
+from app.models import (
+    TERMINAL_STATES,
+    BatchState,
+    CacheMode,
+    Job,
+    JobGroup,
+    JobMode,
+    JobState,
+    ProviderBatch,
+)
 
 # Rows per INSERT statement.
 INSERT_CHUNK = 5000
@@ -189,3 +198,168 @@ def cancel_one(session: Session, *, tenant_id: uuid.UUID, job_id: uuid.UUID, now
         .returning(Job.id)
     )
     return session.scalar(statement) is not None
+
+
+# Reads for app/batching -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    """The waiting jobs of one (provider, model, mode): count, estimated tokens and bytes,
+    and when the oldest was routed."""
+
+    provider: str
+    model: str
+    mode: JobMode
+    size: int
+    tokens: int
+    bytes: int
+    oldest: datetime
+
+
+def open_windows(session: Session) -> list[Window]:
+    """Waiting jobs grouped by (provider, model, mode)."""
+    query = (
+        select(
+            Job.provider,
+            Job.model,
+            Job.mode,
+            func.count(),
+            func.coalesce(func.sum(Job.estimated_tokens), 0),
+            func.coalesce(func.sum(Job.estimated_bytes), 0),
+            func.min(Job.routed_at),
+        )
+        .where(Job.state == JobState.waiting)
+        .group_by(Job.provider, Job.model, Job.mode)
+    )
+    return [
+        Window(provider, model, mode, size, int(tokens or 0), int(nbytes or 0), oldest)
+        for provider, model, mode, size, tokens, nbytes, oldest in session.execute(query)
+        # Waiting jobs are always routed; the guard keeps the types honest.
+        if provider and model and mode and oldest
+    ]
+
+
+def has_waiting(session: Session, *, provider: str, model: str, mode: JobMode) -> bool:
+    """Whether any job waits in the (provider, model, mode) window."""
+    query = (
+        select(Job.id)
+        .where(
+            Job.state == JobState.waiting,
+            Job.provider == provider,
+            Job.model == model,
+            Job.mode == mode,
+        )
+        .limit(1)
+    )
+    return session.scalar(query) is not None
+
+
+def lock_waiting(
+    session: Session, *, provider: str, model: str, mode: JobMode, limit: int
+) -> list[tuple[uuid.UUID, int | None, int | None]]:
+    """Lock up to ``limit`` waiting jobs of a window, highest priority then oldest first:
+    (id, estimated tokens, estimated bytes).
+
+    ``FOR UPDATE SKIP LOCKED`` makes concurrent collectors take disjoint rows, so no job is
+    ever claimed into two batches.
+    """
+    query = (
+        select(Job.id, Job.estimated_tokens, Job.estimated_bytes)
+        .where(
+            Job.state == JobState.waiting,
+            Job.provider == provider,
+            Job.model == model,
+            Job.mode == mode,
+        )
+        .order_by(Job.priority.desc(), Job.routed_at, Job.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(session.execute(query).all())
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """What building a job's provider request needs (``app.kit.prompts.Request``)."""
+
+    id: uuid.UUID
+    prompt: str | None
+    document: str | None
+    instruction: str | None
+    system: str | None
+    max_output_tokens: int | None
+    temperature: float | None
+
+
+_BATCH_JOB_COLUMNS = tuple(getattr(Job, f.name) for f in fields(BatchJob))
+
+
+def batch_jobs(session: Session, *, batch_id: uuid.UUID, state: JobState) -> list[BatchJob]:
+    """A batch's jobs in ``state``, in id order, with what building their requests needs."""
+    query = (
+        select(*_BATCH_JOB_COLUMNS)
+        .where(Job.provider_batch_id == batch_id, Job.state == state)
+        .order_by(Job.id)
+    )
+    return [BatchJob(*row) for row in session.execute(query)]
+
+
+@dataclass(frozen=True)
+class BatchMember:
+    """What applying a result (or retrying a job) needs of it; the request text and cache
+    mode are what the cache stores the answer under."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    model: str | None
+    mode: JobMode | None
+    attempts: int
+    cache_key: str | None
+    cache_mode: CacheMode
+    prompt: str | None
+    document: str | None
+
+
+_MEMBER_COLUMNS = tuple(getattr(Job, f.name) for f in fields(BatchMember))
+
+
+def batch_members(session: Session, *, batch_id: uuid.UUID, state: JobState) -> list[BatchMember]:
+    """A batch's jobs in ``state``."""
+    query = select(*_MEMBER_COLUMNS).where(Job.provider_batch_id == batch_id, Job.state == state)
+    return [BatchMember(*row) for row in session.execute(query)]
+
+
+def has_jobs(session: Session, *, batch_id: uuid.UUID, state: JobState) -> bool:
+    """Whether any job of the batch is in ``state``."""
+    query = select(Job.id).where(Job.provider_batch_id == batch_id, Job.state == state).limit(1)
+    return session.scalar(query) is not None
+
+
+def stale_jobs(
+    session: Session, *, state: JobState, before: datetime, limit: int
+) -> list[uuid.UUID]:
+    """Jobs in ``state`` not updated since ``before``, least recently updated first."""
+    query = (
+        select(Job.id)
+        .where(Job.state == state, Job.updated_at < before)
+        .order_by(Job.updated_at)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def stranded_submitted(session: Session, *, before: datetime, limit: int) -> list[BatchMember]:
+    """Lock submitted jobs whose batch ended (or vanished) without giving them an outcome."""
+    open_batches = select(ProviderBatch.id).where(ProviderBatch.state == BatchState.submitted)
+    query = (
+        select(*_MEMBER_COLUMNS)
+        .where(
+            Job.state == JobState.submitted,
+            Job.updated_at < before,
+            or_(Job.provider_batch_id.is_(None), Job.provider_batch_id.not_in(open_batches)),
+        )
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [BatchMember(*row) for row in session.execute(query)]

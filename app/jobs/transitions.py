@@ -9,7 +9,187 @@ webhook deliveries it owes.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, cast
+
+from sqlalchemy import Table, or_, select, update
+from sqlalchemy.orm import Session
+
+from app.jobs import events
+from app.kit.db import in_array, update_columns
+from app.models import BatchState, Job, JobMode, JobState, ProviderBatch, utcnow
+
 # Admission, ingest and cancellation (app/intake, app/jobs) ------------------------------------
 
 
 # Windows, provider batches and results (app/batching) -----------------------------------------
+
+_JOBS = cast(Table, Job.__table__)
+# The batch-wide UPDATEs skip ORM synchronisation: matching a thousand loaded objects in Python
+# cost more than the UPDATE itself; callers re-read rows they need.
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    """A job's end, as a provider batch gave it: ``completed`` with its result and cost, or
+    ``failed`` with the reason."""
+
+    job_id: uuid.UUID
+    state: JobState
+    result: str | None
+    error: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cost_usd: Decimal | None
+    naive_cost_usd: Decimal | None
+    completed_at: datetime
+
+    @classmethod
+    def failed(cls, job_id: uuid.UUID, *, error: str, at: datetime) -> JobOutcome:
+        return cls(job_id, JobState.failed, None, error, None, None, None, None, at)
+
+
+# What an outcome writes besides the state (``updated_at`` is its ``completed_at``).
+_OUTCOME_COLUMNS = ("result", "error", "input_tokens", "output_tokens", "cost_usd",
+                    "naive_cost_usd", "completed_at")  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """A job whose request failed retryably, going back to a window for a later batch."""
+
+    job_id: uuid.UUID
+    attempts: int
+    mode: JobMode | None
+    error: str
+
+
+def claim_into_batch(
+    session: Session, *, job_ids: Sequence[uuid.UUID], batch_id: uuid.UUID
+) -> None:
+    """waiting → batched: jobs the caller holds locked (``repository.lock_waiting``) go into a
+    pending provider batch.
+
+    The lock stands in for the state check: the rows are still waiting. (A state condition
+    beside the ids can also lead the planner to a state index instead of the primary key.)
+    """
+    session.execute(
+        update(Job)
+        .where(in_array(Job.id, job_ids))
+        .values(state=JobState.batched, provider_batch_id=batch_id, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def release(session: Session, *, job_ids: Sequence[uuid.UUID]) -> None:
+    """batched → waiting: claimed jobs that were not sent go back to their window."""
+    session.execute(
+        update(Job)
+        .where(in_array(Job.id, job_ids), Job.state == JobState.batched)
+        .values(state=JobState.waiting, provider_batch_id=None, updated_at=utcnow())
+    )
+
+
+def release_orphans(session: Session, *, before: datetime) -> list[uuid.UUID]:
+    """batched → waiting for jobs not updated since ``before`` whose batch is gone or no longer
+    pending; returns their ids."""
+    live = select(ProviderBatch.id).where(ProviderBatch.state == BatchState.pending)
+    statement = (
+        update(Job)
+        .where(
+            Job.state == JobState.batched,
+            Job.updated_at < before,
+            or_(Job.provider_batch_id.is_(None), Job.provider_batch_id.not_in(live)),
+        )
+        .values(state=JobState.waiting, provider_batch_id=None, updated_at=utcnow())
+        .returning(Job.id)
+    )
+    return list(session.scalars(statement))
+
+
+def mark_submitted(session: Session, *, batch_id: uuid.UUID, at: datetime) -> None:
+    """batched → submitted for every job of a batch the provider accepted (or that is being
+    sent as realtime calls)."""
+    session.execute(
+        update(Job)
+        .where(Job.provider_batch_id == batch_id, Job.state == JobState.batched)
+        .values(state=JobState.submitted, submitted_at=at, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def fail_batch(session: Session, *, batch_id: uuid.UUID, error: str, at: datetime) -> None:
+    """batched → failed for every job of a batch the provider refused."""
+    statement = (
+        update(Job)
+        .where(Job.provider_batch_id == batch_id, Job.state == JobState.batched)
+        .values(state=JobState.failed, error=error, completed_at=at, updated_at=utcnow())
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    )
+    events.jobs_finished(session, job_ids=list(session.scalars(statement)))
+
+
+def fail(
+    session: Session,
+    *,
+    job_ids: Sequence[uuid.UUID],
+    error: str,
+    at: datetime,
+    from_state: JobState,
+) -> None:
+    """→ failed, for the jobs among ``job_ids`` still in ``from_state``."""
+    statement = (
+        update(Job)
+        .where(in_array(Job.id, job_ids), Job.state == from_state)
+        .values(state=JobState.failed, error=error, completed_at=at, updated_at=utcnow())
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    )
+    events.jobs_finished(session, job_ids=list(session.scalars(statement)))
+
+
+def apply_results(
+    session: Session, outcomes: Sequence[JobOutcome], *, from_state: JobState
+) -> None:
+    """Write outcomes by job id, only onto jobs still in ``from_state`` (a re-poll is a no-op,
+    and a job cancelled meanwhile keeps ``cancelled``).
+
+    One ``UPDATE ... FROM unnest(arrays)`` for the whole batch: a thousand results cost one
+    round trip and one statement, not a thousand.
+    """
+    if not outcomes:
+        return
+    # Column arrays straight from the attributes: no dict per row.
+    columns: dict[str, list[Any]] = {
+        "id": [o.job_id for o in outcomes],
+        "state": [o.state for o in outcomes],
+        "updated_at": [o.completed_at for o in outcomes],
+        **{name: [getattr(o, name) for o in outcomes] for name in _OUTCOME_COLUMNS},
+    }
+    # The guard is fixed text: the state is one of our enum's values.
+    update_columns(session, _JOBS, columns, guard=f"jobs.state = '{from_state.value}'")
+    events.jobs_finished(session, job_ids=columns["id"])
+
+
+def requeue(session: Session, retries: Sequence[Retry], *, from_state: JobState) -> None:
+    """→ waiting, for a later batch: jobs still in ``from_state`` whose request failed
+    retryably, with their new attempt count, mode and last error."""
+    if not retries:
+        return
+    now = utcnow()
+    columns: dict[str, list[Any]] = {
+        "id": [r.job_id for r in retries],
+        "state": [JobState.waiting] * len(retries),
+        "provider_batch_id": [None] * len(retries),
+        "attempts": [r.attempts for r in retries],
+        "mode": [r.mode for r in retries],
+        "error": [r.error for r in retries],
+        "updated_at": [now] * len(retries),
+    }
+    # The guard is fixed text: the state is one of our enum's values.
+    update_columns(session, _JOBS, columns, guard=f"jobs.state = '{from_state.value}'")

@@ -12,6 +12,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from sqlalchemy import (
     ColumnElement,
+    Dialect,
     Engine,
     Enum,
     Table,
@@ -70,21 +71,26 @@ def column_arrays(
     placeholders: list[str] = []
     arrays: list[list[Any]] = []
     for name in names:
-        column_type = table.c[name].type
-        values = [row[name] for row in rows]
-        if isinstance(column_type, TypeDecorator):
-            values = [column_type.process_bind_param(value, dialect) for value in values]
-            column_type = column_type.impl_instance
-        if isinstance(column_type, Enum):
-            values = [getattr(value, "value", value) for value in values]
-            placeholders.append(f"%b::text[]::{column_type.name}[]")
-        elif isinstance(column_type, JSONB):
-            values = [None if value is None else Jsonb(value, orjson.dumps) for value in values]
-            placeholders.append("%b::jsonb[]")
-        else:
-            placeholders.append(f"%b::{column_type.compile(dialect=dialect)}[]")
+        placeholder, values = _typed_array(dialect, table, name, [row[name] for row in rows])
+        placeholders.append(placeholder)
         arrays.append(values)
     return placeholders, arrays
+
+
+def _typed_array(
+    dialect: Dialect, table: Table, name: str, values: list[Any]
+) -> tuple[str, list[Any]]:
+    column_type = table.c[name].type
+    if isinstance(column_type, TypeDecorator):
+        values = [column_type.process_bind_param(value, dialect) for value in values]
+        column_type = column_type.impl_instance
+    if isinstance(column_type, Enum):
+        values = [getattr(value, "value", value) for value in values]
+        return f"%b::text[]::{column_type.name}[]", values
+    if isinstance(column_type, JSONB):
+        values = [None if value is None else Jsonb(value, orjson.dumps) for value in values]
+        return "%b::jsonb[]", values
+    return f"%b::{column_type.compile(dialect=dialect)}[]", values
 
 
 def execute_binary(session: Session, sql: str, params: Sequence[Any]) -> psycopg.Cursor[Any]:
@@ -105,15 +111,35 @@ def update_by_id(
 ) -> int:
     """Write per-row values onto ``table`` by ``id`` in one ``UPDATE … FROM unnest(arrays)``.
 
-    Every row has the same keys (``id`` plus table columns). One statement with one array per
-    column: a thousand rows cost one round trip, and the statement text never grows.
-    ``guard`` is an extra SQL condition on the table's row (fixed text, no values). Returns
-    the number of rows updated.
+    Every row has the same keys (``id`` plus table columns). ``guard`` is an extra SQL
+    condition on the table's row (fixed text, no values). Returns the number of rows updated.
     """
     if not rows:
         return 0
-    names = [name for name in rows[0] if name != "id"]
-    placeholders, arrays = column_arrays(session, table, names, rows)
+    columns = {name: [row[name] for row in rows] for name in rows[0]}
+    return update_columns(session, table, columns, guard=guard)
+
+
+def update_columns(
+    session: Session, table: Table, columns: Mapping[str, list[Any]], *, guard: str = ""
+) -> int:
+    """``update_by_id`` for values already held column by column (``id`` plus table columns,
+    lists of one length): no row mappings to build.
+
+    One statement with one array per column: a thousand rows cost one round trip, and the
+    statement text never grows.
+    """
+    ids = columns["id"]
+    if not ids:
+        return 0
+    dialect = session.get_bind().dialect
+    names = [name for name in columns if name != "id"]
+    placeholders: list[str] = []
+    arrays: list[list[Any]] = [ids]
+    for name in names:
+        placeholder, values = _typed_array(dialect, table, name, columns[name])
+        placeholders.append(placeholder)
+        arrays.append(values)
     assignments = ", ".join(f'"{name}" = v."{name}"' for name in names)
     aliases = ", ".join(['"id"', *(f'"{name}"' for name in names)])
     # Identifiers are the table's own column names (table.c above); every value is a parameter.
@@ -122,5 +148,5 @@ def update_by_id(
         f"FROM unnest(%b::uuid[], {', '.join(placeholders)}) AS v({aliases}) "
         f'WHERE "{table.name}".id = v.id{f" AND {guard}" if guard else ""}'
     )
-    with execute_binary(session, sql, [[row["id"] for row in rows], *arrays]) as cursor:
+    with execute_binary(session, sql, arrays) as cursor:
         return cursor.rowcount

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from app.batching import service
+from app.batching import collector, results, submitter
 from app.catalog.catalog import Catalog, get_catalog
 from app.jobs import service as job_service
 from app.models import BatchState, Job, JobState, ProviderBatch, Tenant, utcnow
@@ -51,7 +51,7 @@ def ingest(db: Session, ids: list[uuid.UUID]) -> None:
 
 
 def collect(db: Session) -> list[uuid.UUID]:
-    created = service.collect(db, catalog=get_catalog(), limits=OPENAI, now=utcnow() + LATER)
+    created = collector.collect(db, catalog=get_catalog(), limits=OPENAI, now=utcnow() + LATER)
     db.commit()
     return created
 
@@ -102,7 +102,7 @@ def test_cancel_a_claimed_job_before_submission_never_sends_it(
     (batch_id,) = collect(db)
     cancel(api, ids[0])
 
-    assert service.submit(db, batch_id=batch_id, provider=provider)
+    assert submitter.submit(db, batch_id=batch_id, provider=provider)
     db.commit()
     sent = simulator_requests(simulator)
     assert sent[str(ids[1])] == 1
@@ -116,7 +116,7 @@ def test_cancel_after_submission_ignores_the_late_result(
     ids = submit(api, 2)
     ingest(db, ids)
     (batch_id,) = collect(db)
-    assert service.submit(db, batch_id=batch_id, provider=provider)
+    assert submitter.submit(db, batch_id=batch_id, provider=provider)
     db.commit()
     cancel(api, ids[0])
 
@@ -135,12 +135,12 @@ def test_a_batch_whose_jobs_are_all_cancelled_is_cancelled_at_the_provider(
     ids = submit(api, 2)
     ingest(db, ids)
     (batch_id,) = collect(db)
-    assert service.submit(db, batch_id=batch_id, provider=provider)
+    assert submitter.submit(db, batch_id=batch_id, provider=provider)
     db.commit()
     for job_id in ids:
         cancel(api, job_id)
 
-    service.poll(db, batch_id=batch_id, provider=provider, catalog=get_catalog())
+    results.poll(db, batch_id=batch_id, provider=provider, catalog=get_catalog())
     db.commit()
     batch = db.get(ProviderBatch, batch_id)
     assert batch is not None
@@ -169,7 +169,7 @@ def test_cancel_a_finished_job_is_a_conflict_and_others_jobs_are_not_found(
 def poll_until_ended(db: Session, batch_id: uuid.UUID, provider: OpenAIBatchProvider) -> None:
     deadline = time.monotonic() + 20
     while True:
-        state = service.poll(db, batch_id=batch_id, provider=provider, catalog=get_catalog())
+        state = results.poll(db, batch_id=batch_id, provider=provider, catalog=get_catalog())
         db.commit()
         if state in {BatchState.completed, BatchState.failed}:
             return
@@ -248,7 +248,7 @@ def test_modes_through_the_api_realtime_jobs_complete_as_concurrent_calls(
     assert set(modes) == {"realtime", "batch"}
     realtime = OpenAIRealtimeProvider(base_url=simulator, api_key="t")
     try:
-        assert service.run_realtime(
+        assert submitter.run_realtime(
             db,
             batch_id=modes["realtime"],
             provider=realtime,
@@ -267,7 +267,7 @@ def test_modes_through_the_api_realtime_jobs_complete_as_concurrent_calls(
     assert batch is not None
     assert batch.state == BatchState.completed
     # A second delivery of the same message does nothing.
-    assert not service.run_realtime(
+    assert not submitter.run_realtime(
         db, batch_id=modes["realtime"], provider=realtime, concurrency=4, catalog=get_catalog()
     )
 

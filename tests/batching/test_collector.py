@@ -11,7 +11,7 @@ from datetime import timedelta
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from app.batching import service
+from app.batching import collector
 from app.catalog.catalog import Catalog, get_catalog
 from app.kit import queue
 from app.kit.db import get_sessionmaker
@@ -56,7 +56,7 @@ def test_a_window_neither_full_nor_old_is_not_flushed(
     jobs = [make_job(db, tenant=tenant[0], state=JobState.waiting) for _ in range(3)]
     db.commit()
 
-    assert service.collect(db, catalog=catalog) == []
+    assert collector.collect(db, catalog=catalog) == []
     db.commit()
 
     assert batches(db) == []
@@ -67,7 +67,7 @@ def test_a_window_neither_full_nor_old_is_not_flushed(
 
     # The same window, looked at once its oldest job has waited max_wait, flushes.
     later = utcnow() + timedelta(seconds=1)
-    created = service.collect(db, catalog=catalog, now=later)
+    created = collector.collect(db, catalog=catalog, now=later)
     db.commit()
     assert len(created) == 1
     (batch,) = batches(db)
@@ -85,7 +85,7 @@ def test_an_old_window_flushes_into_one_pending_batch(
     ]
     db.commit()
 
-    created = service.collect(db, catalog=catalog)
+    created = collector.collect(db, catalog=catalog)
     assert len(created) == 1
     # The submission is enqueued on the session, to be sent once the claim commits.
     assert queue.Message(queue.SUBMIT_BATCH, (str(created[0]),)) in outbox(db)
@@ -103,7 +103,7 @@ def test_an_old_window_flushes_into_one_pending_batch(
         assert job.provider_batch_id == batch.id
 
     # Nothing is left to flush.
-    assert service.collect(db, catalog=catalog) == []
+    assert collector.collect(db, catalog=catalog) == []
 
 
 def test_a_full_window_flushes_at_once_in_batches_of_max_size(
@@ -122,7 +122,7 @@ def test_a_full_window_flushes_at_once_in_batches_of_max_size(
     ]
     db.commit()
 
-    created = service.collect(db, catalog=catalog)
+    created = collector.collect(db, catalog=catalog)
     db.commit()
 
     assert len(created) == 2
@@ -134,8 +134,8 @@ def test_a_full_window_flushes_at_once_in_batches_of_max_size(
     assert placement(db, newest) == (JobState.waiting, None)
 
     # The remainder waits until it is due, then flushes on its own.
-    assert service.collect(db, catalog=catalog) == []
-    later = service.collect(db, catalog=catalog, now=utcnow() + timedelta(seconds=1))
+    assert collector.collect(db, catalog=catalog) == []
+    later = collector.collect(db, catalog=catalog, now=utcnow() + timedelta(seconds=1))
     db.commit()
     assert len(later) == 1
     assert placement(db, newest) == (JobState.batched, later[0])
@@ -156,7 +156,7 @@ def test_windows_are_per_model_and_never_mixed(db: Session, tenant: tuple[Tenant
     ]
     db.commit()
 
-    created = service.collect(db, catalog=catalog)
+    created = collector.collect(db, catalog=catalog)
     db.commit()
 
     assert len(created) == 2
@@ -185,7 +185,7 @@ def test_only_waiting_jobs_are_ever_claimed(db: Session, tenant: tuple[Tenant, s
     waiting = make_job(db, tenant=tenant[0], state=JobState.waiting, routed_ago=DUE)
     db.commit()
 
-    created = service.collect(db, catalog=catalog, now=utcnow() + timedelta(hours=1))
+    created = collector.collect(db, catalog=catalog, now=utcnow() + timedelta(hours=1))
     db.commit()
 
     assert len(created) == 1
@@ -198,7 +198,7 @@ def test_only_waiting_jobs_are_ever_claimed(db: Session, tenant: tuple[Tenant, s
         assert job.provider_batch_id is None
 
     # With only non-waiting jobs left, collecting again claims nothing.
-    assert service.collect(db, catalog=catalog, now=utcnow() + timedelta(hours=1)) == []
+    assert collector.collect(db, catalog=catalog, now=utcnow() + timedelta(hours=1)) == []
 
 
 def test_concurrent_collectors_put_every_job_in_exactly_one_batch(
@@ -235,7 +235,7 @@ def test_concurrent_collectors_put_every_job_in_exactly_one_batch(
         session = get_sessionmaker()()
         try:
             barrier.wait(timeout=10)
-            results[n] = service.collect(session, catalog=catalog)
+            results[n] = collector.collect(session, catalog=catalog)
             session.commit()
         except BaseException as exc:
             errors.append(exc)

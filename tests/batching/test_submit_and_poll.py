@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.accounting import service as accounting_service
-from app.batching import service
+from app.batching import collector, results, submitter, sweeper
 from app.cache import service as cache_service
 from app.catalog.catalog import Catalog, get_catalog
 from app.config import get_settings
@@ -73,7 +73,7 @@ def pending_batch(
         job.cache_key = cache_service.cache_key(job, tier=tier)
         jobs.append(job)
     db.commit()
-    created = service.collect(db, catalog=catalog)
+    created = collector.collect(db, catalog=catalog)
     db.commit()
     assert len(created) == 1
     batch = db.get(ProviderBatch, created[0])
@@ -98,7 +98,7 @@ def poll_until_ended(
 ) -> BatchState:
     deadline = time.monotonic() + POLL_TIMEOUT
     while True:
-        state = service.poll(db, batch_id=batch_id, provider=provider, catalog=catalog)
+        state = results.poll(db, batch_id=batch_id, provider=provider, catalog=catalog)
         db.commit()
         if state in {BatchState.completed, BatchState.failed}:
             return state
@@ -121,7 +121,7 @@ def test_submit_sends_a_pending_batch_once(
 ) -> None:
     batch, jobs = pending_batch(db, tenant[0], catalog)
 
-    assert service.submit(db, batch_id=batch.id, provider=provider) is True
+    assert submitter.submit(db, batch_id=batch.id, provider=provider) is True
     db.commit()
 
     db.refresh(batch)
@@ -139,7 +139,7 @@ def test_submit_sends_a_pending_batch_once(
 
     # A second submission (a redelivered message) does nothing.
     external_id = batch.external_id
-    assert service.submit(db, batch_id=batch.id, provider=provider) is False
+    assert submitter.submit(db, batch_id=batch.id, provider=provider) is False
     db.commit()
     db.refresh(batch)
     assert batch.external_id == external_id
@@ -165,7 +165,7 @@ def test_submit_adopts_a_batch_the_provider_already_holds(
     db.refresh(batch)
     assert batch.external_id is None  # pending_batch checked it is still pending
 
-    assert service.submit(db, batch_id=batch.id, provider=provider) is True
+    assert submitter.submit(db, batch_id=batch.id, provider=provider) is True
     db.commit()
 
     db.refresh(batch)
@@ -186,7 +186,7 @@ def test_poll_applies_every_result_once(
     provider: OpenAIBatchProvider,
 ) -> None:
     batch, jobs = pending_batch(db, tenant[0], catalog, size=4)
-    assert service.submit(db, batch_id=batch.id, provider=provider)
+    assert submitter.submit(db, batch_id=batch.id, provider=provider)
     db.commit()
 
     assert poll_until_ended(db, batch.id, provider, catalog) == BatchState.completed
@@ -238,7 +238,7 @@ def test_poll_applies_every_result_once(
     batch_completed_at = batch.completed_at
 
     # Polling an ended batch again is a no-op.
-    assert service.poll(db, batch_id=batch.id, provider=provider, catalog=catalog) is None
+    assert results.poll(db, batch_id=batch.id, provider=provider, catalog=catalog) is None
     db.commit()
     db.refresh(batch)
     assert batch.completed_at == batch_completed_at
@@ -248,7 +248,7 @@ def test_poll_applies_every_result_once(
     batch.state = BatchState.submitted
     db.commit()
     assert (
-        service.poll(db, batch_id=batch.id, provider=provider, catalog=catalog)
+        results.poll(db, batch_id=batch.id, provider=provider, catalog=catalog)
         == BatchState.completed
     )
     db.commit()
@@ -267,7 +267,7 @@ def test_a_job_cancelled_after_submission_gets_no_result(
     provider: OpenAIBatchProvider,
 ) -> None:
     batch, jobs = pending_batch(db, tenant[0], catalog, size=3)
-    assert service.submit(db, batch_id=batch.id, provider=provider)
+    assert submitter.submit(db, batch_id=batch.id, provider=provider)
     db.commit()
     cancelled = jobs[1]
     db.refresh(cancelled)
@@ -302,7 +302,7 @@ def test_a_batch_with_every_job_cancelled_is_not_sent(
         job.state = JobState.cancelled
     db.commit()
 
-    assert service.submit(db, batch_id=batch.id, provider=provider) is True
+    assert submitter.submit(db, batch_id=batch.id, provider=provider) is True
     db.commit()
     db.refresh(batch)
     assert batch.state == BatchState.failed
@@ -316,7 +316,7 @@ def test_a_provider_refusal_fails_the_batch_and_its_jobs(
     batch, jobs = pending_batch(db, tenant[0], catalog)
     refusing = OpenAIBatchProvider(base_url=simulator + "/nonexistent", api_key="test", timeout=5.0)
     try:
-        assert service.submit(db, batch_id=batch.id, provider=refusing) is True
+        assert submitter.submit(db, batch_id=batch.id, provider=refusing) is True
     finally:
         refusing.close()
     db.commit()
@@ -335,7 +335,7 @@ def test_a_provider_refusal_fails_the_batch_and_its_jobs(
         assert job.completed_at is not None
         assert job.result is None
     # A failed batch is not submitted again.
-    assert service.submit(db, batch_id=batch.id, provider=refusing) is False
+    assert submitter.submit(db, batch_id=batch.id, provider=refusing) is False
 
 
 def test_a_batch_the_provider_rejects_after_the_upload_fails_its_jobs(
@@ -347,7 +347,7 @@ def test_a_batch_the_provider_rejects_after_the_upload_fails_its_jobs(
         base_url=simulator, api_key="test", timeout=5.0, completion_window="1h"
     )
     try:
-        assert service.submit(db, batch_id=batch.id, provider=refusing) is True
+        assert submitter.submit(db, batch_id=batch.id, provider=refusing) is True
     finally:
         refusing.close()
     db.commit()
@@ -389,7 +389,7 @@ def test_a_batch_the_provider_fails_fails_every_job_with_its_reason(
         },
     )
     created.raise_for_status()
-    assert service.submit(db, batch_id=batch.id, provider=provider) is True
+    assert submitter.submit(db, batch_id=batch.id, provider=provider) is True
     db.commit()
     db.refresh(batch)
     assert batch.external_id == created.json()["id"]
@@ -418,7 +418,7 @@ def test_a_batch_cancelled_at_the_provider_ends_every_job(
     provider_http: httpx.Client,
 ) -> None:
     batch, jobs = pending_batch(db, tenant[0], catalog, size=4)
-    assert service.submit(db, batch_id=batch.id, provider=provider)
+    assert submitter.submit(db, batch_id=batch.id, provider=provider)
     db.commit()
     db.refresh(batch)
     provider_http.post(f"batches/{batch.external_id}/cancel").raise_for_status()
@@ -449,7 +449,7 @@ def test_duplicate_questions_in_one_batch_share_one_cache_entry(
     question = f"Why is the sky blue? ({uuid.uuid4().hex[:8]})"
     batch, jobs = pending_batch(db, tenant[0], catalog, prompts=[question, question])
     assert jobs[0].cache_key == jobs[1].cache_key
-    assert service.submit(db, batch_id=batch.id, provider=provider)
+    assert submitter.submit(db, batch_id=batch.id, provider=provider)
     db.commit()
 
     assert poll_until_ended(db, batch.id, provider, catalog) == BatchState.completed
@@ -476,7 +476,7 @@ def test_an_unreachable_provider_is_retryable_and_loses_nothing(
     )
     try:
         with pytest.raises(ProviderError) as raised:
-            service.submit(db, batch_id=batch.id, provider=unreachable)
+            submitter.submit(db, batch_id=batch.id, provider=unreachable)
     finally:
         unreachable.close()
     assert raised.value.retryable is True
@@ -522,7 +522,7 @@ def test_sweep_re_drives_only_stale_work_in_each_state(
     db.commit()
     assert not db.info.get("thrifty_outbox")
 
-    counts = service.sweep(db, stale_after=stale_after)
+    counts = sweeper.sweep(db, stale_after=stale_after)
 
     assert counts == {
         "queued_jobs": 1,
@@ -542,6 +542,6 @@ def test_sweep_re_drives_only_stale_work_in_each_state(
     assert "thrifty_outbox" not in db.info
 
     # Seen from far enough in the future, the fresh ones are stale too.
-    counts = service.sweep(db, stale_after=stale_after, now=utcnow() + old)
+    counts = sweeper.sweep(db, stale_after=stale_after, now=utcnow() + old)
     assert (counts["queued_jobs"], counts["pending_batches"]) == (2, 2)
     db.rollback()

@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.batching import repository, service
+from app.batching import collector, results, submitter, windows
 from app.catalog.catalog import Catalog, get_catalog
 from app.kit import queue
-from app.models import BatchState, Job, JobState, ProviderBatch, Tenant, utcnow
+from app.models import BatchState, Job, JobMode, JobState, ProviderBatch, Tenant, utcnow
 from app.providers.base import ProviderError, ProviderLimits
 from app.providers.http import RetryPolicy
 from app.providers.openai_batch import LIMITS, OpenAIBatchProvider
@@ -52,21 +52,21 @@ def drive(
     """Run collect → submit → poll (as the worker would) until every job has ended."""
     deadline = time.monotonic() + timeout
     while True:
-        created = service.collect(db, catalog=catalog, limits=OPENAI, now=utcnow() + timedelta(1))
+        created = collector.collect(db, catalog=catalog, limits=OPENAI, now=utcnow() + timedelta(1))
         db.commit()
         for batch_id in created:
             batch = db.get(ProviderBatch, batch_id)
             assert batch is not None
-            if batch.mode == service.REALTIME:
+            if batch.mode == JobMode.realtime:
                 assert realtime is not None
-                service.run_realtime(
+                submitter.run_realtime(
                     db, batch_id=batch_id, provider=realtime, concurrency=4, catalog=catalog
                 )
             else:
-                service.submit(db, batch_id=batch_id, provider=provider)
+                submitter.submit(db, batch_id=batch_id, provider=provider)
             db.commit()
-        for batch_id in service.open_batches(db, now=utcnow() + timedelta(hours=1)):
-            service.poll(db, batch_id=batch_id, provider=provider, catalog=catalog)
+        for batch_id in results.dispatch_polls(db, now=utcnow() + timedelta(hours=1)):
+            results.poll(db, batch_id=batch_id, provider=provider, catalog=catalog)
             db.commit()
         db.expire_all()
         rows = db.scalars(select(Job.state).where(Job.id.in_(job_ids))).all()
@@ -86,7 +86,7 @@ def test_a_window_flushes_when_its_estimated_tokens_reach_max_tokens(
     jobs = waiting_jobs(db, tenant[0], 7)  # 10 estimated tokens each
     now = utcnow()  # not due: only the token cap can flush it
 
-    created = service.collect(db, catalog=catalog, limits=OPENAI, now=now)
+    created = collector.collect(db, catalog=catalog, limits=OPENAI, now=now)
     db.commit()
 
     # 70 tokens: two batches of 3 jobs (30 tokens); 10 tokens stay below the cap and wait.
@@ -104,7 +104,7 @@ def test_a_window_never_exceeds_the_provider_byte_limit(
     waiting_jobs(db, tenant[0], 10)  # 500 estimated bytes each
     small = {"openai": ProviderLimits(max_requests=50_000, max_bytes=1_600)}
 
-    service.collect(db, catalog=catalog, limits=small, now=utcnow())
+    collector.collect(db, catalog=catalog, limits=small, now=utcnow())
     db.commit()
 
     # Full by bytes: three jobs (1,500 bytes) a batch, the last one waits for its window.
@@ -122,7 +122,7 @@ def test_higher_priority_jobs_leave_the_window_first(
     jobs[3].priority, jobs[4].priority = 5, 9
     db.commit()
 
-    service.collect(db, catalog=catalog, limits=OPENAI)
+    collector.collect(db, catalog=catalog, limits=OPENAI)
     db.commit()
 
     first = batches(db)[0]
@@ -138,12 +138,12 @@ def test_a_claimed_batch_over_the_provider_limit_sends_what_fits(
     for job in jobs:
         job.estimated_bytes = 1  # an estimate far too low
     db.commit()
-    (batch_id,) = service.collect(db, catalog=catalog, limits=OPENAI)
+    (batch_id,) = collector.collect(db, catalog=catalog, limits=OPENAI)
     db.commit()
     tight = ProviderLimits(max_requests=4, max_bytes=LIMITS.max_bytes)
     provider = OpenAIBatchProvider(base_url=simulator, api_key="t", limits=tight)
     try:
-        assert service.submit(db, batch_id=batch_id, provider=provider)
+        assert submitter.submit(db, batch_id=batch_id, provider=provider)
         db.commit()
     finally:
         provider.close()
@@ -292,10 +292,10 @@ def test_429s_on_submit_leave_the_batch_pending_and_a_later_submit_sends_it_once
     try:
         files_429 = {"status": 429, "count": 2, "path_prefix": "/v1/files"}
         control.post("/_simulator/faults", json=files_429).raise_for_status()
-        (batch_id,) = service.collect(db, catalog=catalog, limits=OPENAI)
+        (batch_id,) = collector.collect(db, catalog=catalog, limits=OPENAI)
         db.commit()
         with pytest.raises(ProviderError) as refused:
-            service.submit(db, batch_id=batch_id, provider=provider)
+            submitter.submit(db, batch_id=batch_id, provider=provider)
         assert refused.value.retryable
         db.rollback()
         batch = db.get(ProviderBatch, batch_id)
@@ -303,13 +303,13 @@ def test_429s_on_submit_leave_the_batch_pending_and_a_later_submit_sends_it_once
         assert batch.state == BatchState.pending
 
         # The next attempt (the task's retry, or the sweeper) goes through.
-        assert service.submit(db, batch_id=batch_id, provider=provider)
+        assert submitter.submit(db, batch_id=batch_id, provider=provider)
         db.commit()
 
         # A 429 while polling backs this batch off instead of failing it.
         batches_429 = {"status": 429, "count": 2, "path_prefix": "/v1/batches/"}
         control.post("/_simulator/faults", json=batches_429).raise_for_status()
-        state = service.poll(
+        state = results.poll(
             db, batch_id=batch_id, provider=provider, catalog=catalog, backoff=(5.0, 60.0)
         )
         db.commit()
@@ -318,8 +318,8 @@ def test_429s_on_submit_leave_the_batch_pending_and_a_later_submit_sends_it_once
         assert batch.polls == 1
         assert batch.next_poll_at is not None
         assert batch.next_poll_at > utcnow()
-        assert batch_id not in service.open_batches(db)  # backing off
-        assert batch_id in service.open_batches(db, now=utcnow() + timedelta(seconds=6))
+        assert batch_id not in results.dispatch_polls(db)  # backing off
+        assert batch_id in results.dispatch_polls(db, now=utcnow() + timedelta(seconds=6))
 
         drive(db, catalog=catalog, provider=provider, job_ids=ids)
     finally:
@@ -332,7 +332,7 @@ def test_429s_on_submit_leave_the_batch_pending_and_a_later_submit_sends_it_once
 
 
 def test_poll_backoff_doubles_up_to_the_cap() -> None:
-    delays = [service.poll_delay(n, base=2, cap=60).total_seconds() for n in range(1, 8)]
+    delays = [results.poll_delay(n, base=2, cap=60).total_seconds() for n in range(1, 8)]
     assert delays == [2, 4, 8, 16, 32, 60, 60]
 
 
@@ -345,14 +345,14 @@ def test_a_batch_handed_to_a_poll_task_is_not_handed_out_again_until_its_lease_e
     db.commit()
 
     now = utcnow()
-    assert service.dispatch_polls(db, now=now) == [batch.id]
+    assert results.dispatch_polls(db, now=now) == [batch.id]
     assert queue.Message(queue.POLL_BATCH, (str(batch.id),)) in db.info["thrifty_outbox"]
     db.commit()
     # The next beat tick, while that poll waits in the queue, hands out nothing.
-    assert service.dispatch_polls(db, now=now + timedelta(seconds=1)) == []
+    assert results.dispatch_polls(db, now=now + timedelta(seconds=1)) == []
     # A lost poll message costs one lease.
-    later = now + service.POLL_LEASE + timedelta(seconds=1)
-    assert service.dispatch_polls(db, now=later) == [batch.id]
+    later = now + results.POLL_LEASE + timedelta(seconds=1)
+    assert results.dispatch_polls(db, now=later) == [batch.id]
     db.rollback()
 
 
@@ -362,9 +362,9 @@ def test_collect_can_stop_after_a_number_of_batches(
     waiting_jobs(db, tenant[0], 6)
     catalog = with_models(get_catalog(), max_size=2)
 
-    first = service.collect(db, catalog=catalog, limits=OPENAI, max_batches=1)
+    first = collector.collect(db, catalog=catalog, limits=OPENAI, max_batches=1)
     db.commit()
-    rest = service.collect(db, catalog=catalog, limits=OPENAI)
+    rest = collector.collect(db, catalog=catalog, limits=OPENAI)
     db.commit()
 
     assert len(first) == 1
@@ -374,9 +374,9 @@ def test_collect_can_stop_after_a_number_of_batches(
 
 def test_a_batch_takes_the_longest_prefix_under_both_caps_and_an_oversized_job_alone() -> None:
     estimates: list[tuple[int | None, int | None]] = [(10, 100), (10, 100), (10, 100)]
-    assert repository.fitting_prefix(estimates, max_tokens=25, max_bytes=1000) == (2, 20, 200)
-    assert repository.fitting_prefix(estimates, max_tokens=100, max_bytes=250) == (2, 20, 200)
-    assert repository.fitting_prefix([(50, 10), (1, 1)], max_tokens=10, max_bytes=100) == (
+    assert windows.fitting_prefix(estimates, max_tokens=25, max_bytes=1000) == (2, 20, 200)
+    assert windows.fitting_prefix(estimates, max_tokens=100, max_bytes=250) == (2, 20, 200)
+    assert windows.fitting_prefix([(50, 10), (1, 1)], max_tokens=10, max_bytes=100) == (
         1, 50, 10
     )  # fmt: skip
-    assert repository.fitting_prefix([(None, None)], max_tokens=1, max_bytes=1) == (1, 0, 0)
+    assert windows.fitting_prefix([(None, None)], max_tokens=1, max_bytes=1) == (1, 0, 0)

@@ -11,7 +11,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
-from app.models import DeliveryState, Job, JobState, WebhookDelivery
+from app.jobs import transitions
+from app.models import DeliveryState, Job, JobState, WebhookDelivery, utcnow
 from tests.jobs.test_submit import assert_error
 
 
@@ -122,18 +123,13 @@ def test_cancelling_a_group_cancels_its_unfinished_jobs(api: TestClient, db: Ses
 
 
 def test_a_cancelled_job_is_not_completed_by_a_late_result(api: TestClient, db: Session) -> None:
-    from app.batching import repository as batching_repository
-
     group_id, ids = submit_group(api, 1)
     db.execute(update(Job).where(Job.id == uuid.UUID(ids[0])).values(state=JobState.submitted))
     db.commit()
     assert api.post(f"/v1/groups/{group_id}/cancel").json()["cancelled"] == 1
-    batching_repository.apply_results(
-        db,
-        [{"job_id": uuid.UUID(ids[0]), "new_state": JobState.completed, "result": "late",
-          "error": None, "input_tokens": 1, "output_tokens": 1, "cost_usd": None,
-          "naive_cost_usd": None, "completed_at": None}],
-        from_state=JobState.submitted,
-    )  # fmt: skip
+    late = transitions.JobOutcome(
+        uuid.UUID(ids[0]), JobState.completed, "late", None, 1, 1, None, None, utcnow()
+    )
+    transitions.apply_results(db, [late], from_state=JobState.submitted)
     db.commit()
     assert api.get(f"/v1/jobs/{ids[0]}").json()["state"] == "cancelled"

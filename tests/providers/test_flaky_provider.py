@@ -10,7 +10,7 @@ from datetime import timedelta
 import httpx
 from sqlalchemy.orm import Session
 
-from app.batching import service
+from app.batching import collector, results, submitter
 from app.catalog.catalog import get_catalog
 from app.models import BatchState, Job, JobState, Tenant
 from app.providers.base import ProviderError
@@ -45,7 +45,7 @@ def test_every_job_completes_once_through_429s_and_500s(
             routed_ago=timedelta(seconds=30),
         )
     db.commit()
-    [batch_id] = service.collect(db, catalog=catalog)
+    [batch_id] = collector.collect(db, catalog=catalog)
     db.commit()
     sleeps = Sleeps()
     provider = OpenAIBatchProvider(base_url=server.v1, api_key="k", policy=PATIENT, sleep=sleeps)
@@ -56,9 +56,9 @@ def test_every_job_completes_once_through_429s_and_500s(
         while state not in {BatchState.completed, BatchState.failed}:
             assert time.monotonic() < deadline, state
             try:  # as the worker tasks do: a retryable failure is tried again later
-                service.submit(db, batch_id=batch_id, provider=provider)
+                submitter.submit(db, batch_id=batch_id, provider=provider)
                 db.commit()
-                state = service.poll(db, batch_id=batch_id, provider=provider, catalog=catalog)
+                state = results.poll(db, batch_id=batch_id, provider=provider, catalog=catalog)
                 db.commit()
             except ProviderError as exc:
                 db.rollback()

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
-from app.batching import service
+from app.batching import collector, results, submitter
 from app.catalog.catalog import get_catalog
 from app.models import BatchState, Job, JobState, Tenant
 from app.providers.openai_batch import OpenAIBatchProvider
@@ -29,15 +29,15 @@ def _run(db: Session, tenant: Tenant, server: Sim, size: int) -> BatchState:
             routed_ago=timedelta(seconds=30),
         )
     db.commit()
-    [batch_id] = service.collect(db, catalog=catalog)
+    [batch_id] = collector.collect(db, catalog=catalog)
     db.commit()
     provider = OpenAIBatchProvider(base_url=server.v1, api_key="k", policy=FAST, sleep=Sleeps())
     try:
-        assert service.submit(db, batch_id=batch_id, provider=provider)
+        assert submitter.submit(db, batch_id=batch_id, provider=provider)
         db.commit()
         deadline = time.monotonic() + 15
         while True:
-            state = service.poll(db, batch_id=batch_id, provider=provider, catalog=catalog)
+            state = results.poll(db, batch_id=batch_id, provider=provider, catalog=catalog)
             db.commit()
             if state in {BatchState.completed, BatchState.failed}:
                 return state

@@ -1,0 +1,237 @@
+"""The poller: submitted batches are polled with backoff, and once the provider has ended one,
+every result is stored; retryable failures go back to a window, the rest end the job."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from app.accounting import service as accounting_service
+from app.batching import repository
+from app.cache import service as cache_service
+from app.catalog.catalog import Catalog
+from app.jobs import repository as job_repository
+from app.jobs import transitions
+from app.jobs.transitions import JobOutcome, Retry
+from app.kit import queue
+from app.models import BatchState, JobMode, JobState, ProviderBatch, utcnow
+from app.providers.base import BatchProvider, BatchResult, BatchStatus, ProviderError
+from app.providers.registry import shared_provider
+
+log = logging.getLogger(__name__)
+
+# Per-line codes that a later batch may not repeat; ``batch_cancelled`` is someone's decision.
+NOT_RETRIED = frozenset({"batch_cancelled"})
+# How long a batch handed to a poll task is not handed out again; a lost message costs this.
+POLL_LEASE = timedelta(seconds=60)
+
+
+def dispatch_polls(
+    session: Session, *, now: datetime | None = None, lease: timedelta = POLL_LEASE
+) -> list[uuid.UUID]:
+    """Hand every batch due for a poll to its own task (sent after commit), so batches are
+    polled in parallel across workers. Returns their ids."""
+    now = now or utcnow()
+    batch_ids = repository.lease_due_polls(session, now=now, until=now + lease)
+    for batch_id in batch_ids:
+        queue.enqueue(session, queue.POLL_BATCH, str(batch_id))
+    return batch_ids
+
+
+def poll_delay(polls: int, *, base: float, cap: float) -> timedelta:
+    """Exponential backoff between polls of one batch: base, 2·base, 4·base ... up to cap."""
+    return timedelta(seconds=min(cap, base * 2 ** max(0, min(polls - 1, 30))))
+
+
+def poll_batch(
+    session: Session, *, batch_id: uuid.UUID, catalog: Catalog, backoff: tuple[float, float]
+) -> BatchState | None:
+    """Poll one batch with its provider's shared client (what the ``poll_batch`` task runs);
+    None for an unknown batch, one no longer submitted, or a failed results download."""
+    route = repository.route_of(session, batch_id=batch_id)
+    if route is None:
+        return None
+    try:
+        return poll(
+            session,
+            batch_id=batch_id,
+            provider=shared_provider(catalog, route[0]),
+            catalog=catalog,
+            backoff=backoff,
+        )
+    except ProviderError:
+        # The results download failed. The poll's own backoff (``next_poll_at`` = now +
+        # poll_delay) commits with the session and replaces the lease: the batch is polled
+        # again after that delay, and nothing of its results is applied before.
+        log.warning("polling batch %s failed", batch_id, exc_info=True)
+        return None
+
+
+def poll(
+    session: Session,
+    *,
+    batch_id: uuid.UUID,
+    provider: BatchProvider,
+    catalog: Catalog,
+    backoff: tuple[float, float] = (2.0, 60.0),
+) -> BatchState | None:
+    """Check one submitted batch; once the provider has ended it, store every result.
+
+    Between polls the batch backs off (``backoff`` = (first delay, longest delay)), also
+    after a failed call. A batch whose every job was cancelled is cancelled at the provider.
+    """
+    batch = repository.lock_batch(session, batch_id=batch_id, state=BatchState.submitted)
+    if batch is None or batch.external_id is None:
+        return None
+    now = utcnow()
+    batch.polls += 1
+    batch.next_poll_at = now + poll_delay(batch.polls, base=backoff[0], cap=backoff[1])
+    try:
+        status = provider.retrieve(batch.external_id)
+        if (
+            not status.ended
+            and batch.cancel_requested_at is None
+            and not job_repository.has_jobs(session, batch_id=batch.id, state=JobState.submitted)
+        ):
+            status = provider.cancel(batch.external_id)
+            batch.cancel_requested_at = now
+            log.info("every job of batch %s was cancelled; cancelled it at the provider", batch.id)
+    except ProviderError as exc:
+        if exc.status_code != 404:
+            log.warning("polling batch %s failed; backing off: %s", batch.id, exc)
+            return batch.state
+        # The provider no longer knows the batch: its jobs go to a later batch.
+        status = BatchStatus(batch.external_id, "failed", True, None, None, f"lost: {exc}")
+        apply_outcomes(
+            session, batch=batch, results=[], status=status, catalog=catalog, retry_all=True
+        )
+        batch.state, batch.error, batch.completed_at = BatchState.failed, status.error, now
+        return batch.state
+    batch.provider_status = status.status
+    if not status.ended:
+        return batch.state
+    results = (
+        provider.results(status) if status.status in {"completed", "cancelled", "expired"} else []
+    )
+    apply_outcomes(session, batch=batch, results=results, status=status, catalog=catalog)
+    batch.state = BatchState.completed if status.status == "completed" else BatchState.failed
+    batch.error = status.error
+    batch.output_file_id = status.output_file_id
+    batch.error_file_id = status.error_file_id
+    batch.completed_at = utcnow()
+    return batch.state
+
+
+def retry_for(
+    job: job_repository.BatchMember, *, catalog: Catalog, reason: str, code: str | None
+) -> Retry | None:
+    """The retry of a retryable failure, or None once the job used its attempts."""
+    model = catalog.model(job.model or "")
+    attempts = job.attempts + 1
+    if attempts >= model.max_attempts:
+        return None
+    mode = job.mode
+    if code == "batch_expired" and model.on_expiry == "realtime":
+        mode = JobMode.realtime
+    return Retry(job.id, attempts, mode, reason)
+
+
+def apply_outcomes(
+    session: Session,
+    *,
+    batch: ProviderBatch,
+    results: list[BatchResult],
+    status: BatchStatus,
+    catalog: Catalog,
+    retry_all: bool = False,
+) -> None:
+    """Apply results by ``custom_id`` onto the batch's jobs still ``submitted``.
+
+    Retryable failures (expired, rate-limited, 5xx) go back to a window until the model's
+    ``max_attempts``; other failures, and the last attempt, fail with the provider's reason.
+    Jobs the results leave out are retried when ``retry_all`` or the batch expired or
+    completed (it did not try every request), else failed.
+    """
+    model = catalog.model(batch.model)
+    # Realtime calls pay list price; batch calls get the model's batch discount.
+    price = (
+        accounting_service.list_price
+        if batch.mode == JobMode.realtime
+        else accounting_service.batch_price
+    )
+    jobs = {
+        str(job.id): job
+        for job in job_repository.batch_members(
+            session, batch_id=batch.id, state=JobState.submitted
+        )
+    }
+    now = utcnow()
+    outcomes: list[JobOutcome] = []
+    retries: list[Retry] = []
+    writes = []
+    seen: set[str] = set()
+    for result in results:
+        job = jobs.get(result.custom_id)
+        if job is None or result.custom_id in seen:
+            continue  # not ours, already applied, or cancelled meanwhile
+        seen.add(result.custom_id)
+        if result.error is not None or result.content is None:
+            reason = f"provider error: {result.error}"
+            retry = None
+            if result.retryable and result.error_code not in NOT_RETRIED:
+                retry = retry_for(job, catalog=catalog, reason=reason, code=result.error_code)
+            if retry is not None:
+                retries.append(retry)
+            else:
+                outcomes.append(JobOutcome.failed(job.id, error=reason, at=now))
+            continue
+        outcomes.append(
+            JobOutcome(
+                job.id,
+                JobState.completed,
+                result.content,
+                None,
+                result.input_tokens,
+                result.output_tokens,
+                price(model, input_tokens=result.input_tokens, output_tokens=result.output_tokens),
+                accounting_service.naive_price(
+                    catalog, input_tokens=result.input_tokens, output_tokens=result.output_tokens
+                ),
+                now,
+            )
+        )
+        if job.cache_key:
+            writes.append(
+                cache_service.CacheWrite(
+                    tenant_id=job.tenant_id,
+                    cache_key=job.cache_key,
+                    model=batch.model,
+                    result=result.content,
+                    source_job_id=job.id,
+                    input_tokens=result.input_tokens,
+                    output_tokens=result.output_tokens,
+                    cache_mode=job.cache_mode,
+                    prompt=job.prompt,
+                    document=job.document,
+                )
+            )
+    reason = status.error or f"provider batch ended {status.status} without a result for this job"
+    # A batch that expired (or completed yet left a request out) did not try every request.
+    retryable = retry_all or status.status in {"expired", "completed"}
+    code = "batch_expired" if status.status == "expired" else None
+    for custom_id, job in jobs.items():
+        if custom_id in seen:
+            continue
+        retry = retry_for(job, catalog=catalog, reason=reason, code=code) if retryable else None
+        if retry is not None:
+            retries.append(retry)
+        else:
+            outcomes.append(JobOutcome.failed(job.id, error=reason, at=now))
+    transitions.apply_results(session, outcomes, from_state=JobState.submitted)
+    transitions.requeue(session, retries, from_state=JobState.submitted)
+    cache_service.store_many(session, writes)
+    if retries:
+        queue.enqueue(session, queue.COLLECT)

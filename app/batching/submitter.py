@@ -1,0 +1,152 @@
+"""The submitter: a pending batch goes to its provider, as one Batch API call or, for a
+realtime micro-batch, as concurrent realtime calls whose outcomes are stored at once."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.orm import Session
+
+from app.batching import repository
+from app.batching.results import apply_outcomes
+from app.catalog.catalog import Catalog
+from app.jobs import repository as job_repository
+from app.jobs import transitions
+from app.kit import queue
+from app.kit.db import session_scope
+from app.kit.prompts import build_messages
+from app.models import BatchState, JobMode, JobState, utcnow
+from app.providers.base import (
+    BatchProvider,
+    BatchRequest,
+    BatchStatus,
+    ProviderError,
+    RealtimeProvider,
+    split_requests,
+)
+from app.providers.registry import realtime_concurrency, shared_provider, shared_realtime_provider
+
+
+def submit_batch(*, batch_id: uuid.UUID, catalog: Catalog) -> bool:
+    """Send a pending batch to its provider, in its own transactions; False when there was
+    nothing to do. What the ``submit_batch`` task runs.
+
+    A realtime micro-batch is sent and its outcomes stored in one transaction
+    (``run_realtime``). A batch for a Batch API first has its attempt counted and committed,
+    then is submitted (``submit``): a later attempt knows this one may have reached the
+    provider. A retryable ``ProviderError`` leaves the batch pending for another attempt.
+    """
+    with session_scope() as session:
+        route = repository.route_of(session, batch_id=batch_id)
+        if route is None:
+            return False
+        provider_name, mode = route
+        if mode == JobMode.realtime:
+            return run_realtime(
+                session,
+                batch_id=batch_id,
+                provider=shared_realtime_provider(catalog, provider_name),
+                concurrency=realtime_concurrency(catalog, provider_name),
+                catalog=catalog,
+            )
+    with session_scope() as session:
+        attempt = repository.record_attempt(session, batch_id=batch_id)
+    if attempt is None:
+        return False
+    with session_scope() as session:
+        return submit(
+            session,
+            batch_id=batch_id,
+            provider=shared_provider(catalog, provider_name),
+            attempt=attempt,
+        )
+
+
+def _requests(jobs: list[job_repository.BatchJob]) -> list[BatchRequest]:
+    return [
+        BatchRequest(str(job.id), build_messages(job), job.max_output_tokens, job.temperature)
+        for job in jobs
+    ]
+
+
+def submit(
+    session: Session, *, batch_id: uuid.UUID, provider: BatchProvider, attempt: int | None = None
+) -> bool:
+    """Send a pending batch to its provider. Returns False when there was nothing to do.
+
+    The batch row is locked for the duration, so only one worker submits it. A batch the
+    provider may already hold (a worker killed after the provider accepted it) is looked up
+    and adopted, not resent; only the first recorded ``attempt`` can skip that lookup, since
+    no earlier one can have reached the provider. Jobs that do not fit the provider's limits
+    go back to their window. A provider that refuses the batch itself fails it and its jobs;
+    a retryable ``ProviderError`` is raised, for the caller to roll back and try again.
+    """
+    batch = repository.lock_batch(session, batch_id=batch_id, state=BatchState.pending)
+    if batch is None:
+        return False
+    jobs = job_repository.batch_jobs(session, batch_id=batch.id, state=JobState.batched)
+    if not jobs:
+        batch.state, batch.error = BatchState.failed, "no jobs left to submit"
+        return True
+    now = utcnow()
+    try:
+        handle = None if attempt == 1 else provider.find_batch(reference=str(batch.id))
+        if handle is None:
+            chunks = split_requests(provider, model=batch.model, requests=_requests(jobs))
+            if len(chunks) > 1:
+                # The estimates let too much in: send what fits, the rest waits for a later batch.
+                overflow = {r.custom_id for chunk in chunks[1:] for r in chunk}
+                transitions.release(session, job_ids=[uuid.UUID(i) for i in overflow])
+                jobs = [job for job in jobs if str(job.id) not in overflow]
+                queue.enqueue(session, queue.COLLECT)
+            handle = provider.submit(reference=str(batch.id), model=batch.model, requests=chunks[0])
+    except ProviderError as exc:
+        if exc.retryable:
+            raise
+        # The provider rejected the batch itself; resending cannot succeed.
+        batch.state, batch.error = BatchState.failed, str(exc)
+        transitions.fail_batch(
+            session, batch_id=batch.id, error=f"provider refused the batch: {exc}", at=now
+        )
+        return True
+    batch.external_id = handle.external_id
+    batch.input_file_id = handle.input_file_id
+    batch.provider_status = handle.status
+    batch.state = BatchState.submitted
+    batch.submitted_at = now
+    batch.request_count = len(jobs)
+    transitions.mark_submitted(session, batch_id=batch.id, at=now)
+    return True
+
+
+def run_realtime(
+    session: Session,
+    *,
+    batch_id: uuid.UUID,
+    provider: RealtimeProvider,
+    concurrency: int,
+    catalog: Catalog,
+) -> bool:
+    """Send a pending realtime micro-batch as concurrent calls and store every outcome.
+
+    Runs in one transaction under the batch's lock: a worker killed mid-way leaves the batch
+    pending (nothing applied), and the sweeper sends it again.
+    """
+    batch = repository.lock_batch(session, batch_id=batch_id, state=BatchState.pending)
+    if batch is None:
+        return False
+    jobs = job_repository.batch_jobs(session, batch_id=batch.id, state=JobState.batched)
+    if not jobs:
+        batch.state, batch.error = BatchState.failed, "no jobs left to submit"
+        return True
+    now = utcnow()
+    transitions.mark_submitted(session, batch_id=batch.id, at=now)
+    results = provider.complete_many(
+        model=batch.model, requests=_requests(jobs), concurrency=concurrency
+    )
+    status = BatchStatus(JobMode.realtime, "completed", True, None, None, None)
+    apply_outcomes(session, batch=batch, results=results, status=status, catalog=catalog)
+    batch.state, batch.provider_status = BatchState.completed, "completed"
+    batch.submitted_at = batch.completed_at = now
+    batch.request_count = len(jobs)
+    return True
