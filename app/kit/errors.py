@@ -30,11 +30,6 @@ class ThriftyError(Exception):
         self.message = message
         self.details = details
 
-    def to_response(self) -> ErrorResponse:
-        return ErrorResponse(
-            error=ErrorBody(type=self.type, message=self.message, details=self.details)
-        )
-
 
 class BadRequest(ThriftyError):
     status_code = 400
