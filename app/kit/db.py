@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import fields, is_dataclass
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -66,12 +68,28 @@ def column_arrays(
     """One typed array parameter per column of ``rows``, for ``unnest(...)`` statements: the
     placeholders (``%b::type[]``, sent in binary) and the arrays. Enums travel as their
     values, JSON as ``Jsonb``."""
+    return typed_arrays(session, table, names, [[row[name] for row in rows] for name in names])
+
+
+def attribute_arrays(
+    session: Session, table: Table, names: Sequence[str], rows: Sequence[object]
+) -> tuple[list[str], list[list[Any]]]:
+    """``column_arrays`` for typed rows (frozen dataclasses, named tuples) whose attributes
+    are named after the columns: one ``getattr`` pass per column, no per-row conversion."""
+    columns = [list(map(attrgetter(name), rows)) for name in names]
+    return typed_arrays(session, table, names, columns)
+
+
+def typed_arrays(
+    session: Session, table: Table, names: Sequence[str], columns: Sequence[list[Any]]
+) -> tuple[list[str], list[list[Any]]]:
+    """The placeholders and binary-ready arrays for one list of values per column in
+    ``names`` (see ``column_arrays``)."""
     dialect = session.get_bind().dialect
     placeholders: list[str] = []
     arrays: list[list[Any]] = []
-    for name in names:
+    for name, values in zip(names, columns, strict=True):
         column_type = table.c[name].type
-        values = [row[name] for row in rows]
         if isinstance(column_type, TypeDecorator):
             values = [column_type.process_bind_param(value, dialect) for value in values]
             column_type = column_type.impl_instance
@@ -114,13 +132,42 @@ def update_by_id(
         return 0
     names = [name for name in rows[0] if name != "id"]
     placeholders, arrays = column_arrays(session, table, names, rows)
+    sql = _update_sql(table, names, placeholders, guard=guard)
+    with execute_binary(session, sql, [[row["id"] for row in rows], *arrays]) as cursor:
+        return cursor.rowcount
+
+
+def _update_sql(
+    table: Table, names: Sequence[str], placeholders: Sequence[str], *, guard: str = ""
+) -> str:
     assignments = ", ".join(f'"{name}" = v."{name}"' for name in names)
     aliases = ", ".join(['"id"', *(f'"{name}"' for name in names)])
-    # Identifiers are the table's own column names (table.c above); every value is a parameter.
-    sql = (
+    # Identifiers are the table's own column names (table.c in typed_arrays); every value is
+    # a parameter.
+    return (
         f'UPDATE "{table.name}" SET {assignments} '  # noqa: S608
         f"FROM unnest(%b::uuid[], {', '.join(placeholders)}) AS v({aliases}) "
         f'WHERE "{table.name}".id = v.id{f" AND {guard}" if guard else ""}'
     )
-    with execute_binary(session, sql, [[row["id"] for row in rows], *arrays]) as cursor:
+
+
+def row_names(row: object) -> tuple[str, ...]:
+    """The attribute names of a typed row: a dataclass's fields or a named tuple's."""
+    if is_dataclass(row):
+        return tuple(field.name for field in fields(row))
+    names: tuple[str, ...] = getattr(row, "_fields")  # noqa: B009
+    return names
+
+
+def update_rows_by_id(
+    session: Session, table: Table, rows: Sequence[object], *, guard: str = ""
+) -> int:
+    """``update_by_id`` for typed rows of one type (frozen dataclasses, named tuples) whose
+    attributes are ``id`` plus columns of ``table``. Returns the number of rows updated."""
+    if not rows:
+        return 0
+    names = [name for name in row_names(rows[0]) if name != "id"]
+    placeholders, arrays = attribute_arrays(session, table, names, rows)
+    sql = _update_sql(table, names, placeholders, guard=guard)
+    with execute_binary(session, sql, [list(map(attrgetter("id"), rows)), *arrays]) as cursor:
         return cursor.rowcount
