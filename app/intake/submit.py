@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -13,6 +14,7 @@ from app.delivery import service as delivery_service
 from app.intake.placement import UNROUTED, Placement, place
 from app.jobs import repository as job_repository
 from app.jobs import transitions
+from app.jobs.repository import ExistingJob
 from app.jobs.rows import NewJob
 from app.jobs.schemas import JobIn, SubmitResponse, SubmittedJob
 from app.kit import queue
@@ -62,45 +64,8 @@ def submit(
         group_id = transitions.create_group(session, tenant_id=tenant.id, size=len(fresh))
 
     now = utcnow()
-    instructions: list[str | None] = []
-    placements: list[Placement] = []
-    for item in fresh:
-        instruction = (
-            (item.instruction or DEFAULT_INSTRUCTION) if item.document is not None else None
-        )
-        instructions.append(instruction)
-        placements.append(
-            place(
-                item,
-                instruction=instruction,
-                model_hint=item.model,
-                tier_hint=item.tier,
-                requested_mode=item.mode,
-                deadline=item.deadline,
-                catalog=catalog,
-                now=now,
-            )
-            if item.cache == CacheMode.bypass
-            else UNROUTED
-        )
-    # A bulk submission that fills a window by itself leaves in a batch at once. Keyed jobs
-    # wait for the collector: a key seen before means the row is not inserted at all.
-    arriving = [
-        index
-        for index, (item, placement) in enumerate(zip(fresh, placements, strict=True))
-        if placement.state == JobState.waiting and not item.idempotency_key
-    ]
-    placed = batching_service.flush_on_arrival(
-        session,
-        arrivals=[
-            _arrival(placements[index], priority=fresh[index].priority) for index in arriving
-        ],
-        catalog=catalog,
-    )
-    batch_ids: list[uuid.UUID | None] = [None] * len(fresh)
-    for index, batch_id in zip(arriving, placed, strict=True):
-        batch_ids[index] = batch_id
-
+    instructions, placements = _place(fresh, catalog=catalog, now=now)
+    batch_ids = _flush_arrivals(session, fresh, placements, catalog=catalog)
     rows = [
         NewJob(
             id=uuid.uuid4(),
@@ -149,24 +114,7 @@ def submit(
         if group_id is not None:
             transitions.resize_group(session, group_id=group_id, size=len(inserted))
     new = [row for row in rows if row.id in inserted]
-    new_by_key = {row.idempotency_key: row.id for row in new}
-    new_unkeyed = iter(row.id for row in new if not row.idempotency_key)
-    states = {row.id: row.state for row in rows}
-
-    submitted: list[SubmittedJob] = []
-    for item in items:
-        key = item.idempotency_key
-        if key is not None and key in earlier and key not in new_by_key:
-            existing = earlier[key]
-            submitted.append(
-                SubmittedJob(id=existing.id, state=existing.state, idempotency_key=key,
-                             existing=True)
-            )  # fmt: skip
-        else:
-            job_id = new_by_key[key] if key is not None else next(new_unkeyed)
-            submitted.append(
-                SubmittedJob(id=job_id, state=states[job_id], idempotency_key=key, existing=False)
-            )
+    submitted = _answers(items, earlier=earlier, new=new)
 
     queued = [str(row.id) for row in new if row.state == JobState.queued]
     for start in range(0, len(queued), INGEST_CHUNK):
@@ -179,6 +127,61 @@ def submit(
         earlier_groups = {earlier[key].group_id for key in keys}
         group_id = earlier_groups.pop() if len(earlier_groups) == 1 else None
     return SubmitResponse(group_id=group_id, count=len(submitted), jobs=submitted)
+
+
+def _place(
+    fresh: list[JobIn], *, catalog: Catalog, now: datetime
+) -> tuple[list[str | None], list[Placement]]:
+    """Each job's stored instruction (documents default to summarise) and its placement:
+    routed now when it skips the cache, else left for ingest."""
+    instructions: list[str | None] = []
+    placements: list[Placement] = []
+    for item in fresh:
+        instruction = (
+            (item.instruction or DEFAULT_INSTRUCTION) if item.document is not None else None
+        )
+        instructions.append(instruction)
+        placements.append(
+            place(
+                item,
+                instruction=instruction,
+                model_hint=item.model,
+                tier_hint=item.tier,
+                requested_mode=item.mode,
+                deadline=item.deadline,
+                catalog=catalog,
+                now=now,
+            )
+            if item.cache == CacheMode.bypass
+            else UNROUTED
+        )
+    return instructions, placements
+
+
+def _flush_arrivals(
+    session: Session, fresh: list[JobIn], placements: list[Placement], *, catalog: Catalog
+) -> list[uuid.UUID | None]:
+    """Per job, the pending batch it goes straight into, if any.
+
+    A bulk submission that fills a window by itself leaves in a batch at once. Keyed jobs
+    wait for the collector: a key seen before means the row is not inserted at all.
+    """
+    arriving = [
+        index
+        for index, (item, placement) in enumerate(zip(fresh, placements, strict=True))
+        if placement.state == JobState.waiting and not item.idempotency_key
+    ]
+    placed = batching_service.flush_on_arrival(
+        session,
+        arrivals=[
+            _arrival(placements[index], priority=fresh[index].priority) for index in arriving
+        ],
+        catalog=catalog,
+    )
+    batch_ids: list[uuid.UUID | None] = [None] * len(fresh)
+    for index, batch_id in zip(arriving, placed, strict=True):
+        batch_ids[index] = batch_id
+    return batch_ids
 
 
 def _arrival(placement: Placement, *, priority: int) -> batching_service.Arrival:
@@ -197,3 +200,27 @@ def _arrival(placement: Placement, *, priority: int) -> batching_service.Arrival
         placement.estimated_tokens,
         placement.estimated_bytes,
     )
+
+
+def _answers(
+    items: list[JobIn], *, earlier: dict[str, ExistingJob], new: list[NewJob]
+) -> list[SubmittedJob]:
+    """One answer per submitted item, in order: the job stored now, or the earlier one its
+    idempotency key names."""
+    new_by_key = {row.idempotency_key: row for row in new if row.idempotency_key}
+    new_unkeyed = iter(row for row in new if not row.idempotency_key)
+    submitted: list[SubmittedJob] = []
+    for item in items:
+        key = item.idempotency_key
+        if key is not None and key in earlier and key not in new_by_key:
+            existing = earlier[key]
+            submitted.append(
+                SubmittedJob(id=existing.id, state=existing.state, idempotency_key=key,
+                             existing=True)
+            )  # fmt: skip
+        else:
+            row = new_by_key[key] if key is not None else next(new_unkeyed)
+            submitted.append(
+                SubmittedJob(id=row.id, state=row.state, idempotency_key=key, existing=False)
+            )
+    return submitted
