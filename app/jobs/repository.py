@@ -43,7 +43,7 @@ def get(session: Session, *, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job | N
     return session.scalars(query).one_or_none()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class QueuedJob:
     """A queued job's inputs: what ingest reads to look it up in the cache and route it."""
 
