@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.cache.endpoints import router as cache_router
 from app.delivery.endpoints import router as webhooks_router
 from app.health import router as health_router
+from app.intake.endpoints import router as intake_router
 from app.jobs.endpoints import router as jobs_router
 from app.jobs.schemas import JobIn
 from app.kit.errors import ErrorBody, ErrorResponse, ThriftyError
@@ -39,6 +40,7 @@ def _error(status: int, type_: str, message: str, details: Any = None) -> JSONRe
 
 def create_app() -> FastAPI:
     app = FastAPI(title="Thrifty", version="0.1.0", description=DESCRIPTION)
+    app.include_router(intake_router)
     app.include_router(jobs_router)
     app.include_router(cache_router)
     app.include_router(webhooks_router)
@@ -81,9 +83,11 @@ def create_app() -> FastAPI:
                 routes=app.routes,
             )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components["JobIn"] = JobIn.model_json_schema(
-                ref_template="#/components/schemas/{model}"
-            )
+            job_in = JobIn.model_json_schema(ref_template="#/components/schemas/{model}")
+            # Its enums (CacheMode, RequestedMode) become components beside it.
+            for name, definition in job_in.pop("$defs", {}).items():
+                components.setdefault(name, definition)
+            components["JobIn"] = job_in
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -112,7 +112,7 @@ def thrifty(
     from sqlalchemy import func, select
 
     from app.catalog.catalog import get_catalog
-    from app.jobs import service as job_service
+    from app.intake import submit as intake_submit
     from app.jobs.schemas import JobIn
     from app.kit.db import get_sessionmaker
     from app.kit.queue import QUEUES, get_sender
@@ -139,7 +139,7 @@ def thrifty(
         start = time.perf_counter()
         groups: list[uuid.UUID] = []
         for first in range(0, jobs, submit_size):
-            response = job_service.submit(
+            response = intake_submit.submit(
                 session,
                 tenant=tenant,
                 items=items[first : first + submit_size],

@@ -11,7 +11,7 @@ from app.batching import service as batching_service
 from app.catalog.catalog import get_catalog
 from app.config import get_settings
 from app.delivery import service as delivery_service
-from app.jobs import service as job_service
+from app.intake import ingest as intake_ingest
 from app.kit import queue
 from app.kit.db import session_scope
 from workers.celery_app import celery_app
@@ -21,7 +21,7 @@ from workers.retry import retry
 @celery_app.task(name=queue.INGEST)
 def ingest(job_ids: list[str]) -> int:
     with session_scope() as session:
-        return job_service.ingest(
+        return intake_ingest.ingest(
             session, job_ids=[uuid.UUID(i) for i in job_ids], catalog=get_catalog()
         )
 

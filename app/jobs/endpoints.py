@@ -1,22 +1,21 @@
+"""Reading jobs and groups back, and cancelling them (submission: app/intake/endpoints)."""
+
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
-from pydantic import TypeAdapter, ValidationError
 
-from app.catalog.deps import CatalogDep
 from app.config import get_settings
 from app.jobs import service as job_service
-from app.jobs.schemas import GroupCancelled, GroupOut, JobIn, JobOut, JobPage, SubmitResponse
+from app.jobs.schemas import GroupCancelled, GroupOut, JobOut, JobPage
 from app.jobs.views import to_out
 from app.kit.db import session_scope
 from app.kit.deps import SessionDep
-from app.kit.errors import BadRequest, ErrorResponse, PayloadTooLarge, ValidationFailed
+from app.kit.errors import ErrorResponse
 from app.models import TERMINAL_STATES
 from app.tenants.deps import CurrentTenant
 
@@ -25,115 +24,6 @@ router = APIRouter(prefix="/v1", tags=["jobs"])
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422)
 }
-
-_job_list = TypeAdapter(list[JobIn])
-
-
-class Submission:
-    def __init__(self, jobs: list[JobIn], *, as_group: bool) -> None:
-        self.jobs = jobs
-        self.as_group = as_group
-
-
-def _describe(error: ValidationError, *, is_list: bool) -> ValidationFailed:
-    details = []
-    for item in error.errors(include_url=False, include_input=False):
-        loc = list(item["loc"])
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = f"unknown field {loc[-1]!r}"
-        details.append({"loc": loc, "message": message, "type": item["type"]})
-    first = details[0]
-    where = f"jobs[{first['loc'][0]}]: " if is_list and first["loc"] else ""
-    more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
-    return ValidationFailed(f"{where}{first['message']}{more}", details=details)
-
-
-async def read_submission(request: Request) -> Submission:
-    """Read and validate the body: size first, then JSON, then the schema, all or nothing."""
-    settings = get_settings()
-    limit = settings.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body is over the {limit}-byte limit")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"request body is over the {limit}-byte limit")
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"malformed JSON: {exc}") from exc
-
-    if isinstance(data, dict):
-        try:
-            return Submission([JobIn.model_validate(data)], as_group=False)
-        except ValidationError as exc:
-            raise _describe(exc, is_list=False) from exc
-    if isinstance(data, list):
-        if not data:
-            raise ValidationFailed("the list of jobs is empty")
-        if len(data) > settings.max_jobs_per_request:
-            raise ValidationFailed(
-                f"{len(data)} jobs in one request; the limit is {settings.max_jobs_per_request}"
-            )
-        try:
-            return Submission(_job_list.validate_python(data), as_group=True)
-        except ValidationError as exc:
-            raise _describe(exc, is_list=True) from exc
-    raise ValidationFailed("the body must be a job object or a list of job objects")
-
-
-_SUBMIT_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "oneOf": [
-                        {"$ref": "#/components/schemas/JobIn"},
-                        {
-                            "type": "array",
-                            "items": {"$ref": "#/components/schemas/JobIn"},
-                            "minItems": 1,
-                            "maxItems": 10_000,
-                        },
-                    ]
-                }
-            }
-        },
-    }
-}
-
-
-@router.post(
-    "/jobs",
-    status_code=202,
-    response_model=SubmitResponse,
-    responses=ERRORS,
-    openapi_extra=_SUBMIT_BODY,
-    summary="Submit one job or a list of up to 10,000",
-)
-def submit_jobs(
-    tenant: CurrentTenant,
-    session: SessionDep,
-    catalog: CatalogDep,
-    submission: Annotated[Submission, Depends(read_submission)],
-) -> SubmitResponse:
-    """Accept jobs for processing. A list becomes a group whose progress can be polled.
-
-    The whole submission is stored in one transaction before the response; processing
-    starts after it commits.
-    """
-    response = job_service.submit(
-        session,
-        tenant=tenant,
-        items=submission.jobs,
-        as_group=submission.as_group,
-        catalog=catalog,
-    )
-    return response
 
 
 def _retry_after(response: Response, *, running: bool) -> None:

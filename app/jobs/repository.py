@@ -1,3 +1,5 @@
+"""Queries on the ``jobs`` and ``job_groups`` tables (every write is in ``transitions``)."""
+
 from __future__ import annotations
 
 import uuid
@@ -5,14 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, cast
+from typing import NamedTuple
 
-from sqlalchemy import Table, func, or_, select, update
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from app.kit.db import column_arrays, execute_binary, in_array, update_by_id
+from app.kit.db import in_array
 from app.models import (
-    TERMINAL_STATES,
     BatchState,
     CacheMode,
     Job,
@@ -20,57 +21,27 @@ from app.models import (
     JobMode,
     JobState,
     ProviderBatch,
+    RequestedMode,
 )
 
-# Rows per INSERT statement.
-INSERT_CHUNK = 5000
 
+class ExistingJob(NamedTuple):
+    """A job stored under an idempotency key."""
 
-def insert_many(session: Session, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
-    """Insert jobs in bulk (rows as the table's column names); returns the ids that were new.
-
-    A row whose (tenant, idempotency key) already exists is skipped, not an error.
-    """
-    if not rows:
-        return set()
-    # One statement whose parameters are one array per column, unnested by Postgres, sent in
-    # binary: its text does not grow with the row count, so neither SQLAlchemy nor psycopg
-    # spends seconds compiling a 10,000-row VALUES clause (multi-row VALUES cost ~1 ms per
-    # job), and no element is quoted or escaped in Python.
-    table = cast(Table, Job.__table__)
-    names = list(rows[0])
-    columns = ", ".join(f'"{name}"' for name in names)
-    inserted: set[uuid.UUID] = set()
-    for start in range(0, len(rows), INSERT_CHUNK):
-        chunk = rows[start : start + INSERT_CHUNK]
-        placeholders, arrays = column_arrays(session, table, names, chunk)
-        # Identifiers are the table's own column names (checked by column_arrays); values are
-        # parameters.
-        sql = f"INSERT INTO jobs ({columns}) SELECT * FROM unnest({', '.join(placeholders)})"  # noqa: S608
-        if not any(row.get("idempotency_key") for row in chunk):
-            # Rows without a key cannot conflict (the unique index skips NULL keys), and a
-            # plain insert costs Postgres less than a speculative one.
-            execute_binary(session, sql, arrays).close()
-            inserted.update(row["id"] for row in chunk)
-            continue
-        sql += (
-            " ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
-            " DO NOTHING RETURNING id"
-        )
-        with execute_binary(session, sql, arrays) as cursor:
-            inserted.update(row[0] for row in cursor.fetchall())
-    return inserted
+    id: uuid.UUID
+    state: JobState
+    group_id: uuid.UUID | None
 
 
 def find_by_keys(
     session: Session, *, tenant_id: uuid.UUID, keys: Sequence[str]
-) -> dict[str, tuple[uuid.UUID, JobState, uuid.UUID | None]]:
-    """Existing jobs by idempotency key: (id, state, group id)."""
+) -> dict[str, ExistingJob]:
+    """Existing jobs by idempotency key."""
     query = select(Job.idempotency_key, Job.id, Job.state, Job.group_id).where(
         Job.tenant_id == tenant_id, Job.idempotency_key.in_(keys)
     )
     return {
-        key: (job_id, state, group_id)
+        key: ExistingJob(job_id, state, group_id)
         for key, job_id, state, group_id in session.execute(query)
         if key
     }
@@ -81,7 +52,7 @@ def get(session: Session, *, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job | N
     return session.scalars(query).one_or_none()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class QueuedJob:
     """A queued job's inputs: what ingest reads to look it up in the cache and route it."""
 
@@ -95,9 +66,9 @@ class QueuedJob:
     temperature: float | None
     model_hint: str | None
     tier_hint: str | None
-    cache_mode: str
+    cache_mode: CacheMode
     semantic_cache: bool | None
-    requested_mode: str
+    requested_mode: RequestedMode
     deadline: datetime | None
 
 
@@ -120,17 +91,24 @@ def lock_queued(session: Session, *, ids: Sequence[uuid.UUID]) -> list[QueuedJob
     return [QueuedJob(*row[1:]) for row in session.execute(query) if row[0] == JobState.queued]
 
 
-def write_outcomes(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Store what ingest decided for jobs it holds locked (same keys in every row)."""
-    update_by_id(session, cast(Table, Job.__table__), rows)
-
-
 def get_group(session: Session, *, tenant_id: uuid.UUID, group_id: uuid.UUID) -> JobGroup | None:
     query = select(JobGroup).where(JobGroup.id == group_id, JobGroup.tenant_id == tenant_id)
     return session.scalars(query).one_or_none()
 
 
-def group_totals(session: Session, *, group_id: uuid.UUID) -> list[dict[str, Any]]:
+class GroupTotal(NamedTuple):
+    """One state's share of a group: job count, cache hits, tokens and costs."""
+
+    state: JobState
+    jobs: int
+    cache_hits: int
+    input_tokens: int
+    output_tokens: int
+    cost: Decimal
+    naive: Decimal
+
+
+def group_totals(session: Session, *, group_id: uuid.UUID) -> list[GroupTotal]:
     """Per state: job count, cache hits, tokens and costs."""
     query = (
         select(
@@ -145,8 +123,7 @@ def group_totals(session: Session, *, group_id: uuid.UUID) -> list[dict[str, Any
         .where(Job.group_id == group_id)
         .group_by(Job.state)
     )
-    keys = ("state", "count", "cache_hits", "input_tokens", "output_tokens", "cost", "naive")
-    return [dict(zip(keys, row, strict=True)) for row in session.execute(query)]
+    return [GroupTotal._make(row) for row in session.execute(query)]
 
 
 def list_group_jobs(
@@ -156,48 +133,6 @@ def list_group_jobs(
     if after is not None:
         query = query.where(Job.id > after)
     return list(session.scalars(query.order_by(Job.id).limit(limit)))
-
-
-def cancel_unfinished(session: Session, *, group_id: uuid.UUID, now: datetime) -> list[uuid.UUID]:
-    """Move a group's jobs that have not ended to ``cancelled``; returns their ids.
-
-    The UPDATE re-checks each row's state after waiting for its lock, so a job that a
-    concurrent poller completes first keeps its result.
-    """
-    statement = (
-        update(Job)
-        .where(Job.group_id == group_id, Job.state.not_in(TERMINAL_STATES))
-        .values(
-            state=JobState.cancelled,
-            error="cancelled by the client",
-            cancelled_at=now,
-            completed_at=now,
-            updated_at=now,
-        )
-        .returning(Job.id)
-    )
-    return list(session.scalars(statement))
-
-
-def cancel_one(session: Session, *, tenant_id: uuid.UUID, job_id: uuid.UUID, now: datetime) -> bool:
-    """Move one job that has not ended to ``cancelled``; False when it had already ended.
-
-    The UPDATE re-checks the state after waiting for the row lock, so a result the poller
-    applies first wins, and a result arriving after the cancel is never applied.
-    """
-    statement = (
-        update(Job)
-        .where(Job.id == job_id, Job.tenant_id == tenant_id, Job.state.not_in(TERMINAL_STATES))
-        .values(
-            state=JobState.cancelled,
-            error="cancelled by the client",
-            cancelled_at=now,
-            completed_at=now,
-            updated_at=now,
-        )
-        .returning(Job.id)
-    )
-    return session.scalar(statement) is not None
 
 
 # Reads for app/batching -----------------------------------------------------------------------

@@ -3,11 +3,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from app.models import JobState
+from app.models import CacheMode, JobMode, JobState, RequestedMode
 
 
 class JobIn(BaseModel):
@@ -53,8 +53,8 @@ class JobIn(BaseModel):
         description="Sampling temperature; part of the cache scope. Above 0 the semantic cache "
         "is skipped unless `semantic_cache` is true.",
     )
-    cache: Literal["default", "bypass", "refresh"] = Field(
-        default="default",
+    cache: CacheMode = Field(
+        default=CacheMode.default,
         description="`default`: answer from the cache when possible; `bypass`: neither read "
         "nor write the cache; `refresh`: do not read, and replace the cached answer.",
     )
@@ -63,8 +63,8 @@ class JobIn(BaseModel):
         description="Force the semantic (similar-request) layer on or off; by default it is on "
         "for temperature 0 (or unset) and off above.",
     )
-    mode: Literal["batch", "realtime", "auto"] = Field(
-        default="auto",
+    mode: RequestedMode = Field(
+        default=RequestedMode.auto,
         description="`batch`: the provider's discounted Batch API; `realtime`: concurrent "
         "realtime calls, for latency-sensitive jobs; `auto`: batch when `deadline` (if any) "
         "leaves room for the provider's completion window, realtime otherwise.",
@@ -131,7 +131,7 @@ class JobOut(BaseModel):
     error: str | None
     model: str | None
     provider: str | None
-    mode: str | None
+    mode: JobMode | None
     route_reason: str | None
     cache_hit: bool
     cached_from_job_id: uuid.UUID | None
@@ -144,7 +144,9 @@ class JobOut(BaseModel):
     timings: Timings
     metadata: dict[str, Any]
     idempotency_key: str | None
-    requested_mode: str = Field(default="auto", description="The `mode` asked for.")
+    requested_mode: RequestedMode = Field(
+        default=RequestedMode.auto, description="The `mode` asked for."
+    )
     deadline: datetime | None = None
     priority: int = 0
     attempts: int = Field(default=0, description="Provider attempts that failed retryably.")

@@ -69,18 +69,18 @@ def group_out(session: Session, group: JobGroup) -> GroupOut:
     totals = repository.group_totals(session, group_id=group.id)
     counts = {state: 0 for state in JobState}
     for row in totals:
-        counts[row["state"]] = row["count"]
-    input_tokens = sum(int(r["input_tokens"]) for r in totals)
-    output_tokens = sum(int(r["output_tokens"]) for r in totals)
-    cost = sum((Decimal(r["cost"]) for r in totals), Decimal(0))
-    naive = sum((Decimal(r["naive"]) for r in totals), Decimal(0))
+        counts[row.state] = row.jobs
+    input_tokens = sum(row.input_tokens for row in totals)
+    output_tokens = sum(row.output_tokens for row in totals)
+    cost = sum((row.cost for row in totals), Decimal(0))
+    naive = sum((row.naive for row in totals), Decimal(0))
     return GroupOut(
         id=group.id,
         size=group.size,
         created_at=group.created_at,
         counts=counts,
         done=all(counts[s] == 0 for s in JobState if s not in TERMINAL_STATES),
-        cache_hits=sum(int(r["cache_hits"]) for r in totals),
+        cache_hits=sum(row.cache_hits for row in totals),
         usage=Usage(
             input_tokens=input_tokens,
             output_tokens=output_tokens,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import fields, is_dataclass
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -12,7 +14,6 @@ import psycopg
 from psycopg.types.json import Jsonb
 from sqlalchemy import (
     ColumnElement,
-    Dialect,
     Engine,
     Enum,
     Table,
@@ -61,36 +62,39 @@ def in_array(column: QueryableAttribute[Any], values: Collection[Any]) -> Column
     return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
 
 
-def column_arrays(
-    session: Session, table: Table, names: Sequence[str], rows: Sequence[Mapping[str, Any]]
+def attribute_arrays(
+    session: Session, table: Table, names: Sequence[str], rows: Sequence[object]
 ) -> tuple[list[str], list[list[Any]]]:
-    """One typed array parameter per column of ``rows``, for ``unnest(...)`` statements: the
-    placeholders (``%b::type[]``, sent in binary) and the arrays. Enums travel as their
-    values, JSON as ``Jsonb``."""
+    """``typed_arrays`` for typed rows (frozen dataclasses, named tuples) whose attributes
+    are named after the columns: one ``getattr`` pass per column, no per-row conversion."""
+    columns = [list(map(attrgetter(name), rows)) for name in names]
+    return typed_arrays(session, table, names, columns)
+
+
+def typed_arrays(
+    session: Session, table: Table, names: Sequence[str], columns: Sequence[list[Any]]
+) -> tuple[list[str], list[list[Any]]]:
+    """One typed array parameter per column, for ``unnest(...)`` statements: the placeholders
+    (``%b::type[]``, sent in binary) and the arrays, from one list of values per column in
+    ``names``. Enums travel as their values, JSON as ``Jsonb``."""
     dialect = session.get_bind().dialect
     placeholders: list[str] = []
     arrays: list[list[Any]] = []
-    for name in names:
-        placeholder, values = _typed_array(dialect, table, name, [row[name] for row in rows])
-        placeholders.append(placeholder)
+    for name, values in zip(names, columns, strict=True):
+        column_type = table.c[name].type
+        if isinstance(column_type, TypeDecorator):
+            values = [column_type.process_bind_param(value, dialect) for value in values]
+            column_type = column_type.impl_instance
+        if isinstance(column_type, Enum):
+            values = [getattr(value, "value", value) for value in values]
+            placeholders.append(f"%b::text[]::{column_type.name}[]")
+        elif isinstance(column_type, JSONB):
+            values = [None if value is None else Jsonb(value, orjson.dumps) for value in values]
+            placeholders.append("%b::jsonb[]")
+        else:
+            placeholders.append(f"%b::{column_type.compile(dialect=dialect)}[]")
         arrays.append(values)
     return placeholders, arrays
-
-
-def _typed_array(
-    dialect: Dialect, table: Table, name: str, values: list[Any]
-) -> tuple[str, list[Any]]:
-    column_type = table.c[name].type
-    if isinstance(column_type, TypeDecorator):
-        values = [column_type.process_bind_param(value, dialect) for value in values]
-        column_type = column_type.impl_instance
-    if isinstance(column_type, Enum):
-        values = [getattr(value, "value", value) for value in values]
-        return f"%b::text[]::{column_type.name}[]", values
-    if isinstance(column_type, JSONB):
-        values = [None if value is None else Jsonb(value, orjson.dumps) for value in values]
-        return "%b::jsonb[]", values
-    return f"%b::{column_type.compile(dialect=dialect)}[]", values
 
 
 def execute_binary(session: Session, sql: str, params: Sequence[Any]) -> psycopg.Cursor[Any]:
@@ -106,47 +110,48 @@ def execute_binary(session: Session, sql: str, params: Sequence[Any]) -> psycopg
     return cursor
 
 
-def update_by_id(
-    session: Session, table: Table, rows: Sequence[Mapping[str, Any]], *, guard: str = ""
-) -> int:
-    """Write per-row values onto ``table`` by ``id`` in one ``UPDATE … FROM unnest(arrays)``.
-
-    Every row has the same keys (``id`` plus table columns). ``guard`` is an extra SQL
-    condition on the table's row (fixed text, no values). Returns the number of rows updated.
-    """
-    if not rows:
-        return 0
-    columns = {name: [row[name] for row in rows] for name in rows[0]}
-    return update_columns(session, table, columns, guard=guard)
-
-
 def update_columns(
     session: Session, table: Table, columns: Mapping[str, list[Any]], *, guard: str = ""
 ) -> int:
-    """``update_by_id`` for values already held column by column (``id`` plus table columns,
-    lists of one length): no row mappings to build.
+    """Write per-row values onto ``table`` by ``id`` in one ``UPDATE … FROM unnest(arrays)``,
+    from values held column by column (``id`` plus table columns, lists of one length).
 
     One statement with one array per column: a thousand rows cost one round trip, and the
-    statement text never grows.
+    statement text never grows. ``guard`` is an extra SQL condition on the table's row (fixed
+    text, no values). Returns the number of rows updated.
     """
     ids = columns["id"]
     if not ids:
         return 0
-    dialect = session.get_bind().dialect
     names = [name for name in columns if name != "id"]
-    placeholders: list[str] = []
-    arrays: list[list[Any]] = [ids]
-    for name in names:
-        placeholder, values = _typed_array(dialect, table, name, columns[name])
-        placeholders.append(placeholder)
-        arrays.append(values)
+    placeholders, arrays = typed_arrays(session, table, names, [columns[name] for name in names])
     assignments = ", ".join(f'"{name}" = v."{name}"' for name in names)
     aliases = ", ".join(['"id"', *(f'"{name}"' for name in names)])
-    # Identifiers are the table's own column names (table.c above); every value is a parameter.
+    # Identifiers are the table's own column names (table.c in typed_arrays); every value is
+    # a parameter.
     sql = (
         f'UPDATE "{table.name}" SET {assignments} '  # noqa: S608
         f"FROM unnest(%b::uuid[], {', '.join(placeholders)}) AS v({aliases}) "
         f'WHERE "{table.name}".id = v.id{f" AND {guard}" if guard else ""}'
     )
-    with execute_binary(session, sql, arrays) as cursor:
+    with execute_binary(session, sql, [ids, *arrays]) as cursor:
         return cursor.rowcount
+
+
+def row_names(row: object) -> tuple[str, ...]:
+    """The attribute names of a typed row: a dataclass's fields or a named tuple's."""
+    if is_dataclass(row):
+        return tuple(field.name for field in fields(row))
+    names: tuple[str, ...] = getattr(row, "_fields")  # noqa: B009
+    return names
+
+
+def update_rows_by_id(
+    session: Session, table: Table, rows: Sequence[object], *, guard: str = ""
+) -> int:
+    """``update_columns`` for typed rows of one type (frozen dataclasses, named tuples) whose
+    attributes are ``id`` plus columns of ``table``. Returns the number of rows updated."""
+    if not rows:
+        return 0
+    columns = {name: list(map(attrgetter(name), rows)) for name in row_names(rows[0])}
+    return update_columns(session, table, columns, guard=guard)

@@ -1,4 +1,4 @@
-"""The rule router: picks (provider, model, mode) for a job from the catalog."""
+"""The rule router: picks a job's provider and model from the catalog, then its mode."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from functools import lru_cache
 
 from app.catalog.catalog import Catalog, ModelConfig
 from app.kit.errors import ValidationFailed
+from app.models import JobMode, RequestedMode
 
 
 class NoRoute(Exception):
@@ -19,7 +20,6 @@ class NoRoute(Exception):
 class Route:
     provider: str
     model: str
-    mode: str
     reason: str
 
 
@@ -66,7 +66,7 @@ def route(
                 f"input of about {tokens} tokens exceeds {model.name}'s context window "
                 f"of {model.context_tokens}"
             )
-        return Route(model.provider, model.name, "batch", "model requested by the client")
+        return Route(model.provider, model.name, "model requested by the client")
 
     if tier_hint is not None:
         tier, reason = tier_hint, f"tier {tier_hint} requested by the client"
@@ -92,12 +92,17 @@ def route(
             raise NoRoute(f"input of about {tokens} tokens exceeds every model's context window")
         chosen = min(fitting, key=lambda m: (m.input_per_mtok, m.output_per_mtok))
         reason += f"; {tier} models cannot hold {tokens} tokens"
-    return Route(chosen.provider, chosen.name, "batch", reason)
+    return Route(chosen.provider, chosen.name, reason)
 
 
 def choose_mode(
-    catalog: Catalog, *, provider: str, requested: str, deadline: datetime | None, now: datetime
-) -> tuple[str, str]:
+    catalog: Catalog,
+    *,
+    provider: str,
+    requested: RequestedMode,
+    deadline: datetime | None,
+    now: datetime,
+) -> tuple[JobMode, str]:
     """``batch`` or ``realtime`` for a job routed to ``provider``, and why.
 
     ``auto`` takes the discounted batch path when the job's deadline (if any) leaves room for
@@ -106,19 +111,23 @@ def choose_mode(
     config = catalog.providers[provider]
     has_batch = config.kind != "openai_realtime"
     has_realtime = config.kind != "anthropic_batch"
-    if requested == "batch" or (requested == "realtime" and not has_realtime):
+    wants_batch = requested == RequestedMode.batch
+    wants_realtime = requested == RequestedMode.realtime
+    if wants_batch or (wants_realtime and not has_realtime):
         if not has_batch:
-            return "realtime", f"{provider} has no batch API"
-        why = "batch requested" if requested == "batch" else f"{provider} has no realtime API"
-        return "batch", why
-    if requested == "realtime" or not has_batch:
-        return "realtime", "realtime requested" if has_batch else f"{provider} has no batch API"
+            return JobMode.realtime, f"{provider} has no batch API"
+        why = "batch requested" if wants_batch else f"{provider} has no realtime API"
+        return JobMode.batch, why
+    if wants_realtime or not has_batch:
+        why = "realtime requested" if has_batch else f"{provider} has no batch API"
+        return JobMode.realtime, why
     if deadline is None:
-        return "batch", "auto: no deadline"
+        return JobMode.batch, "auto: no deadline"
     window = timedelta(seconds=config.completion_window_seconds)
     batch_window = f"the {config.completion_window} batch window"
     if deadline - now >= window:
-        return "batch", f"auto: the deadline allows {batch_window}"
+        return JobMode.batch, f"auto: the deadline allows {batch_window}"
     if not has_realtime:
-        return "batch", f"auto: deadline inside {batch_window}, but {provider} has no realtime API"
-    return "realtime", f"auto: the deadline is sooner than {batch_window}"
+        why = f"auto: deadline inside {batch_window}, but {provider} has no realtime API"
+        return JobMode.batch, why
+    return JobMode.realtime, f"auto: the deadline is sooner than {batch_window}"

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.batching import collector, results, submitter
 from app.catalog.catalog import Catalog, get_catalog
-from app.jobs import service as job_service
+from app.intake import ingest as intake_ingest
 from app.models import BatchState, Job, JobState, ProviderBatch, Tenant, utcnow
 from app.providers.openai_batch import LIMITS, OpenAIBatchProvider
 from app.providers.openai_realtime import OpenAIRealtimeProvider
@@ -46,7 +46,7 @@ def submit(api: TestClient, count: int = 1, **fields: Any) -> list[uuid.UUID]:
 
 
 def ingest(db: Session, ids: list[uuid.UUID]) -> None:
-    job_service.ingest(db, job_ids=ids, catalog=get_catalog())
+    intake_ingest.ingest(db, job_ids=ids, catalog=get_catalog())
     db.commit()
 
 

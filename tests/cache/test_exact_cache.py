@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from app.accounting import service as accounting_service
 from app.cache import service as cache_service
 from app.catalog.catalog import get_catalog
-from app.jobs import service as jobs_service
+from app.intake import ingest as intake_ingest
 from app.models import CacheEntry, Job, JobState, Tenant
 from tests.conftest import make_tenant
 from tests.factories import make_job
@@ -54,7 +54,7 @@ def queued(
 
 
 def ingest(db: Session, *jobs: Job) -> None:
-    handled = jobs_service.ingest(db, job_ids=[j.id for j in jobs], catalog=get_catalog())
+    handled = intake_ingest.ingest(db, job_ids=[j.id for j in jobs], catalog=get_catalog())
     assert handled == len(jobs)
     db.commit()
     for job in jobs:

@@ -15,7 +15,7 @@ from app.catalog.catalog import get_catalog
 from app.embeddings.base import Embedder, Vectors
 from app.embeddings.local import LocalEmbedder
 from app.embeddings.openai import OpenAIEmbedder
-from app.jobs import service as jobs_service
+from app.intake import ingest as intake_ingest
 from app.models import CacheEntry, CacheSettings, Job, JobEmbedding, JobState, Tenant, utcnow
 from tests.conftest import free_port, make_tenant
 from tests.factories import make_job
@@ -73,7 +73,7 @@ def job(db: Session, tenant: Tenant, **fields: object) -> Job:
 
 
 def ingest(db: Session, embedder: Embedder, *jobs: Job) -> None:
-    jobs_service.ingest(
+    intake_ingest.ingest(
         db, job_ids=[j.id for j in jobs], catalog=get_catalog(), embedder=lambda: embedder
     )
     db.commit()
@@ -367,7 +367,7 @@ def test_an_unreachable_embedding_api_leaves_the_exact_layer_working(
     make: Callable[[], Embedder] = lambda: down  # noqa: E731
     seeded(db, minilm, tenant[0], prompt=QUESTION)
     exact, similar = job(db, tenant[0], prompt=QUESTION), job(db, tenant[0], prompt=PARAPHRASE)
-    jobs_service.ingest(db, job_ids=[exact.id, similar.id], catalog=get_catalog(), embedder=make)
+    intake_ingest.ingest(db, job_ids=[exact.id, similar.id], catalog=get_catalog(), embedder=make)
     db.commit()
     db.refresh(exact)
     db.refresh(similar)

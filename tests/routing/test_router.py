@@ -83,7 +83,6 @@ def test_summarise_instruction_goes_to_the_economy_model(catalog: Catalog) -> No
 
     assert chosen.model == "gpt-4o-mini"
     assert chosen.provider == "openai"
-    assert chosen.mode == "batch"
     assert chosen.reason.startswith("rule: ")
     assert "summar" in chosen.reason
 

@@ -1,0 +1,132 @@
+"""Ingest: queued jobs are routed, then answered from the cache or sent to their window."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy.orm import Session
+
+from app.accounting import service as accounting_service
+from app.cache import service as cache_service
+from app.catalog.catalog import Catalog
+from app.embeddings import service as embedding_service
+from app.embeddings.base import Embedder
+from app.intake.placement import Placement, place
+from app.jobs import repository as job_repository
+from app.jobs import transitions
+from app.jobs.rows import CachedAnswer, RoutedJob
+from app.kit import queue
+from app.models import JobState, utcnow
+
+
+def _routed(
+    job_id: uuid.UUID, placement: Placement, *, cache_key: str | None, now: datetime
+) -> RoutedJob:
+    assert placement.estimated_tokens is not None  # set by every placement, failed ones too
+    return RoutedJob(
+        id=job_id,
+        state=placement.state,
+        provider=placement.provider,
+        model=placement.model,
+        mode=placement.mode,
+        route_reason=placement.route_reason,
+        estimated_tokens=placement.estimated_tokens,
+        estimated_bytes=placement.estimated_bytes,
+        routed_at=placement.routed_at,
+        error=placement.error,
+        completed_at=placement.completed_at,
+        cache_key=cache_key,
+        updated_at=now,
+    )
+
+
+def ingest(
+    session: Session,
+    *,
+    job_ids: list[uuid.UUID],
+    catalog: Catalog,
+    embedder: Callable[[], Embedder] | None = None,
+) -> int:
+    """Answer queued jobs from the cache or route them into a window. Returns jobs handled.
+
+    Only jobs still ``queued`` are touched, under row locks, so a repeated or concurrent
+    message does nothing twice. The outcome is written in two statements (routed or failed
+    jobs, then cache answers), not one per job.
+    """
+    jobs = job_repository.lock_queued(session, ids=job_ids)
+    if not jobs:
+        return 0
+    now = utcnow()
+    routed: dict[uuid.UUID, Placement] = {}
+    failed: list[RoutedJob] = []
+    tiers: dict[uuid.UUID, str] = {}
+    for job in jobs:
+        placement = place(
+            job,
+            instruction=job.instruction,
+            model_hint=job.model_hint,
+            tier_hint=job.tier_hint,
+            requested_mode=job.requested_mode,
+            deadline=job.deadline,
+            catalog=catalog,
+            now=now,
+        )
+        if placement.state == JobState.failed:
+            failed.append(_routed(job.id, placement, cache_key=None, now=now))
+            continue
+        assert placement.model is not None
+        tiers[job.id] = catalog.model(placement.model).tier
+        routed[job.id] = placement
+
+    # Exact, then semantic (one embedding call for the whole chunk), then verification.
+    lookup = cache_service.lookup_jobs(
+        session,
+        jobs=[job for job in jobs if job.id in routed],
+        tiers=tiers,
+        embedder=embedder or embedding_service.get_embedder,
+    )
+    waiting: list[RoutedJob] = []
+    answered: list[CachedAnswer] = []
+    for job_id, placement in routed.items():
+        cache_key = lookup.keys.get(job_id)
+        hit = lookup.hits.get(job_id)
+        if hit is None:
+            waiting.append(_routed(job_id, placement, cache_key=cache_key, now=now))
+            continue
+        entry = hit.entry
+        assert placement.estimated_tokens is not None
+        answered.append(
+            CachedAnswer(
+                id=job_id,
+                state=JobState.completed,
+                provider=placement.provider,
+                model=entry.model,
+                mode=placement.mode,
+                route_reason=placement.route_reason,
+                estimated_tokens=placement.estimated_tokens,
+                estimated_bytes=placement.estimated_bytes,
+                routed_at=placement.routed_at,
+                error=None,
+                completed_at=now,
+                cache_key=cache_key,
+                updated_at=now,
+                cache_hit=True,
+                cached_from_job_id=entry.source_job_id,
+                cache_similarity=round(hit.similarity, 4),
+                result=entry.result,
+                input_tokens=entry.input_tokens,
+                output_tokens=entry.output_tokens,
+                cost_usd=Decimal(0),
+                naive_cost_usd=accounting_service.naive_price(
+                    catalog, input_tokens=entry.input_tokens, output_tokens=entry.output_tokens
+                ),
+            )
+        )
+    transitions.write_outcomes(session, waiting + failed)
+    transitions.write_outcomes(session, answered)
+    if waiting:
+        queue.enqueue(session, queue.COLLECT)
+    return len(jobs)

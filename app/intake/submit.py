@@ -1,0 +1,226 @@
+"""Accepting a submission: validation, idempotency, admission routing and the arrival flush."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from app.batching import service as batching_service
+from app.catalog.catalog import Catalog
+from app.delivery import service as delivery_service
+from app.intake.placement import UNROUTED, Placement, place
+from app.jobs import repository as job_repository
+from app.jobs import transitions
+from app.jobs.repository import ExistingJob
+from app.jobs.rows import NewJob
+from app.jobs.schemas import JobIn, SubmitResponse, SubmittedJob
+from app.kit import queue
+from app.kit.errors import ValidationFailed
+from app.kit.prompts import DEFAULT_INSTRUCTION
+from app.models import CacheMode, JobState, Tenant, utcnow
+from app.routing import service as routing_service
+
+# Job ids per ingest message: big enough to batch the work, small enough to spread it.
+INGEST_CHUNK = 1000
+
+
+def _validate(items: list[JobIn], *, keys: list[str], catalog: Catalog) -> None:
+    """Refuse the whole submission before anything is stored."""
+    duplicated = [key for key, n in Counter(keys).items() if n > 1]
+    if duplicated:
+        raise ValidationFailed(
+            f"idempotency_key repeated within one request: {', '.join(duplicated[:5])}"
+        )
+    for item in items:
+        routing_service.validate_hints(catalog, model=item.model, tier=item.tier)
+    # SSRF: refuse receivers on internal addresses now; delivery checks them again.
+    for url in sorted({str(item.webhook_url) for item in items if item.webhook_url}):
+        delivery_service.check_url(url, field="webhook_url")
+
+
+def submit(
+    session: Session, *, tenant: Tenant, items: list[JobIn], as_group: bool, catalog: Catalog
+) -> SubmitResponse:
+    """Store the jobs in one transaction and enqueue their next step once it commits.
+
+    Either every job is stored or none is. A job whose idempotency key the tenant used before
+    is not stored again: the earlier job is returned with ``existing=True``. A job that may be
+    answered from the cache is stored ``queued`` for ingest; one that skips the cache
+    (``cache: bypass``) has nothing to wait for, so it is routed here and stored ``waiting``
+    in its window (or ``failed`` when no model can take it), or ``batched`` when such jobs
+    fill a window by themselves (``batching_service.flush_on_arrival``).
+    """
+    keys = [item.idempotency_key for item in items if item.idempotency_key is not None]
+    _validate(items, keys=keys, catalog=catalog)
+
+    earlier = job_repository.find_by_keys(session, tenant_id=tenant.id, keys=keys) if keys else {}
+    fresh = [item for item in items if item.idempotency_key not in earlier]
+
+    group_id: uuid.UUID | None = None
+    if as_group and fresh:
+        group_id = transitions.create_group(session, tenant_id=tenant.id, size=len(fresh))
+
+    now = utcnow()
+    instructions, placements = _place(fresh, catalog=catalog, now=now)
+    batch_ids = _flush_arrivals(session, fresh, placements, catalog=catalog)
+    rows = [
+        NewJob(
+            id=uuid.uuid4(),
+            tenant_id=tenant.id,
+            group_id=group_id,
+            state=placement.state if batch_id is None else JobState.batched,
+            prompt=item.prompt,
+            document=item.document,
+            instruction=instruction,
+            system=item.system,
+            max_output_tokens=item.max_output_tokens,
+            model_hint=item.model,
+            tier_hint=item.tier,
+            metadata=item.metadata,
+            idempotency_key=item.idempotency_key,
+            webhook_url=str(item.webhook_url) if item.webhook_url else None,
+            cache_hit=False,
+            temperature=item.temperature,
+            cache_mode=item.cache,
+            semantic_cache=item.semantic_cache,
+            requested_mode=item.mode,
+            deadline=item.deadline,
+            priority=item.priority,
+            created_at=now,
+            updated_at=now,
+            provider=placement.provider,
+            model=placement.model,
+            mode=placement.mode,
+            route_reason=placement.route_reason,
+            estimated_tokens=placement.estimated_tokens,
+            estimated_bytes=placement.estimated_bytes,
+            routed_at=placement.routed_at,
+            error=placement.error,
+            completed_at=placement.completed_at,
+            provider_batch_id=batch_id,
+        )
+        for item, instruction, placement, batch_id in zip(
+            fresh, instructions, placements, batch_ids, strict=True
+        )
+    ]
+    inserted = transitions.insert_many(session, rows)
+    if len(inserted) < len(rows):
+        # A concurrent request stored some of these keys between our check and our insert.
+        raced = [r.idempotency_key for r in rows if r.id not in inserted and r.idempotency_key]
+        earlier.update(job_repository.find_by_keys(session, tenant_id=tenant.id, keys=raced))
+        if group_id is not None:
+            transitions.resize_group(session, group_id=group_id, size=len(inserted))
+    new = [row for row in rows if row.id in inserted]
+    submitted = _answers(items, earlier=earlier, new=new)
+
+    queued = [str(row.id) for row in new if row.state == JobState.queued]
+    for start in range(0, len(queued), INGEST_CHUNK):
+        queue.enqueue(session, queue.INGEST, queued[start : start + INGEST_CHUNK])
+    if any(row.state == JobState.waiting for row in new):
+        queue.enqueue(session, queue.COLLECT)
+
+    if as_group and group_id is None:
+        # A list resubmitted in full: answer with the group its jobs already belong to.
+        earlier_groups = {earlier[key].group_id for key in keys}
+        group_id = earlier_groups.pop() if len(earlier_groups) == 1 else None
+    return SubmitResponse(group_id=group_id, count=len(submitted), jobs=submitted)
+
+
+def _place(
+    fresh: list[JobIn], *, catalog: Catalog, now: datetime
+) -> tuple[list[str | None], list[Placement]]:
+    """Each job's stored instruction (documents default to summarise) and its placement:
+    routed now when it skips the cache, else left for ingest."""
+    instructions: list[str | None] = []
+    placements: list[Placement] = []
+    for item in fresh:
+        instruction = (
+            (item.instruction or DEFAULT_INSTRUCTION) if item.document is not None else None
+        )
+        instructions.append(instruction)
+        placements.append(
+            place(
+                item,
+                instruction=instruction,
+                model_hint=item.model,
+                tier_hint=item.tier,
+                requested_mode=item.mode,
+                deadline=item.deadline,
+                catalog=catalog,
+                now=now,
+            )
+            if item.cache == CacheMode.bypass
+            else UNROUTED
+        )
+    return instructions, placements
+
+
+def _flush_arrivals(
+    session: Session, fresh: list[JobIn], placements: list[Placement], *, catalog: Catalog
+) -> list[uuid.UUID | None]:
+    """Per job, the pending batch it goes straight into, if any.
+
+    A bulk submission that fills a window by itself leaves in a batch at once. Keyed jobs
+    wait for the collector: a key seen before means the row is not inserted at all.
+    """
+    arriving = [
+        index
+        for index, (item, placement) in enumerate(zip(fresh, placements, strict=True))
+        if placement.state == JobState.waiting and not item.idempotency_key
+    ]
+    placed = batching_service.flush_on_arrival(
+        session,
+        arrivals=[
+            _arrival(placements[index], priority=fresh[index].priority) for index in arriving
+        ],
+        catalog=catalog,
+    )
+    batch_ids: list[uuid.UUID | None] = [None] * len(fresh)
+    for index, batch_id in zip(arriving, placed, strict=True):
+        batch_ids[index] = batch_id
+    return batch_ids
+
+
+def _arrival(placement: Placement, *, priority: int) -> batching_service.Arrival:
+    """A routed job as the arrival flush sees it."""
+    # Set on every waiting placement.
+    assert placement.provider is not None
+    assert placement.model is not None
+    assert placement.mode is not None
+    assert placement.estimated_tokens is not None
+    assert placement.estimated_bytes is not None
+    return batching_service.Arrival(
+        placement.provider,
+        placement.model,
+        placement.mode,
+        priority,
+        placement.estimated_tokens,
+        placement.estimated_bytes,
+    )
+
+
+def _answers(
+    items: list[JobIn], *, earlier: dict[str, ExistingJob], new: list[NewJob]
+) -> list[SubmittedJob]:
+    """One answer per submitted item, in order: the job stored now, or the earlier one its
+    idempotency key names."""
+    new_by_key = {row.idempotency_key: row for row in new if row.idempotency_key}
+    new_unkeyed = iter(row for row in new if not row.idempotency_key)
+    submitted: list[SubmittedJob] = []
+    for item in items:
+        key = item.idempotency_key
+        if key is not None and key in earlier and key not in new_by_key:
+            existing = earlier[key]
+            submitted.append(
+                SubmittedJob(id=existing.id, state=existing.state, idempotency_key=key,
+                             existing=True)
+            )  # fmt: skip
+        else:
+            row = new_by_key[key] if key is not None else next(new_unkeyed)
+            submitted.append(
+                SubmittedJob(id=row.id, state=row.state, idempotency_key=key, existing=False)
+            )
+    return submitted

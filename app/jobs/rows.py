@@ -1,0 +1,89 @@
+"""Typed rows that other domains hand to ``app/jobs/transitions``.
+
+Each attribute is named after the ``jobs`` column it fills, so a transition turns a list of
+rows into one array per column (``app.kit.db.attribute_arrays``) without a per-row copy.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+from app.models import CacheMode, JobMode, JobState, RequestedMode
+
+
+class NewJob(NamedTuple):
+    """A job to insert, one attribute per column. A named tuple, not a dataclass: a bulk
+    submission builds ten thousand of them, and a tuple is the cheapest object to build."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    group_id: uuid.UUID | None
+    state: JobState
+    prompt: str | None
+    document: str | None
+    instruction: str | None
+    system: str | None
+    max_output_tokens: int | None
+    model_hint: str | None
+    tier_hint: str | None
+    metadata: dict[str, Any]
+    idempotency_key: str | None
+    webhook_url: str | None
+    cache_hit: bool
+    temperature: float | None
+    cache_mode: CacheMode
+    semantic_cache: bool | None
+    requested_mode: RequestedMode
+    deadline: datetime | None
+    priority: int
+    created_at: datetime
+    updated_at: datetime
+    # Set by routing when the job skips the cache (routed at submission); None while queued.
+    provider: str | None
+    model: str | None
+    mode: JobMode | None
+    route_reason: str | None
+    estimated_tokens: int | None
+    estimated_bytes: int | None
+    routed_at: datetime | None
+    error: str | None
+    completed_at: datetime | None
+    provider_batch_id: uuid.UUID | None
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedJob:
+    """What ingest decided for a queued job: ``waiting`` in its window, or ``failed`` when no
+    model can take it."""
+
+    id: uuid.UUID
+    state: JobState
+    provider: str | None
+    model: str | None
+    mode: JobMode | None
+    route_reason: str | None
+    estimated_tokens: int
+    estimated_bytes: int | None
+    routed_at: datetime | None
+    error: str | None
+    completed_at: datetime | None
+    cache_key: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CachedAnswer(RoutedJob):
+    """A routed job that ingest answered from the cache (``completed``)."""
+
+    cache_hit: bool
+    cached_from_job_id: uuid.UUID
+    cache_similarity: float
+    result: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal
+    naive_cost_usd: Decimal
