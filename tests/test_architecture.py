@@ -37,6 +37,21 @@ JOB_WRITES = re.compile(
     r"|(?i:INSERT\s+INTO\s+jobs\b|UPDATE\s+jobs\b|DELETE\s+FROM\s+jobs\b)"
 )
 MAX_LINES = 450
+# Each table's model and the domain that owns it. Another domain asks the owner; ``Tenant``
+# is the authenticated principal every service takes, so anyone may hold one.
+TABLE_OWNERS = {
+    "Job": "jobs",
+    "JobGroup": "jobs",
+    "ProviderBatch": "batching",
+    "CacheEntry": "cache",
+    "CacheSettings": "cache",
+    "JobEmbedding": "cache",
+    "WebhookEndpoint": "delivery",
+    "WebhookSecret": "delivery",
+    "WebhookDelivery": "delivery",
+    "WebhookAttempt": "delivery",
+    "ApiKey": "tenants",
+}
 
 
 def _modules() -> list[Path]:
@@ -107,6 +122,22 @@ def test_only_the_jobs_domain_writes_the_jobs_table() -> None:
         if JOB_WRITES.search(line)
     ]
     assert writers == []
+
+
+def test_domains_touch_only_their_own_tables() -> None:
+    strays = []
+    for path in _modules():
+        package = _package(path)
+        if package == "models" or package in EDGE:
+            continue
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("app.models"):
+                for alias in node.names:
+                    owner = TABLE_OWNERS.get(alias.name)
+                    if owner is not None and owner != package:
+                        strays.append(f"{path.relative_to(ROOT)} uses {alias.name} ({owner}'s)")
+    assert strays == []
 
 
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(ROOT)))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.models import BatchState, JobMode, ProviderBatch
@@ -20,6 +20,11 @@ def add_batch(
     session.add(batch)
     session.flush()
     return batch.id
+
+
+def ids_in_state(state: BatchState) -> Select[uuid.UUID]:
+    """The ids of batches in ``state``, as a subquery for statements on their jobs."""
+    return select(ProviderBatch.id).where(ProviderBatch.state == state)
 
 
 def route_of(session: Session, *, batch_id: uuid.UUID) -> tuple[str, JobMode] | None:

@@ -40,13 +40,20 @@ def sweep(
     for start in range(0, len(queued), 500):
         queue.enqueue(session, queue.INGEST, [str(i) for i in queued[start : start + 500]])
     waiting = job_repository.stale_jobs(session, state=JobState.waiting, before=before, limit=1)
-    orphans = transitions.release_orphans(session, before=before)
+    orphans = transitions.release_orphans(
+        session, before=before, live=repository.ids_in_state(BatchState.pending)
+    )
     if waiting or orphans:
         queue.enqueue(session, queue.COLLECT)
     pending = repository.stale_batches(session, state=BatchState.pending, before=before)
     for batch_id in pending:
         queue.enqueue(session, queue.SUBMIT_BATCH, str(batch_id))
-    stranded = job_repository.stranded_submitted(session, before=before, limit=10_000)
+    stranded = job_repository.stranded_submitted(
+        session,
+        before=before,
+        limit=10_000,
+        open_batches=repository.ids_in_state(BatchState.submitted),
+    )
     if stranded:
         _settle_stranded(session, jobs=stranded, catalog=catalog or get_catalog(), now=now)
     unpolled = repository.stale_batches(session, state=BatchState.submitted, before=before)

@@ -9,18 +9,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.kit.db import in_array
 from app.models import (
-    BatchState,
     CacheMode,
     Job,
     JobGroup,
     JobMode,
     JobState,
-    ProviderBatch,
     RequestedMode,
 )
 
@@ -284,9 +282,12 @@ def stale_jobs(
     return list(session.scalars(query))
 
 
-def stranded_submitted(session: Session, *, before: datetime, limit: int) -> list[BatchMember]:
-    """Lock submitted jobs whose batch ended (or vanished) without giving them an outcome."""
-    open_batches = select(ProviderBatch.id).where(ProviderBatch.state == BatchState.submitted)
+def stranded_submitted(
+    session: Session, *, before: datetime, limit: int, open_batches: Select[uuid.UUID]
+) -> list[BatchMember]:
+    """Lock submitted jobs whose batch ended (or vanished) without giving them an outcome:
+    it is not among ``open_batches`` (the batches still at the provider, a query batching
+    hands in)."""
     query = (
         select(*_MEMBER_COLUMNS)
         .where(

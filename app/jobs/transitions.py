@@ -16,7 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, or_, select, update
+from sqlalchemy import Select, Table, or_, update
 from sqlalchemy.orm import Session
 
 from app.jobs import events
@@ -24,12 +24,10 @@ from app.jobs.rows import NewJob, RoutedJob
 from app.kit.db import attribute_arrays, execute_binary, in_array, update_columns, update_rows_by_id
 from app.models import (
     TERMINAL_STATES,
-    BatchState,
     Job,
     JobGroup,
     JobMode,
     JobState,
-    ProviderBatch,
     utcnow,
 )
 
@@ -215,10 +213,11 @@ def release(session: Session, *, job_ids: Sequence[uuid.UUID]) -> None:
     )
 
 
-def release_orphans(session: Session, *, before: datetime) -> list[uuid.UUID]:
-    """batched → waiting for jobs not updated since ``before`` whose batch is gone or no longer
-    pending; returns their ids."""
-    live = select(ProviderBatch.id).where(ProviderBatch.state == BatchState.pending)
+def release_orphans(
+    session: Session, *, before: datetime, live: Select[uuid.UUID]
+) -> list[uuid.UUID]:
+    """batched → waiting for jobs not updated since ``before`` whose batch is gone or not among
+    ``live`` (the pending batches, a query batching hands in); returns their ids."""
     statement = (
         update(Job)
         .where(
