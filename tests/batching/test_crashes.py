@@ -96,6 +96,23 @@ def queued_jobs(db: Session, tenant: Tenant, count: int) -> list[uuid.UUID]:
     return ids
 
 
+def waiting_jobs(db: Session, tenant: Tenant, count: int) -> list[uuid.UUID]:
+    """Committed jobs already routed and due in one window: the first collect claims them all
+    into one batch, whatever the timing of ingest on a busy machine."""
+    ids = [
+        make_job(
+            db,
+            tenant=tenant,
+            prompt=f"Crash test {i}: {uuid.uuid4().hex}?",
+            state=JobState.waiting,
+            routed_ago=timedelta(seconds=30),
+        ).id
+        for i in range(count)
+    ]
+    db.commit()
+    return ids
+
+
 def calls(simulator: str, key: str) -> int:
     body = httpx.get(simulator.removesuffix("/v1") + "/_simulator/calls").json()
     return int(body.get(key, 0))
@@ -181,7 +198,7 @@ def test_a_worker_killed_mid_submit_loses_nothing_and_sends_nothing_twice(
     # up (nothing can have reached the provider before it); the second must.
     fault(simulator, path_prefix="/v1/batches", delay_seconds=3)
     first = start_worker(procs, "crash-a", simulator=simulator)
-    ids = queued_jobs(db, tenant[0], 30)
+    ids = waiting_jobs(db, tenant[0], 30)
 
     eventually(lambda: calls(simulator, "POST /v1/batches") >= 1, what="batch create call")
     kill(procs, first)
