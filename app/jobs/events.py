@@ -11,13 +11,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.delivery import service as delivery_service
+from app.jobs import repository
 from app.jobs.views import group_out, to_out
-from app.kit.db import in_array
-from app.models import TERMINAL_STATES, Job, JobGroup
 
 
 def jobs_finished(
@@ -35,14 +33,14 @@ def jobs_finished(
     """
     if not job_ids:
         return []
-    own_urls = _tenants(session, ids=job_ids)
+    own_urls = repository.listening_tenants(session, ids=job_ids)
     if not own_urls:
         return []
     listeners = delivery_service.listeners(session, tenant_ids=sorted(own_urls))
     if not listeners and not any(own_urls.values()):
         return []
 
-    jobs = _ended(session, ids=job_ids)
+    jobs = repository.ended_jobs(session, ids=job_ids)
     ended = [
         delivery_service.JobEnded(
             tenant_id=job.tenant_id,
@@ -67,7 +65,7 @@ def jobs_finished(
     completed: list[delivery_service.GroupCompleted] = []
     # Locking the group serialises transactions ending its last jobs, so one of them is sure
     # to see every job ended (dedup_key makes it harmless when both do).
-    for group in _lock_groups(session, ids=group_ids):
+    for group in repository.lock_groups(session, ids=group_ids):
         out = group_out(session, group)
         if out.done:
             completed.append(
@@ -84,33 +82,3 @@ def jobs_finished(
     return delivery_service.record(
         session, listeners=listeners, jobs=ended, groups=completed, config=config
     )
-
-
-def _tenants(session: Session, *, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, bool]:
-    """The tenants of these jobs, each with whether any of its jobs has a ``webhook_url``."""
-    query = (
-        select(Job.tenant_id, func.bool_or(Job.webhook_url.is_not(None)))
-        .where(in_array(Job.id, ids))
-        .group_by(Job.tenant_id)
-    )
-    return {tenant_id: bool(own) for tenant_id, own in session.execute(query)}
-
-
-def _ended(session: Session, *, ids: Sequence[uuid.UUID]) -> list[Job]:
-    """The jobs among ``ids`` that have ended, freshly read from the database."""
-    query = (
-        select(Job)
-        .where(in_array(Job.id, ids), Job.state.in_(TERMINAL_STATES))
-        .order_by(Job.id)
-        # Results may have been written with a bulk UPDATE: refresh any stale loaded copy.
-        .execution_options(populate_existing=True)
-    )
-    return list(session.scalars(query))
-
-
-def _lock_groups(session: Session, *, ids: Sequence[uuid.UUID]) -> list[JobGroup]:
-    """Lock groups in id order, so two finishing transactions cannot deadlock."""
-    if not ids:
-        return []
-    query = select(JobGroup).where(in_array(JobGroup.id, ids)).order_by(JobGroup.id)
-    return list(session.scalars(query.with_for_update()))

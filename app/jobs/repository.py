@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.kit.db import in_array
 from app.models import (
+    TERMINAL_STATES,
     CacheMode,
     Job,
     JobGroup,
@@ -131,6 +132,39 @@ def list_group_jobs(
     if after is not None:
         query = query.where(Job.id > after)
     return list(session.scalars(query.order_by(Job.id).limit(limit)))
+
+
+# Reads for the events of ended jobs (app/jobs/events.py) ------------------------------------
+
+
+def listening_tenants(session: Session, *, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, bool]:
+    """The tenants of these jobs, each with whether any of its jobs has a ``webhook_url``."""
+    query = (
+        select(Job.tenant_id, func.bool_or(Job.webhook_url.is_not(None)))
+        .where(in_array(Job.id, ids))
+        .group_by(Job.tenant_id)
+    )
+    return {tenant_id: bool(own) for tenant_id, own in session.execute(query)}
+
+
+def ended_jobs(session: Session, *, ids: Sequence[uuid.UUID]) -> list[Job]:
+    """The jobs among ``ids`` that have ended, freshly read from the database."""
+    query = (
+        select(Job)
+        .where(in_array(Job.id, ids), Job.state.in_(TERMINAL_STATES))
+        .order_by(Job.id)
+        # Results may have been written with a bulk UPDATE: refresh any stale loaded copy.
+        .execution_options(populate_existing=True)
+    )
+    return list(session.scalars(query))
+
+
+def lock_groups(session: Session, *, ids: Sequence[uuid.UUID]) -> list[JobGroup]:
+    """Lock groups in id order, so two finishing transactions cannot deadlock."""
+    if not ids:
+        return []
+    query = select(JobGroup).where(in_array(JobGroup.id, ids)).order_by(JobGroup.id)
+    return list(session.scalars(query.with_for_update()))
 
 
 # Reads for app/batching -----------------------------------------------------------------------
