@@ -1,20 +1,18 @@
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import cast
 
 from fastapi import APIRouter
 
 from app.cache import service as cache_service
 from app.cache.schemas import CacheSettingsIn, CacheSettingsOut, InvalidateIn, InvalidateOut
 from app.kit.deps import SessionDep
-from app.kit.errors import ErrorResponse
+from app.kit.errors import error_responses
 from app.tenants.deps import CurrentTenant
 
 router = APIRouter(prefix="/v1/cache", tags=["cache"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 422)
-}
+ERRORS = error_responses(400, 401, 422)
 
 
 def _out(policy: cache_service.Policy, entries: int) -> CacheSettingsOut:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
@@ -18,15 +18,13 @@ from app.delivery.schemas import (
     SecretOut,
 )
 from app.kit.deps import SessionDep
-from app.kit.errors import ErrorResponse
+from app.kit.errors import error_responses
 from app.models import DeliveryState
 from app.tenants.deps import CurrentTenant
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 422)
-}
+ERRORS = error_responses(400, 401, 404, 409, 422)
 
 
 @router.post(

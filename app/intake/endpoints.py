@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import TypeAdapter, ValidationError
@@ -13,14 +13,17 @@ from app.config import get_settings
 from app.intake import submit as intake_submit
 from app.jobs.schemas import JobIn, SubmitResponse
 from app.kit.deps import SessionDep
-from app.kit.errors import BadRequest, ErrorResponse, PayloadTooLarge, ValidationFailed
+from app.kit.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    ValidationFailed,
+    error_responses,
+)
 from app.tenants.deps import CurrentTenant
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422)
-}
+ERRORS = error_responses(400, 401, 404, 413, 422)
 
 _job_list = TypeAdapter(list[JobIn])
 

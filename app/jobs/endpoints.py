@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
@@ -15,15 +15,13 @@ from app.jobs.schemas import GroupCancelled, GroupOut, JobOut, JobPage
 from app.jobs.views import to_out
 from app.kit.db import session_scope
 from app.kit.deps import SessionDep
-from app.kit.errors import ErrorResponse
+from app.kit.errors import error_responses
 from app.models import TERMINAL_STATES
 from app.tenants.deps import CurrentTenant
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422)
-}
+ERRORS = error_responses(400, 401, 404, 413, 422)
 
 
 def _retry_after(response: Response, *, running: bool) -> None:

@@ -59,3 +59,8 @@ class PayloadTooLarge(ThriftyError):
 class Conflict(ThriftyError):
     status_code = 409
     type = "conflict"
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for an endpoint's error statuses, all in the one error schema."""
+    return {code: {"model": ErrorResponse} for code in codes}
