@@ -10,6 +10,7 @@ import os
 import socket
 import sys
 import tempfile
+import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,10 +46,12 @@ os.environ.update(
 )
 
 import httpx  # noqa: E402
+import psycopg  # noqa: E402
 import pytest  # noqa: E402
 import redis  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import text  # noqa: E402
+from sqlalchemy.exc import OperationalError  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from app.kit.db import get_engine, get_sessionmaker  # noqa: E402
@@ -102,8 +105,17 @@ TABLES = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
 @pytest.fixture
 def db(database: str, broker: str) -> Iterator[Session]:
     """A session on an emptied database."""
-    with get_engine().begin() as conn:
-        conn.execute(text(f"TRUNCATE {TABLES} CASCADE"))
+    for attempt in range(10):
+        try:
+            with get_engine().begin() as conn:
+                conn.execute(text(f"TRUNCATE {TABLES} CASCADE"))
+            break
+        except OperationalError as exc:
+            # A worker still running (a module-scoped one, its beat) can deadlock with the
+            # TRUNCATE's table locks; Postgres aborts one side, and emptying again succeeds.
+            if attempt == 9 or not isinstance(exc.orig, psycopg.errors.DeadlockDetected):
+                raise
+            time.sleep(0.2)
     session = get_sessionmaker()()
     yield session
     session.close()
