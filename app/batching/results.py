@@ -171,7 +171,7 @@ def apply_outcomes(
     now = utcnow()
     outcomes: list[JobOutcome] = []
     retries: list[Retry] = []
-    writes = []
+    answers: list[tuple[job_repository.BatchMember, str, str, BatchResult]] = []
     seen: set[str] = set()
     for result in results:
         job = jobs.get(result.custom_id)
@@ -204,20 +204,7 @@ def apply_outcomes(
             )
         )
         if job.cache_key:
-            writes.append(
-                cache_service.CacheWrite(
-                    tenant_id=job.tenant_id,
-                    cache_key=job.cache_key,
-                    model=batch.model,
-                    result=result.content,
-                    source_job_id=job.id,
-                    input_tokens=result.input_tokens,
-                    output_tokens=result.output_tokens,
-                    cache_mode=job.cache_mode,
-                    prompt=job.prompt,
-                    document=job.document,
-                )
-            )
+            answers.append((job, job.cache_key, result.content, result))
     reason = status.error or f"provider batch ended {status.status} without a result for this job"
     # A batch that expired (or completed yet left a request out) did not try every request.
     retryable = retry_all or status.status in {"expired", "completed"}
@@ -232,6 +219,23 @@ def apply_outcomes(
             outcomes.append(JobOutcome.failed(job.id, error=reason, at=now))
     transitions.apply_results(session, outcomes, from_state=JobState.submitted)
     transitions.requeue(session, retries, from_state=JobState.submitted)
+    # Only answers the cache keeps need their request text: jobs that skip the cache read none.
+    texts = job_repository.request_texts(session, ids=[job.id for job, *_ in answers])
+    writes = [
+        cache_service.CacheWrite(
+            tenant_id=job.tenant_id,
+            cache_key=cache_key,
+            model=batch.model,
+            result=content,
+            source_job_id=job.id,
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+            cache_mode=job.cache_mode,
+            prompt=texts[job.id].prompt,
+            document=texts[job.id].document,
+        )
+        for job, cache_key, content, result in answers
+    ]
     cache_service.store_many(session, writes)
     if retries:
         queue.enqueue(session, queue.COLLECT)

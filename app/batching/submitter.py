@@ -15,7 +15,7 @@ from app.jobs import transitions
 from app.kit import queue
 from app.kit.db import session_scope
 from app.kit.prompts import build_messages
-from app.models import BatchState, JobMode, JobState, utcnow
+from app.models import BatchState, JobMode, JobState, ProviderBatch, utcnow
 from app.providers.base import (
     BatchProvider,
     BatchRequest,
@@ -69,6 +69,20 @@ def _requests(jobs: list[job_repository.BatchJob]) -> list[BatchRequest]:
     ]
 
 
+def _lock_with_jobs(
+    session: Session, *, batch_id: uuid.UUID
+) -> tuple[ProviderBatch, list[job_repository.BatchJob]] | None:
+    """A pending batch, locked, with its claimed jobs; None when it is not pending (or
+    another worker holds it). A batch left with no jobs is failed here and comes back empty."""
+    batch = repository.lock_batch(session, batch_id=batch_id, state=BatchState.pending)
+    if batch is None:
+        return None
+    jobs = job_repository.batch_jobs(session, batch_id=batch.id, state=JobState.batched)
+    if not jobs:
+        batch.state, batch.error = BatchState.failed, "no jobs left to submit"
+    return batch, jobs
+
+
 def submit(
     session: Session, *, batch_id: uuid.UUID, provider: BatchProvider, attempt: int | None = None
 ) -> bool:
@@ -81,12 +95,11 @@ def submit(
     go back to their window. A provider that refuses the batch itself fails it and its jobs;
     a retryable ``ProviderError`` is raised, for the caller to roll back and try again.
     """
-    batch = repository.lock_batch(session, batch_id=batch_id, state=BatchState.pending)
-    if batch is None:
+    locked = _lock_with_jobs(session, batch_id=batch_id)
+    if locked is None:
         return False
-    jobs = job_repository.batch_jobs(session, batch_id=batch.id, state=JobState.batched)
+    batch, jobs = locked
     if not jobs:
-        batch.state, batch.error = BatchState.failed, "no jobs left to submit"
         return True
     now = utcnow()
     try:
@@ -132,12 +145,11 @@ def run_realtime(
     Runs in one transaction under the batch's lock: a worker killed mid-way leaves the batch
     pending (nothing applied), and the sweeper sends it again.
     """
-    batch = repository.lock_batch(session, batch_id=batch_id, state=BatchState.pending)
-    if batch is None:
+    locked = _lock_with_jobs(session, batch_id=batch_id)
+    if locked is None:
         return False
-    jobs = job_repository.batch_jobs(session, batch_id=batch.id, state=JobState.batched)
+    batch, jobs = locked
     if not jobs:
-        batch.state, batch.error = BatchState.failed, "no jobs left to submit"
         return True
     now = utcnow()
     transitions.mark_submitted(session, batch_id=batch.id, at=now)

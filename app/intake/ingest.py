@@ -25,22 +25,8 @@ from app.models import JobState, utcnow
 def _routed(
     job_id: uuid.UUID, placement: Placement, *, cache_key: str | None, now: datetime
 ) -> RoutedJob:
-    assert placement.estimated_tokens is not None  # set by every placement, failed ones too
-    return RoutedJob(
-        id=job_id,
-        state=placement.state,
-        provider=placement.provider,
-        model=placement.model,
-        mode=placement.mode,
-        route_reason=placement.route_reason,
-        estimated_tokens=placement.estimated_tokens,
-        estimated_bytes=placement.estimated_bytes,
-        routed_at=placement.routed_at,
-        error=placement.error,
-        completed_at=placement.completed_at,
-        cache_key=cache_key,
-        updated_at=now,
-    )
+    """The row ingest writes: the placement's route columns, the cache key, the time."""
+    return RoutedJob(id=job_id, **placement._asdict(), cache_key=cache_key, updated_at=now)
 
 
 def ingest(
@@ -97,20 +83,13 @@ def ingest(
             waiting.append(_routed(job_id, placement, cache_key=cache_key, now=now))
             continue
         entry = hit.entry
-        assert placement.estimated_tokens is not None
+        answer = placement._replace(
+            state=JobState.completed, model=entry.model, error=None, completed_at=now
+        )
         answered.append(
             CachedAnswer(
                 id=job_id,
-                state=JobState.completed,
-                provider=placement.provider,
-                model=entry.model,
-                mode=placement.mode,
-                route_reason=placement.route_reason,
-                estimated_tokens=placement.estimated_tokens,
-                estimated_bytes=placement.estimated_bytes,
-                routed_at=placement.routed_at,
-                error=None,
-                completed_at=now,
+                **answer._asdict(),
                 cache_key=cache_key,
                 updated_at=now,
                 cache_hit=True,

@@ -274,8 +274,8 @@ def batch_jobs(session: Session, *, batch_id: uuid.UUID, state: JobState) -> lis
 
 @dataclass(frozen=True)
 class BatchMember:
-    """What applying a result (or retrying a job) needs of it; the request text and cache
-    mode are what the cache stores the answer under."""
+    """What applying a result (or retrying a job) needs of it: not its prompt or document
+    (``request_texts`` reads those for the answers the cache keeps)."""
 
     id: uuid.UUID
     tenant_id: uuid.UUID
@@ -284,8 +284,6 @@ class BatchMember:
     attempts: int
     cache_key: str | None
     cache_mode: CacheMode
-    prompt: str | None
-    document: str | None
 
 
 _MEMBER_COLUMNS = tuple(getattr(Job, f.name) for f in fields(BatchMember))
@@ -295,6 +293,23 @@ def batch_members(session: Session, *, batch_id: uuid.UUID, state: JobState) -> 
     """A batch's jobs in ``state``."""
     query = select(*_MEMBER_COLUMNS).where(Job.provider_batch_id == batch_id, Job.state == state)
     return [BatchMember(*row) for row in session.execute(query)]
+
+
+class RequestText(NamedTuple):
+    """A job's request text, as the cache stores it beside an answer."""
+
+    prompt: str | None
+    document: str | None
+
+
+def request_texts(session: Session, *, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, RequestText]:
+    """The prompt and document of each job among ``ids``."""
+    if not ids:
+        return {}
+    query = select(Job.id, Job.prompt, Job.document).where(in_array(Job.id, ids))
+    return {
+        job_id: RequestText(prompt, document) for job_id, prompt, document in session.execute(query)
+    }
 
 
 def has_jobs(session: Session, *, batch_id: uuid.UUID, state: JobState) -> bool:

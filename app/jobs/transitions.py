@@ -16,7 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, or_, update
+from sqlalchemy import ColumnElement, Select, Table, or_, update
 from sqlalchemy.orm import Session
 
 from app.jobs import events
@@ -98,15 +98,13 @@ def write_outcomes(session: Session, rows: Sequence[RoutedJob]) -> None:
     events.jobs_finished(session, job_ids=[row.id for row in rows if row.state in TERMINAL_STATES])
 
 
-def cancel_unfinished(session: Session, *, group_id: uuid.UUID, now: datetime) -> list[uuid.UUID]:
-    """Move a group's jobs that have not ended to ``cancelled``; returns their ids.
-
-    The UPDATE re-checks each row's state after waiting for its lock, so a job that a
-    concurrent poller completes first keeps its result.
-    """
+def _cancel(session: Session, *where: ColumnElement[bool], now: datetime) -> list[uuid.UUID]:
+    """Move the jobs matching ``where`` that have not ended to ``cancelled``; returns their
+    ids. The UPDATE re-checks each row's state after waiting for its lock, so a result the
+    poller applies first wins, and a result arriving after the cancel is never applied."""
     statement = (
         update(Job)
-        .where(Job.group_id == group_id, Job.state.not_in(TERMINAL_STATES))
+        .where(*where, Job.state.not_in(TERMINAL_STATES))
         .values(
             state=JobState.cancelled,
             error=_CANCELLED,
@@ -121,28 +119,14 @@ def cancel_unfinished(session: Session, *, group_id: uuid.UUID, now: datetime) -
     return cancelled
 
 
-def cancel_one(session: Session, *, tenant_id: uuid.UUID, job_id: uuid.UUID, now: datetime) -> bool:
-    """Move one job that has not ended to ``cancelled``; False when it had already ended.
+def cancel_unfinished(session: Session, *, group_id: uuid.UUID, now: datetime) -> list[uuid.UUID]:
+    """Move a group's jobs that have not ended to ``cancelled``; returns their ids."""
+    return _cancel(session, Job.group_id == group_id, now=now)
 
-    The UPDATE re-checks the state after waiting for the row lock, so a result the poller
-    applies first wins, and a result arriving after the cancel is never applied.
-    """
-    statement = (
-        update(Job)
-        .where(Job.id == job_id, Job.tenant_id == tenant_id, Job.state.not_in(TERMINAL_STATES))
-        .values(
-            state=JobState.cancelled,
-            error=_CANCELLED,
-            cancelled_at=now,
-            completed_at=now,
-            updated_at=now,
-        )
-        .returning(Job.id)
-    )
-    if session.scalar(statement) is None:
-        return False
-    events.jobs_finished(session, job_ids=[job_id])
-    return True
+
+def cancel_one(session: Session, *, tenant_id: uuid.UUID, job_id: uuid.UUID, now: datetime) -> bool:
+    """Move one job that has not ended to ``cancelled``; False when it had already ended."""
+    return bool(_cancel(session, Job.id == job_id, Job.tenant_id == tenant_id, now=now))
 
 
 # Windows, provider batches and results (app/batching) -----------------------------------------
