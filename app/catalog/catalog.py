@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -60,9 +61,14 @@ class ModelConfig(_Strict):
     name: str
     provider: str
     tier: str
-    input_per_mtok: float = Field(ge=0)
-    output_per_mtok: float = Field(ge=0)
-    batch_discount: float = Field(default=0.5, ge=0, lt=1)
+    # Money is Decimal from the file onwards (TOML floats are read through their text).
+    input_per_mtok: Decimal = Field(ge=0)
+    output_per_mtok: Decimal = Field(ge=0)
+    # Provider prompt caching: the price of an input token read from the provider's cache,
+    # and of one written to it (Anthropic's cache creation); unset means no discount.
+    cached_input_per_mtok: Decimal | None = Field(default=None, ge=0)
+    cache_write_per_mtok: Decimal | None = Field(default=None, ge=0)
+    batch_discount: Decimal = Field(default=Decimal("0.5"), ge=0, lt=1)
     context_tokens: int = Field(gt=0)
     # Batch window: flush at max_size jobs, max_tokens estimated input tokens, max_bytes of
     # batch file (never above the provider's limit), or when the oldest job waited max_wait.
@@ -126,7 +132,8 @@ class Catalog(_Strict):
 
 def load_catalog(path: Path) -> Catalog:
     with path.open("rb") as fh:
-        return Catalog.model_validate(tomllib.load(fh))
+        # parse_float=Decimal: a price is the decimal written in the file, not a binary float.
+        return Catalog.model_validate(tomllib.load(fh, parse_float=Decimal))
 
 
 @lru_cache

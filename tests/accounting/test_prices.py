@@ -69,9 +69,9 @@ def test_batch_price_applies_the_models_own_discount() -> None:
         name="custom",
         provider="openai",
         tier="economy",
-        input_per_mtok=1.0,
-        output_per_mtok=3.0,
-        batch_discount=0.25,
+        input_per_mtok=Decimal("1.0"),
+        output_per_mtok=Decimal("3.0"),
+        batch_discount=Decimal("0.25"),
         context_tokens=8_000,
     )
 

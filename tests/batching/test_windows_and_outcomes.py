@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -238,7 +239,7 @@ def test_expired_requests_go_realtime_when_the_policy_says_so(
             job.input_tokens * model.input_per_mtok + job.output_tokens * model.output_per_mtok
         ) / 1_000_000
         assert job.cost_usd is not None
-        assert abs(float(job.cost_usd) - list_cost) < 1e-7
+        assert abs(job.cost_usd - list_cost) < Decimal("1e-7")
     assert [b.mode for b in batches(db)] == ["batch", "realtime"]
 
 
