@@ -92,6 +92,15 @@ class Settings(BaseSettings):
     # Short-prompt verifier: a model trained by `thrifty cache train` (none: the rule verifier).
     cache_verifier_path: Path | None = None
 
+    # API keys (app/tenants): after a rotation the old key keeps working this long.
+    api_key_rotation_grace_seconds: float = Field(default=86_400.0, ge=0)
+    # Per-tenant limits (tenants' own columns override them); enforced in Redis, shared by
+    # every API process. Jobs count one per job of a list.
+    tenant_requests_per_minute: int = Field(default=1200, gt=0)
+    tenant_jobs_per_minute: int = Field(default=100_000, gt=0)
+    # Jobs of a tenant not yet ended (queued … submitted); more are refused with 429.
+    tenant_max_unfinished_jobs: int = Field(default=200_000, gt=0)
+
     flower_user: str = "thrifty"
     flower_password: str = "thrifty"  # noqa: S105 - refused in production by the validator
 
@@ -119,6 +128,14 @@ class Settings(BaseSettings):
             if value.startswith(prefix):
                 return "postgresql+psycopg://" + value[len(prefix) :]
         return value
+
+    @model_validator(mode="after")
+    def _embedded_database_port(self) -> Settings:
+        # Without an explicit THRIFTY_DATABASE_URL, commands (`thrifty tenant create`, `key`,
+        # `migrate`) reach the embedded stack's Postgres on THRIFTY_PG_PORT, never another's.
+        if "database_url" not in self.model_fields_set and "pg_port" in self.model_fields_set:
+            self.database_url = f"postgresql+psycopg://postgres@127.0.0.1:{self.pg_port}/thrifty"
+        return self
 
     @model_validator(mode="after")
     def _no_default_secrets_in_production(self) -> Settings:

@@ -20,6 +20,8 @@ from app.jobs.endpoints import router as jobs_router
 from app.jobs.schemas import JobIn
 from app.kit.errors import ErrorBody, ErrorResponse, ThriftyError
 from app.metrics import registry
+from app.tenants.deps import OperatorScope
+from app.tenants.endpoints import router as keys_router
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +35,15 @@ Authenticate with `Authorization: Bearer <api key>`. Every error has the shape
 """
 
 
-def _error(status: int, type_: str, message: str, details: Any = None) -> JSONResponse:
+def _error(
+    status: int,
+    type_: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body = ErrorResponse(error=ErrorBody(type=type_, message=message, details=details))
-    return JSONResponse(status_code=status, content=body.model_dump(mode="json"))
+    return JSONResponse(status_code=status, content=body.model_dump(mode="json"), headers=headers)
 
 
 def create_app() -> FastAPI:
@@ -44,11 +52,12 @@ def create_app() -> FastAPI:
     app.include_router(jobs_router)
     app.include_router(cache_router)
     app.include_router(webhooks_router)
+    app.include_router(keys_router)
     app.include_router(health_router)
 
     @app.exception_handler(ThriftyError)
     async def _thrifty_error(request: Request, exc: ThriftyError) -> JSONResponse:
-        return _error(exc.status_code, exc.type, exc.message, exc.details)
+        return _error(exc.status_code, exc.type, exc.message, exc.details, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -69,7 +78,8 @@ def create_app() -> FastAPI:
         return _error(500, "internal_error", "internal error; the server log has details")
 
     @app.get("/metrics", include_in_schema=False)
-    def metrics() -> PlainTextResponse:
+    def metrics(operator: OperatorScope) -> PlainTextResponse:
+        # Every tenant's counts and costs: only for a key with the operator scope.
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     def openapi() -> dict[str, Any]:

@@ -129,6 +129,17 @@ def make_tenant(session: Session, *, name: str = "acme") -> tuple[Tenant, str]:
     return tenant, key
 
 
+def operator_headers(session: Session, tenant: Tenant) -> dict[str, str]:
+    """Headers of a committed key with the operator scope (``/metrics``)."""
+    from app.tenants.scopes import Scope
+
+    _, key = tenant_service.create_key(
+        session, tenant=tenant, name="operator", scopes=[Scope.operator]
+    )
+    session.commit()
+    return {"Authorization": f"Bearer {key}"}
+
+
 @pytest.fixture
 def tenant(db: Session) -> tuple[Tenant, str]:
     return make_tenant(db)

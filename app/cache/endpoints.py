@@ -8,7 +8,7 @@ from app.cache import service as cache_service
 from app.cache.schemas import CacheSettingsIn, CacheSettingsOut, InvalidateIn, InvalidateOut
 from app.kit.deps import SessionDep
 from app.kit.errors import error_responses
-from app.tenants.deps import CurrentTenant
+from app.tenants.deps import CacheWrite
 
 router = APIRouter(prefix="/v1/cache", tags=["cache"])
 
@@ -27,7 +27,7 @@ def _out(policy: cache_service.Policy, entries: int) -> CacheSettingsOut:
 
 
 @router.get("/settings", responses=ERRORS)
-def get_cache_settings(session: SessionDep, tenant: CurrentTenant) -> CacheSettingsOut:
+def get_cache_settings(session: SessionDep, tenant: CacheWrite) -> CacheSettingsOut:
     """The tenant's effective cache settings and its entry count."""
     policy = cache_service.policy(session, tenant_id=tenant.id)
     return _out(policy, cache_service.count_entries(session, tenant_id=tenant.id))
@@ -35,7 +35,7 @@ def get_cache_settings(session: SessionDep, tenant: CurrentTenant) -> CacheSetti
 
 @router.put("/settings", responses=ERRORS)
 def put_cache_settings(
-    body: CacheSettingsIn, session: SessionDep, tenant: CurrentTenant
+    body: CacheSettingsIn, session: SessionDep, tenant: CacheWrite
 ) -> CacheSettingsOut:
     """Change the tenant's threshold, TTL or entry limit; limits apply at once."""
     # CacheSettingsIn has exactly the fields of PolicyChanges; unset ones stay out.
@@ -47,7 +47,7 @@ def put_cache_settings(
 
 
 @router.post("/invalidate", responses=ERRORS)
-def invalidate(body: InvalidateIn, session: SessionDep, tenant: CurrentTenant) -> InvalidateOut:
+def invalidate(body: InvalidateIn, session: SessionDep, tenant: CacheWrite) -> InvalidateOut:
     """Delete the tenant's entries by id, by the job that produced them, or all of them."""
     count = cache_service.invalidate(
         session,

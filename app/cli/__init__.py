@@ -1,8 +1,8 @@
 """The ``thrifty`` command: one Typer app, one module per command group.
 
-``stack`` (up, down, demo, migrate), ``tenant`` (tenant create), ``cache`` (eval cache,
-cache train) and ``simulator``. Modules import the heavy parts of Thrifty inside their
-commands, so ``thrifty --help`` and the simulator start fast.
+``stack`` (up, down, demo, migrate), ``tenant`` (tenant create; key create|list|revoke),
+``cache`` (eval cache, cache train) and ``simulator``. Modules import the heavy parts of
+Thrifty inside their commands, so ``thrifty --help`` and the simulator start fast.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ app = typer.Typer(
 app.add_typer(stack.app)
 app.add_typer(simulator.app)
 app.add_typer(tenant.app, name="tenant", help="manage tenants")
+app.add_typer(tenant.keys, name="key", help="manage a tenant's API keys")
 app.add_typer(cache.eval_app, name="eval", help="measure parts of Thrifty on labelled data")
 app.add_typer(cache.app, name="cache", help="semantic cache tools")
 

@@ -20,7 +20,7 @@ from app.delivery.schemas import (
 from app.kit.deps import SessionDep
 from app.kit.errors import error_responses
 from app.models import DeliveryState
-from app.tenants.deps import CurrentTenant
+from app.tenants.deps import WebhooksWrite
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
@@ -35,7 +35,7 @@ ERRORS = error_responses(400, 401, 404, 409, 422)
     summary="Register a webhook endpoint",
 )
 def create_endpoint(
-    data: EndpointIn, tenant: CurrentTenant, session: SessionDep
+    data: EndpointIn, tenant: WebhooksWrite, session: SessionDep
 ) -> EndpointCreated:
     """Subscribe a URL to events. The answer holds the signing secret, shown only this once.
 
@@ -46,18 +46,18 @@ def create_endpoint(
 
 
 @router.get("/endpoints", response_model=list[EndpointOut], responses=ERRORS)
-def list_endpoints(tenant: CurrentTenant, session: SessionDep) -> list[EndpointOut]:
+def list_endpoints(tenant: WebhooksWrite, session: SessionDep) -> list[EndpointOut]:
     """The tenant's endpoints (without secrets)."""
     return subscriptions.list_endpoints(session, tenant=tenant)
 
 
 @router.get("/endpoints/{endpoint_id}", response_model=EndpointOut, responses=ERRORS)
-def get_endpoint(endpoint_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> EndpointOut:
+def get_endpoint(endpoint_id: uuid.UUID, tenant: WebhooksWrite, session: SessionDep) -> EndpointOut:
     return subscriptions.get_endpoint(session, tenant=tenant, endpoint_id=endpoint_id)
 
 
 @router.delete("/endpoints/{endpoint_id}", status_code=204, responses=ERRORS)
-def delete_endpoint(endpoint_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> Response:
+def delete_endpoint(endpoint_id: uuid.UUID, tenant: WebhooksWrite, session: SessionDep) -> Response:
     """Remove an endpoint, its pending deliveries and its delivery history."""
     subscriptions.delete_endpoint(session, tenant=tenant, endpoint_id=endpoint_id)
     return Response(status_code=204)
@@ -65,7 +65,7 @@ def delete_endpoint(endpoint_id: uuid.UUID, tenant: CurrentTenant, session: Sess
 
 @router.post("/endpoints/{endpoint_id}/enable", response_model=EndpointOut, responses=ERRORS)
 def enable_endpoint(
-    endpoint_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep
+    endpoint_id: uuid.UUID, tenant: WebhooksWrite, session: SessionDep
 ) -> EndpointOut:
     """Re-enable an endpoint that was disabled (a 410 Gone answer disables it)."""
     return subscriptions.enable_endpoint(session, tenant=tenant, endpoint_id=endpoint_id)
@@ -73,7 +73,7 @@ def enable_endpoint(
 
 @router.post("/endpoints/{endpoint_id}/rotate-secret", response_model=SecretOut, responses=ERRORS)
 def rotate_endpoint_secret(
-    endpoint_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep
+    endpoint_id: uuid.UUID, tenant: WebhooksWrite, session: SessionDep
 ) -> SecretOut:
     """A new secret; the previous one also signs (a second `v1,` signature) during the grace
     period (`THRIFTY_WEBHOOK_SECRET_GRACE_SECONDS`)."""
@@ -81,20 +81,20 @@ def rotate_endpoint_secret(
 
 
 @router.get("/secret", response_model=SecretOut, responses=ERRORS)
-def get_secret(tenant: CurrentTenant, session: SessionDep) -> SecretOut:
+def get_secret(tenant: WebhooksWrite, session: SessionDep) -> SecretOut:
     """The secret that signs deliveries to jobs' own `webhook_url` (created on first use)."""
     return subscriptions.tenant_secret(session, tenant=tenant)
 
 
 @router.post("/secret/rotate", response_model=SecretOut, responses=ERRORS)
-def rotate_secret(tenant: CurrentTenant, session: SessionDep) -> SecretOut:
+def rotate_secret(tenant: WebhooksWrite, session: SessionDep) -> SecretOut:
     """Rotate the per-job `webhook_url` secret, with the same grace period as endpoints."""
     return subscriptions.rotate_tenant_secret(session, tenant=tenant)
 
 
 @router.get("/deliveries", response_model=DeliveryPage, responses=ERRORS)
 def list_deliveries(
-    tenant: CurrentTenant,
+    tenant: WebhooksWrite,
     session: SessionDep,
     status: Annotated[DeliveryState | None, Query(description="pending, succeeded or dead")] = None,
     endpoint_id: uuid.UUID | None = None,
@@ -116,7 +116,7 @@ def list_deliveries(
 
 @router.get("/deliveries/{delivery_id}", response_model=DeliveryDetail, responses=ERRORS)
 def get_delivery(
-    delivery_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep
+    delivery_id: uuid.UUID, tenant: WebhooksWrite, session: SessionDep
 ) -> DeliveryDetail:
     """One delivery with its body and every attempt (status code, error, duration)."""
     return deliveries.get_delivery(session, tenant=tenant, delivery_id=delivery_id)
@@ -128,6 +128,6 @@ def get_delivery(
     response_model=DeliveryOut,
     responses=ERRORS,
 )
-def redeliver(delivery_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> DeliveryOut:
+def redeliver(delivery_id: uuid.UUID, tenant: WebhooksWrite, session: SessionDep) -> DeliveryOut:
     """Send a delivery again now (same `webhook-id` and body), with a fresh retry budget."""
     return deliveries.redeliver(session, tenant=tenant, delivery_id=delivery_id)

@@ -19,7 +19,7 @@ from app.kit.errors import (
     ValidationFailed,
     error_responses,
 )
-from app.tenants.deps import CurrentTenant
+from app.tenants.deps import JobsWrite
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
@@ -115,7 +115,7 @@ _SUBMIT_BODY = {
     summary="Submit one job or a list of up to 10,000",
 )
 def submit_jobs(
-    tenant: CurrentTenant,
+    tenant: JobsWrite,
     session: SessionDep,
     catalog: CatalogDep,
     submission: Annotated[Submission, Depends(read_submission)],

@@ -17,7 +17,7 @@ from app.kit.db import session_scope
 from app.kit.deps import SessionDep
 from app.kit.errors import error_responses
 from app.models import TERMINAL_STATES
-from app.tenants.deps import CurrentTenant
+from app.tenants.deps import JobsRead, JobsWrite
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
@@ -31,9 +31,7 @@ def _retry_after(response: Response, *, running: bool) -> None:
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=ERRORS, summary="Get a job")
-def get_job(
-    job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep, response: Response
-) -> JobOut:
+def get_job(job_id: uuid.UUID, tenant: JobsRead, session: SessionDep, response: Response) -> JobOut:
     """State, result, routed model, token usage, cost and timings of one job.
 
     `Retry-After` is set while the job has not ended."""
@@ -43,7 +41,7 @@ def get_job(
 
 
 @router.delete("/jobs/{job_id}", response_model=JobOut, responses=ERRORS, summary="Cancel a job")
-def cancel_job(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> JobOut:
+def cancel_job(job_id: uuid.UUID, tenant: JobsWrite, session: SessionDep) -> JobOut:
     """Cancel a job that has not ended: before submission it leaves its window; after
     submission its late result is ignored. 409 when the job already ended."""
     job = job_service.cancel_job(session, tenant=tenant, job_id=job_id)
@@ -52,7 +50,7 @@ def cancel_job(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) ->
 
 @router.get("/groups/{group_id}", response_model=GroupOut, responses=ERRORS, summary="Get a group")
 def get_group(
-    group_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep, response: Response
+    group_id: uuid.UUID, tenant: JobsRead, session: SessionDep, response: Response
 ) -> GroupOut:
     """Progress of a bulk submission: jobs by state, usage and cost so far.
 
@@ -69,7 +67,7 @@ def get_group(
     summary="Stream a group's jobs as JSON lines",
 )
 def stream_group_results(
-    group_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep
+    group_id: uuid.UUID, tenant: JobsRead, session: SessionDep
 ) -> StreamingResponse:
     """Every job of a bulk submission, one `JobOut` JSON object a line, in job id order.
 
@@ -91,7 +89,7 @@ def stream_group_results(
     responses=ERRORS,
     summary="Cancel a group's unfinished jobs",
 )
-def cancel_group(group_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> GroupCancelled:
+def cancel_group(group_id: uuid.UUID, tenant: JobsWrite, session: SessionDep) -> GroupCancelled:
     """Every job of the group that has not ended becomes `cancelled`; finished jobs keep
     their results."""
     cancelled = job_service.cancel_group(session, tenant=tenant, group_id=group_id)
@@ -106,7 +104,7 @@ def cancel_group(group_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep
 )
 def list_group_jobs(
     group_id: uuid.UUID,
-    tenant: CurrentTenant,
+    tenant: JobsRead,
     session: SessionDep,
     response: Response,
     after: Annotated[uuid.UUID | None, Query(description="Cursor from `next_after`.")] = None,

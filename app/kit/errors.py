@@ -25,10 +25,17 @@ class ThriftyError(Exception):
     status_code = 400
     type = "bad_request"
 
-    def __init__(self, message: str, *, details: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
+        self.headers = headers
 
 
 class BadRequest(ThriftyError):
@@ -46,6 +53,11 @@ class Unauthorized(ThriftyError):
     type = "unauthorized"
 
 
+class Forbidden(ThriftyError):
+    status_code = 403
+    type = "forbidden"
+
+
 class NotFound(ThriftyError):
     status_code = 404
     type = "not_found"
@@ -59,6 +71,34 @@ class PayloadTooLarge(ThriftyError):
 class Conflict(ThriftyError):
     status_code = 409
     type = "conflict"
+
+
+class IdempotencyConflict(ThriftyError):
+    status_code = 409
+    type = "idempotency_conflict"
+
+
+class UnsupportedMediaType(ThriftyError):
+    status_code = 415
+    type = "unsupported_media_type"
+
+
+class TooManyRequests(ThriftyError):
+    """429 with ``Retry-After`` (whole seconds) in the headers and the body's details."""
+
+    status_code = 429
+    type = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int, type_: str | None = None) -> None:
+        retry_after = max(1, retry_after)
+        super().__init__(
+            message,
+            details=[{"retry_after": retry_after}],
+            headers={"Retry-After": str(retry_after)},
+        )
+        self.retry_after = retry_after
+        if type_ is not None:
+            self.type = type_
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:

@@ -104,6 +104,8 @@ class Job(IdMixin, CreatedAtMixin, Base):
     tier_hint: Mapped[str | None] = mapped_column(String(50))
     job_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, default=dict)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    # SHA-256 of the submitted job, so a key reused with another payload is refused.
+    request_hash: Mapped[str | None] = mapped_column(String(64))
     webhook_url: Mapped[str | None] = mapped_column(Text)
     # Generation parameter (part of the cache scope) and cache controls, see app/cache.
     temperature: Mapped[float | None]

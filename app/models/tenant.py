@@ -12,3 +12,8 @@ class Tenant(IdMixin, CreatedAtMixin, Base):
     __tablename__ = "tenants"
 
     name: Mapped[str] = mapped_column(String(200), unique=True)
+    # Per-tenant overrides of THRIFTY_TENANT_REQUESTS_PER_MINUTE, _JOBS_PER_MINUTE and
+    # _MAX_UNFINISHED_JOBS; NULL means the setting.
+    requests_per_minute: Mapped[int | None]
+    jobs_per_minute: Mapped[int | None]
+    max_unfinished_jobs: Mapped[int | None]

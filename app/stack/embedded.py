@@ -20,6 +20,7 @@ from app.stack.redis import answers as redis_answers
 from app.stack.redis import ensure_redis
 
 DEV_TENANT = "dev"
+DEV_KEY_NAME = "dev"
 
 
 @dataclass(frozen=True)
@@ -216,23 +217,29 @@ class EmbeddedStack:
         return bool(queue.get_sender().control.ping(timeout=1.0))
 
     def _dev_key(self) -> str:
+        """The development tenant's one key: the one in ``dev-api-key`` while it is valid, so
+        restarts keep it; a new one (and the old revoked) otherwise."""
         # Imported here: the engine must be built for the embedded database URL.
         from sqlalchemy import create_engine
         from sqlalchemy.orm import Session
 
         from app.tenants import service as tenant_service
 
+        key_file = self.home / "dev-api-key"
+        kept = key_file.read_text().strip() if key_file.is_file() else None
         engine = create_engine(self.database_url)
         try:
             with Session(engine) as session:
                 tenant = tenant_service.get_or_create_tenant(session, name=DEV_TENANT)
-                key = tenant_service.issue_api_key(session, tenant=tenant)
+                key = tenant_service.ensure_named_key(
+                    session, tenant=tenant, name=DEV_KEY_NAME, key=kept
+                )
                 session.commit()
         finally:
             engine.dispose()
-        key_file = self.home / "dev-api-key"
-        key_file.write_text(key + "\n")
-        key_file.chmod(0o600)
+        if key != kept:
+            key_file.write_text(key + "\n")
+            key_file.chmod(0o600)
         return key
 
     def stop(self) -> None:

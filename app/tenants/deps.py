@@ -1,30 +1,70 @@
-"""The authenticated tenant of a request."""
+"""Who a request is and what it may do: one ``Annotated`` dependency per scope.
+
+After polar's per-domain ``Authenticator`` aliases: an endpoint names the access it needs
+(``tenant: JobsWrite``) and a key without one of the accepted scopes gets 403. A missing,
+unknown, revoked or expired key gets 401.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated
 
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.kit.deps import SessionDep
-from app.kit.errors import Unauthorized
+from app.kit.errors import Forbidden, Unauthorized
 from app.models import Tenant
 from app.tenants import service as tenant_service
+from app.tenants.scopes import Scope
+from app.tenants.service import Principal
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer thr_...`")
 
 
-def current_tenant(
-    session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Tenant:
-    if credentials is None:
-        raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")
-    tenant = tenant_service.authenticate(session, key=credentials.credentials)
-    if tenant is None:
-        raise Unauthorized("invalid or revoked API key")
-    return tenant
+class Authenticator:
+    """A dependency that authenticates the key and requires one of ``required_scopes``."""
+
+    def __init__(self, *, required_scopes: Iterable[Scope]) -> None:
+        self.required_scopes = frozenset(required_scopes)
+
+    def __call__(
+        self,
+        session: SessionDep,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
+        if credentials is None:
+            raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")
+        principal = tenant_service.authenticate(session, key=credentials.credentials)
+        if principal is None:
+            raise Unauthorized("invalid, revoked or expired API key")
+        if not principal.scopes & self.required_scopes:
+            needed = " or ".join(sorted(self.required_scopes))
+            raise Forbidden(f"this API key lacks the scope this endpoint needs: {needed}")
+        return principal
 
 
-CurrentTenant = Annotated[Tenant, Depends(current_tenant)]
+class TenantAuthenticator(Authenticator):
+    """The same check, answering the tenant (what most endpoints need)."""
+
+    def __call__(  # type: ignore[override]
+        self,
+        session: SessionDep,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Tenant:
+        return super().__call__(session, credentials).tenant
+
+
+# A write scope also reads what it writes (polar's `web_default`-style any-of sets).
+JobsWrite = Annotated[Tenant, Depends(TenantAuthenticator(required_scopes={Scope.jobs_write}))]
+JobsRead = Annotated[
+    Tenant, Depends(TenantAuthenticator(required_scopes={Scope.jobs_read, Scope.jobs_write}))
+]
+WebhooksWrite = Annotated[
+    Tenant, Depends(TenantAuthenticator(required_scopes={Scope.webhooks_write}))
+]
+CacheWrite = Annotated[Tenant, Depends(TenantAuthenticator(required_scopes={Scope.cache_write}))]
+StatsRead = Annotated[Tenant, Depends(TenantAuthenticator(required_scopes={Scope.stats_read}))]
+KeysWrite = Annotated[Principal, Depends(Authenticator(required_scopes={Scope.keys_write}))]
+OperatorScope = Annotated[Principal, Depends(Authenticator(required_scopes={Scope.operator}))]

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-from sqlalchemy import select
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from app.models import ApiKey, Tenant
@@ -10,10 +13,47 @@ def get_by_name(session: Session, name: str) -> Tenant | None:
     return session.scalars(select(Tenant).where(Tenant.name == name)).one_or_none()
 
 
-def get_by_key_hash(session: Session, key_hash: str) -> Tenant | None:
+def get_valid_key(
+    session: Session, key_hash: str, *, now: datetime
+) -> tuple[ApiKey, Tenant] | None:
+    """The key with this digest and its tenant, unless it is revoked or expired."""
     query = (
-        select(Tenant)
-        .join(ApiKey, ApiKey.tenant_id == Tenant.id)
-        .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
+        select(ApiKey, Tenant)
+        .join(Tenant, ApiKey.tenant_id == Tenant.id)
+        .where(
+            ApiKey.key_hash == key_hash,
+            ApiKey.revoked_at.is_(None),
+            or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now),
+        )
     )
+    row = session.execute(query).one_or_none()
+    return None if row is None else (row[0], row[1])
+
+
+def get_key(session: Session, *, tenant_id: uuid.UUID, key_id: uuid.UUID) -> ApiKey | None:
+    query = select(ApiKey).where(ApiKey.id == key_id, ApiKey.tenant_id == tenant_id)
     return session.scalars(query).one_or_none()
+
+
+def list_keys(session: Session, *, tenant_id: uuid.UUID) -> list[ApiKey]:
+    query = select(ApiKey).where(ApiKey.tenant_id == tenant_id).order_by(ApiKey.created_at)
+    return list(session.scalars(query))
+
+
+def list_named(session: Session, *, tenant_id: uuid.UUID, name: str) -> list[ApiKey]:
+    query = select(ApiKey).where(
+        ApiKey.tenant_id == tenant_id, ApiKey.name == name, ApiKey.revoked_at.is_(None)
+    )
+    return list(session.scalars(query))
+
+
+def touch(session: Session, *, key_id: uuid.UUID, now: datetime, every: timedelta) -> None:
+    """Set ``last_used_at`` unless it was set less than ``every`` ago (one write a minute)."""
+    session.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.id == key_id,
+            or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < now - every),
+        )
+        .values(last_used_at=now)
+    )

@@ -12,6 +12,7 @@ from app.delivery import service as delivery_service
 from app.delivery.addresses import Policy
 from app.jobs import events as job_events
 from app.models import DeliveryState, JobState, Tenant, WebhookEndpoint, utcnow
+from tests.conftest import operator_headers
 from tests.delivery.conftest import webhook_config
 from tests.delivery.helpers import attempt, attempts, deliveries, finish, make_group
 from tests.delivery.receiver import Receiver, Reply
@@ -156,7 +157,10 @@ def test_dead_lettered_after_the_last_attempt_then_redelivered_through_the_api(
     assert dead.next_attempt_at is None
     assert "dead-lettered after 3 attempts" in str(dead.last_error)
     assert attempts(db, delivery.id)[-1].next_attempt_at is None
-    assert 'thrifty_webhook_deliveries{state="dead"} 1.0' in api.get("/metrics").text
+    assert (
+        'thrifty_webhook_deliveries{state="dead"} 1.0'
+        in api.get("/metrics", headers=operator_headers(db, tenant[0])).text
+    )
 
     listed = api.get("/v1/webhooks/deliveries", params={"status": "dead"}).json()
     assert [d["id"] for d in listed["data"]] == [str(delivery.id)]
@@ -192,7 +196,10 @@ def test_410_gone_disables_the_endpoint(
     assert state["disabled_at"] is not None
     assert "410" in state["disabled_reason"]
     assert len(receiver.received()) == 1
-    assert "thrifty_webhook_endpoints_disabled 1.0" in api.get("/metrics").text
+    assert (
+        "thrifty_webhook_endpoints_disabled 1.0"
+        in api.get("/metrics", headers=operator_headers(db, tenant[0])).text
+    )
 
     conflict = api.post(f"/v1/webhooks/deliveries/{second.id}/redeliver")
     assert conflict.status_code == 409, conflict.text
