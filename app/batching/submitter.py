@@ -103,16 +103,25 @@ def submit(
         return True
     now = utcnow()
     try:
-        handle = None if attempt == 1 else provider.find_batch(reference=str(batch.id))
+        chunks = split_requests(provider, model=batch.model, requests=_requests(jobs))
+        sent = chunks[0]
+        # Every attempt after the first may follow one whose batch the provider made (a
+        # worker killed, an answer lost): it looks for that batch before creating one.
+        handle = None
+        if attempt != 1:
+            handle = provider.find_batch(
+                reference=str(batch.id),
+                custom_ids=frozenset(r.custom_id for r in sent),
+                since=batch.created_at,
+            )
+        if len(chunks) > 1:
+            # The estimates let too much in: send what fits, the rest waits for a later batch.
+            overflow = {r.custom_id for chunk in chunks[1:] for r in chunk}
+            transitions.release(session, job_ids=[uuid.UUID(i) for i in overflow])
+            jobs = [job for job in jobs if str(job.id) not in overflow]
+            queue.enqueue(session, queue.COLLECT)
         if handle is None:
-            chunks = split_requests(provider, model=batch.model, requests=_requests(jobs))
-            if len(chunks) > 1:
-                # The estimates let too much in: send what fits, the rest waits for a later batch.
-                overflow = {r.custom_id for chunk in chunks[1:] for r in chunk}
-                transitions.release(session, job_ids=[uuid.UUID(i) for i in overflow])
-                jobs = [job for job in jobs if str(job.id) not in overflow]
-                queue.enqueue(session, queue.COLLECT)
-            handle = provider.submit(reference=str(batch.id), model=batch.model, requests=chunks[0])
+            handle = provider.submit(reference=str(batch.id), model=batch.model, requests=sent)
     except ProviderError as exc:
         if exc.retryable:
             raise

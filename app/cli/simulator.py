@@ -72,6 +72,13 @@ def simulator(
         float,
         typer.Option(envvar=_env("server_error_rate"), help="share of API calls answered 500"),
     ] = _DEFAULTS.server_error_rate,
+    lose_create_rate: Annotated[
+        float,
+        typer.Option(
+            envvar=_env("lose_create_rate"),
+            help="share of batch creates carried out whose answer is then lost",
+        ),
+    ] = _DEFAULTS.lose_create_rate,
     retry_after_seconds: Annotated[
         float,
         typer.Option(
@@ -102,6 +109,7 @@ def simulator(
             rate_limit_rate=rate_limit_rate,
             server_error_rate=server_error_rate,
             retry_after_seconds=retry_after_seconds,
+            lose_create_rate=lose_create_rate,
             embedding_dimensions=embedding_dimensions,
             seed=seed,
         )

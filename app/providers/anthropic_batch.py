@@ -7,12 +7,16 @@ file holds one line per request whose ``result.type`` is ``succeeded``, ``errore
 ``canceled`` or ``expired``. How those statuses and lines become ours is
 ``anthropic_format``'s business; this class only moves the bytes.
 
-Anthropic batches carry no metadata, so ``find_batch`` cannot recognise a batch created by
-a run that crashed before recording it; such a window is sent again (see docs/providers.md).
+Anthropic batches carry no metadata, so ``find_batch`` recognises a batch an earlier attempt
+may have created by its requests: it lists the batches created since that attempt, and one
+with as many requests as ours is adopted once its results show exactly our ``custom_id``s.
+Until such a candidate has ended its requests cannot be read, so the attempt waits (a
+retryable error) rather than sending a second, billed copy (see docs/providers.md).
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Unpack
 
 from app.providers import anthropic_format as wire
@@ -27,6 +31,8 @@ from app.providers.base import (
 from app.providers.http import HTTPOptions, ProviderHTTP
 
 LIMITS = ProviderLimits(max_requests=100_000, max_bytes=256 * 1024 * 1024)
+# How far the provider's clock may be behind ours when we look for batches made since a moment.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 class AnthropicBatchProvider:
@@ -58,8 +64,42 @@ class AnthropicBatchProvider:
         entry = wire.batch_entry(model, request, default_max_tokens=self._default_max_tokens)
         return len(wire.encode(entry)) + 1
 
-    def find_batch(self, *, reference: str) -> BatchHandle | None:
-        return None  # no metadata to recognise our batches by; see the module docstring
+    def find_batch(
+        self, *, reference: str, custom_ids: frozenset[str], since: datetime
+    ) -> BatchHandle | None:
+        for batch in self._created_since(since):
+            if wire.request_total(batch) != len(custom_ids):
+                continue
+            if batch["processing_status"] != "ended":
+                raise ProviderError(
+                    f"batch {batch['id']}, created since an attempt whose answer was lost, "
+                    f"holds {len(custom_ids)} requests like {reference}; waiting for it to end "
+                    "to compare its requests before sending again",
+                    retryable=True,
+                )
+            results = self.results(wire.status_of(batch))
+            if {r.custom_id for r in results} == custom_ids:
+                return wire.handle_of(batch)
+        return None
+
+    def _created_since(self, since: datetime) -> list[wire.MessageBatch]:
+        """Batches the provider created after ``since`` (less the clock skew), newest first."""
+        oldest = since - CLOCK_SKEW
+        found: list[wire.MessageBatch] = []
+        params: dict[str, str | int] = {"limit": 100}
+        while True:
+            page: wire.MessageBatchList = self._http.request(
+                "GET", "v1/messages/batches", params=params
+            ).json()
+            for batch in page.get("data") or []:
+                created = wire.created_at(batch)
+                if created is not None and created < oldest:
+                    return found
+                found.append(batch)
+            last = page.get("last_id")
+            if not page.get("has_more") or not last:
+                return found
+            params = {"limit": 100, "after_id": last}
 
     def submit(self, *, reference: str, model: str, requests: list[BatchRequest]) -> BatchHandle:
         if len(requests) > self.limits.max_requests:
@@ -75,13 +115,18 @@ class AnthropicBatchProvider:
                 f"a batch holds at most {self.limits.max_bytes} bytes, got {len(body)}",
                 retryable=False,
             )
-        batch: wire.MessageBatch = self._http.request(
+        # The create bills: a retry after an answer that may have been lost first looks for
+        # the batch that attempt may have made.
+        since = datetime.now(UTC)
+        ids = frozenset(r.custom_id for r in requests)
+        return self._http.create(
             "POST",
             "v1/messages/batches",
             content=body,
             headers={"content-type": "application/json"},
-        ).json()
-        return wire.handle_of(batch)
+            parse=lambda r: wire.handle_of(r.json()),
+            recover=lambda: self.find_batch(reference=reference, custom_ids=ids, since=since),
+        )
 
     def retrieve(self, external_id: str) -> BatchStatus:
         batch: wire.MessageBatch = self._http.request(

@@ -12,6 +12,7 @@ else ``completed`` (per-request errors and expiries then fail their own jobs).
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Literal, NotRequired, TypedDict
 
 from app.providers.base import BatchHandle, BatchRequest, BatchResult, BatchStatus
@@ -107,6 +108,7 @@ class RequestCounts(TypedDict, total=False):
 class MessageBatch(TypedDict):
     id: str
     processing_status: Literal["in_progress", "canceling", "ended"]
+    created_at: NotRequired[str]
     request_counts: NotRequired[RequestCounts | None]
     cancel_initiated_at: NotRequired[str | None]
     results_url: NotRequired[str | None]
@@ -166,6 +168,30 @@ def status_name(batch: MessageBatch) -> Status:
     if counts.get("expired") and not (counts.get("succeeded") or counts.get("errored")):
         return "expired"
     return "completed"
+
+
+class MessageBatchList(TypedDict, total=False):
+    data: list[MessageBatch]
+    has_more: bool
+    last_id: str | None
+
+
+def created_at(batch: MessageBatch) -> datetime | None:
+    """When the provider says the batch was created (RFC 3339), if it says."""
+    raw = batch.get("created_at")
+    return datetime.fromisoformat(raw.replace("Z", "+00:00")) if raw else None
+
+
+def request_total(batch: MessageBatch) -> int:
+    """How many requests the batch holds, whatever state each is in."""
+    counts: RequestCounts = batch.get("request_counts") or {}
+    return (
+        counts.get("processing", 0)
+        + counts.get("succeeded", 0)
+        + counts.get("errored", 0)
+        + counts.get("canceled", 0)
+        + counts.get("expired", 0)
+    )
 
 
 def handle_of(batch: MessageBatch) -> BatchHandle:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal, Protocol
 
 from app.kit.prompts import ChatMessage
@@ -98,8 +99,13 @@ class BatchProvider(Protocol):
     # Per-batch limits (requests and bytes of the encoded batch); ``submit`` refuses more.
     limits: ProviderLimits
 
-    def find_batch(self, *, reference: str) -> BatchHandle | None:
-        """A live batch earlier created for ``reference`` (our batch id), if any."""
+    def find_batch(
+        self, *, reference: str, custom_ids: frozenset[str], since: datetime
+    ) -> BatchHandle | None:
+        """A live batch an earlier attempt created for ``reference`` (our batch id) holding
+        the requests ``custom_ids``, created after ``since``, if any. Called before every
+        create that an earlier attempt may have reached: a batch is never created twice.
+        Raises a retryable ``ProviderError`` when a candidate cannot be ruled out yet."""
         ...
 
     def submit(self, *, reference: str, model: str, requests: list[BatchRequest]) -> BatchHandle:

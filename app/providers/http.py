@@ -9,7 +9,10 @@ statuses, result lines) is each provider's transformation module (``openai_forma
 - 408, 409, other 5xx, connection errors and timeouts retry with exponential backoff and
   full jitter;
 - anything else (a 4xx the caller can fix) is not retried;
-- every attempt is bounded (``max_attempts``) and so is every wait (``max_wait``).
+- every attempt is bounded (``max_attempts``) and so is every wait (``max_wait``);
+- a call that creates something at the provider (``create``) is never retried blind: once
+  an attempt may have reached the provider (a lost answer, a timeout, a 5xx), every retry
+  first looks for what it may have made.
 
 Errors are raised as :class:`ProviderError` whose message names the method, path, status
 and the provider's own error message, with the API key scrubbed out of all of it.
@@ -22,7 +25,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
 
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
@@ -31,6 +34,7 @@ from app.kit.http import retry_after, tls_context
 from app.providers.base import ProviderError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 REDACTED = "[redacted]"
 # Connections per client, shared by a realtime window's threads; calls beyond it wait.
@@ -53,6 +57,14 @@ class HTTPOptions(TypedDict, total=False):
     policy: RetryPolicy | None
     transport: httpx.BaseTransport | None  # tests and benchmarks swap the network out
     sleep: Callable[[float], None]  # tests record the waits instead of timing them
+
+
+def never_sent(exc: BaseException) -> bool:
+    """A failure that proves the provider did not act on the request: no connection was
+    made, or it refused the call for its rate limit before doing anything."""
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+        return True
+    return isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code == 429
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -114,9 +126,8 @@ class ProviderHTTP:
             self._policy.max_attempts - 1,
         )
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Send with retries; return a 2xx response or raise :class:`ProviderError`."""
-        retrying = Retrying(
+    def _retrying(self) -> Retrying:
+        return Retrying(
             retry=retry_if_exception(is_transient),
             stop=stop_after_attempt(self._policy.max_attempts),
             wait=self._wait,
@@ -124,26 +135,66 @@ class ProviderHTTP:
             before_sleep=self._log_retry,
             reraise=True,
         )
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send with retries; return a 2xx response or raise :class:`ProviderError`.
+
+        Only for calls that are safe to repeat (reads, uploads, cancels); see ``create``."""
         try:
-            for attempt in retrying:
+            for attempt in self._retrying():
                 with attempt:
                     response = self.client.request(method, path, **kwargs)
                     response.raise_for_status()
                     return response
-        except httpx.HTTPStatusError as exc:
+        except (httpx.HTTPStatusError, httpx.TransportError) as exc:
+            raise self._error(method, path, exc) from None
+        raise AssertionError("unreachable: tenacity either returns or reraises")
+
+    def create(
+        self,
+        method: str,
+        path: str,
+        *,
+        parse: Callable[[httpx.Response], T],
+        recover: Callable[[], T | None],
+        **kwargs: Any,
+    ) -> T:
+        """Send a call that creates something at the provider (a batch) and ``parse`` its
+        answer. A retry after a failure that may have reached the provider (``never_sent``
+        is false) first calls ``recover`` to look for what that attempt made, and returns
+        it instead of creating a second one; only when nothing is found is the call sent
+        again."""
+        in_doubt = False
+        try:
+            for attempt in self._retrying():
+                with attempt:
+                    if in_doubt:
+                        found = recover()
+                        if found is not None:
+                            log.info("%s %s: adopted what an earlier attempt made", method, path)
+                            return found
+                    try:
+                        response = self.client.request(method, path, **kwargs)
+                        response.raise_for_status()
+                    except (httpx.HTTPStatusError, httpx.TransportError) as exc:
+                        in_doubt = in_doubt or not never_sent(exc)
+                        raise
+                    return parse(response)
+        except (httpx.HTTPStatusError, httpx.TransportError) as exc:
+            raise self._error(method, path, exc) from None
+        raise AssertionError("unreachable: tenacity either returns or reraises")
+
+    def _error(self, method: str, path: str, exc: Exception) -> ProviderError:
+        if isinstance(exc, httpx.HTTPStatusError):
             response = exc.response
-            raise ProviderError(
+            return ProviderError(
                 self.redact(
                     f"{method} {path}: HTTP {response.status_code}: {error_message(response)}"
                 ),
                 retryable=is_transient(exc),
                 status_code=response.status_code,
-            ) from None
-        except httpx.TransportError as exc:
-            raise ProviderError(
-                self.redact(f"{method} {path}: {_describe(exc)}"), retryable=True
-            ) from None
-        raise AssertionError("unreachable: tenacity either returns or reraises")
+            )
+        return ProviderError(self.redact(f"{method} {path}: {_describe(exc)}"), retryable=True)
 
     def redact(self, text: str) -> str:
         """``text`` with the API key replaced, wherever it appears."""

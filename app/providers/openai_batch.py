@@ -9,6 +9,7 @@ not reach), in any order, matched by ``custom_id``. What the files and batch obj
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Unpack
 
 from app.providers import openai_format as wire
@@ -23,6 +24,8 @@ from app.providers.base import (
 from app.providers.http import HTTPOptions, ProviderHTTP
 
 LIMITS = ProviderLimits(max_requests=50_000, max_bytes=200 * 1024 * 1024)
+# How far the provider's clock may be behind ours when we look for batches made since a moment.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 class OpenAIBatchProvider:
@@ -44,11 +47,23 @@ class OpenAIBatchProvider:
     def close(self) -> None:
         self._http.close()
 
-    def find_batch(self, *, reference: str) -> BatchHandle | None:
-        # Recent batches carry our reference in metadata; a crash between the provider
-        # accepting a batch and us recording it must not lead to a second, billed batch.
-        page: wire.BatchPage = self._http.request("GET", "batches", params={"limit": 100}).json()
-        return wire.live_batch(page, reference=reference)
+    def find_batch(
+        self, *, reference: str, custom_ids: frozenset[str], since: datetime
+    ) -> BatchHandle | None:
+        # Our batches carry our reference in metadata; a crash or a lost answer between the
+        # provider accepting a batch and us recording it must not lead to a second, billed
+        # batch. Pages go newest first, back to ``since``.
+        params: dict[str, str | int] = {"limit": 100}
+        oldest = (since - CLOCK_SKEW).timestamp()
+        while True:
+            page: wire.BatchPage = self._http.request("GET", "batches", params=params).json()
+            found = wire.live_batch(page, reference=reference)
+            data = page.get("data") or []
+            if found is not None or not data or not page.get("has_more"):
+                return found
+            if data[-1].get("created_at", oldest) < oldest:
+                return None
+            params = {"limit": 100, "after": data[-1]["id"]}
 
     def request_bytes(self, *, model: str, request: BatchRequest) -> int:
         return len(wire.batch_line(model, request)) + 1
@@ -76,8 +91,17 @@ class OpenAIBatchProvider:
             completion_window=self._completion_window,
             reference=reference,
         )
-        batch: wire.Batch = self._http.request("POST", "batches", json=body).json()
-        return wire.handle_of(batch, input_file_id=upload["id"])
+        # The create is the one call that bills: a retry after an answer that may have been
+        # lost first looks the batch up (the upload above is safe to repeat).
+        since = datetime.now(UTC)
+        ids = frozenset(r.custom_id for r in requests)
+        return self._http.create(
+            "POST",
+            "batches",
+            json=body,
+            parse=lambda r: wire.handle_of(r.json(), input_file_id=upload["id"]),
+            recover=lambda: self.find_batch(reference=reference, custom_ids=ids, since=since),
+        )
 
     def retrieve(self, external_id: str) -> BatchStatus:
         batch: wire.Batch = self._http.request("GET", f"batches/{external_id}").json()

@@ -139,10 +139,12 @@ class Batch(TypedDict):
     error_file_id: NotRequired[str | None]
     errors: NotRequired[BatchErrors | None]
     metadata: NotRequired[dict[str, str] | None]
+    created_at: NotRequired[int]
 
 
 class BatchPage(TypedDict, total=False):
     data: list[Batch]
+    has_more: bool
 
 
 class Usage(TypedDict, total=False):

@@ -1,9 +1,14 @@
-"""Failure injection: rate limits, server errors, slow answers and latency on API calls.
+"""Failure injection: rate limits, server errors, slow answers, lost answers and latency on
+API calls.
 
 Two sources: the settings' rates (``rate_limit_rate``, ``server_error_rate``, drawn from a
 seeded generator) and faults queued at run time with ``POST /_simulator/faults``, which hit
 the next ``count`` calls under a path prefix. Tests use the queue to make a failure happen
 exactly when they want it, over real HTTP; operators use the rates for soak runs.
+
+A *lost answer* is a call the simulator carries out (a batch is created) whose answer never
+arrives: the connection is closed after the status line, as when a proxy or the network
+drops the response. ``lose_create_rate`` does that to that share of batch creates.
 """
 
 from __future__ import annotations
@@ -12,11 +17,11 @@ import asyncio
 import random
 import threading
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from app.simulator.common import APIError, SimulatorSettings
@@ -41,6 +46,23 @@ class FaultSpec(BaseModel):
     # this sees a timeout. With delay_seconds set, ``status`` is ignored.
     delay_seconds: float | None = Field(default=None, gt=0)
     message: str | None = None
+    # Only calls with this method (``POST``), any method when unset.
+    method: str | None = None
+    # Carry the call out, then drop its answer (``status`` is ignored).
+    lose_answer: bool = False
+
+
+# The calls that create a provider batch: the ones whose lost answers can bill twice.
+CREATES = (("POST", "/v1/batches"), ("POST", "/v1/messages/batches"))
+
+
+class LostAnswer(Exception):
+    """Raised mid-answer so that the server closes the connection: the answer is lost."""
+
+
+async def _lost_body() -> AsyncIterator[bytes]:
+    raise LostAnswer("the simulator dropped this answer (lose_answer fault)")
+    yield b""  # pragma: no cover - makes this an async generator
 
 
 @dataclass
@@ -85,12 +107,16 @@ class Faults:
         with self._lock:
             self.calls[f"{method} {path}"] += 1
             for queued in self._queue:
-                if path.startswith(queued.spec.path_prefix):
+                wanted = queued.spec.method
+                if path.startswith(queued.spec.path_prefix) and wanted in (None, method):
                     queued.left -= 1
                     if queued.left <= 0:
                         self._queue.remove(queued)
                     return queued.spec
             settings = self.settings
+            creates = settings.lose_create_rate and (method, path) in CREATES
+            if creates and self._rng.random() < settings.lose_create_rate:
+                return FaultSpec(lose_answer=True)
             draw = self._rng.random()
             if draw < settings.rate_limit_rate:
                 return FaultSpec(status=429, retry_after=settings.retry_after_seconds)
@@ -124,6 +150,11 @@ def install(app: FastAPI, faults: Faults, render: Callable[[Request, APIError], 
         spec = faults.pick(request.method, path)
         if spec is None:
             return await call_next(request)
+        if spec.lose_answer:
+            await call_next(request)  # the provider acts on the call ...
+            # ... and the answer starts but never completes: the client sees a broken
+            # connection, not an error status it could trust.
+            return StreamingResponse(_lost_body(), media_type="application/json")
         if spec.delay_seconds is not None:
             await asyncio.sleep(spec.delay_seconds)
             return await call_next(request)

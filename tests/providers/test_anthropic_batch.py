@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 
@@ -177,8 +178,10 @@ def test_refused_batch_raises_with_the_providers_message_and_no_key(sim: Sim) ->
 
 
 def test_overloaded_and_rate_limited_calls_are_retried(sim: Sim) -> None:
-    sim.fault(status=529, count=1, path_prefix="/v1/messages/batches")
-    sim.fault(status=429, count=1, retry_after=0.1, path_prefix="/v1/messages/batches")
+    sim.fault(status=529, count=1, method="POST", path_prefix="/v1/messages/batches")
+    sim.fault(
+        status=429, count=1, retry_after=0.1, method="POST", path_prefix="/v1/messages/batches"
+    )
     sleeps = Sleeps()
     provider = AnthropicBatchProvider(
         base_url=sim.url + "/v1", api_key=SECRET, policy=FAST, sleep=sleeps
@@ -189,6 +192,8 @@ def test_overloaded_and_rate_limited_calls_are_retried(sim: Sim) -> None:
         provider.close()
     assert handle.external_id
     assert sim.calls("POST /v1/messages/batches") == 3
+    # A 5xx may come after the provider acted: the retry looked for its batch first.
+    assert sim.calls("GET /v1/messages/batches") >= 1
     assert sleeps[1] >= 0.1
 
 
@@ -209,3 +214,37 @@ def test_results_lines_parse_all_four_types() -> None:
     assert (b.error, b.error_code, b.retryable) == ("busy", "overloaded_error", True)
     assert c.error_code == "canceled"
     assert d.error_code == "expired"
+
+
+def test_a_lost_create_answer_waits_for_the_candidate_and_adopts_it(sim: Sim) -> None:
+    """Anthropic batches carry no metadata: after a create whose answer was lost, the
+    attempt waits for the batch made since then with as many requests, and adopts it once
+    its results show exactly our custom_ids; it never sends a second copy."""
+    requests = [
+        BatchRequest(f"lost-{i}", [{"role": "user", "content": f"Lost answer {i}?"}], 32)
+        for i in range(7)
+    ]
+    ids = frozenset(r.custom_id for r in requests)
+    since = datetime.now(UTC)
+    sim.fault(lose_answer=True, method="POST", path_prefix="/v1/messages/batches", count=1)
+    provider = _provider(sim)
+    try:
+        with pytest.raises(ProviderError, match="waiting for it to end") as raised:
+            provider.submit(reference="r-lost", model=MODEL, requests=requests)
+        assert raised.value.retryable
+        deadline = time.monotonic() + 10
+        while True:  # the next attempt (a task retry) looks again before sending
+            try:
+                found = provider.find_batch(reference="r-lost", custom_ids=ids, since=since)
+                break
+            except ProviderError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        other = provider.find_batch(
+            reference="r-other", custom_ids=frozenset(f"x-{i}" for i in range(7)), since=since
+        )
+    finally:
+        provider.close()
+    assert found is not None
+    assert other is None  # same size, other requests: not ours
+    assert sim.calls("POST /v1/messages/batches") == 1

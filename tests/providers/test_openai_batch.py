@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
 from app.providers.base import (
+    BatchHandle,
     BatchRequest,
     BatchStatus,
     ProviderError,
@@ -40,6 +43,11 @@ def _provider(sim: Sim, **kwargs: object) -> OpenAIBatchProvider:
         sleep=Sleeps(),
         **kwargs,  # type: ignore[arg-type]
     )
+
+
+def _find(provider: OpenAIBatchProvider, reference: str) -> BatchHandle | None:
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    return provider.find_batch(reference=reference, custom_ids=frozenset(), since=since)
 
 
 def _wait_ended(
@@ -84,8 +92,8 @@ def test_find_batch_sees_our_reference(sim: Sim) -> None:
     provider = _provider(sim)
     try:
         handle = provider.submit(reference="ref-find", model=MODEL, requests=_requests(2))
-        found = provider.find_batch(reference="ref-find")
-        assert provider.find_batch(reference="ref-unknown") is None
+        found = _find(provider, "ref-find")
+        assert _find(provider, "ref-unknown") is None
     finally:
         provider.close()
     assert found is not None
@@ -102,7 +110,7 @@ def test_cancel_goes_through_cancelling_and_keeps_finished_results(sim: Sim) -> 
         seen: list[str] = []
         status = _wait_ended(provider, handle.external_id, seen)
         results = provider.results(status)
-        assert provider.find_batch(reference="ref-cancel") is None  # cancelled: resend allowed
+        assert _find(provider, "ref-cancel") is None  # cancelled: resend allowed
     finally:
         provider.close()
     assert cancelling.status == "cancelling"
@@ -162,7 +170,7 @@ def test_expired_batch_returns_finished_lines_and_batch_expired_errors(
         seen: list[str] = []
         status = _wait_ended(provider, handle.external_id, seen)
         results = provider.results(status)
-        assert provider.find_batch(reference="ref-expired") is None
+        assert _find(provider, "ref-expired") is None
     finally:
         provider.close()
     assert seen[-1] == "expired"
@@ -243,3 +251,23 @@ def test_a_refused_call_raises_a_non_retryable_error_without_the_key(sim: Sim) -
     assert info.value.status_code == 400
     assert SECRET not in str(info.value)
     assert "HTTP 400" in str(info.value)
+
+
+def test_a_lost_create_answer_is_looked_up_not_sent_again(sim: Sim) -> None:
+    """The simulator creates the batch and drops the answer (as a proxy losing it would):
+    the retry finds the batch by its reference instead of creating a second, billed one."""
+    sim.fault(lose_answer=True, method="POST", path_prefix="/v1/batches", count=1)
+    provider = _provider(sim)
+    try:
+        handle = provider.submit(reference="ref-lost-answer", model=MODEL, requests=_requests(3))
+    finally:
+        provider.close()
+    listing = httpx.get(
+        f"{sim.v1}/batches", params={"limit": 100}, headers={"Authorization": f"Bearer {SECRET}"}
+    ).json()["data"]
+    mine = [
+        b for b in listing if (b.get("metadata") or {}).get("thrifty_batch_id") == "ref-lost-answer"
+    ]
+    assert [b["id"] for b in mine] == [handle.external_id]
+    assert sim.calls("POST /v1/batches") == 1  # never created twice
+    assert sim.calls("POST /v1/files") == 1  # the upload was not repeated either
