@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from app.accounting import service as accounting_service
@@ -20,6 +22,12 @@ from app.jobs import transitions
 from app.jobs.rows import CachedAnswer, RoutedJob
 from app.kit import queue
 from app.models import JobState, utcnow
+
+log = logging.getLogger(__name__)
+
+# What a bad row (not a lost connection, not a bug of every row) makes ingest raise: a value
+# Postgres stored but cannot give back or write, a request the router or embedder refuses.
+POISON: tuple[type[Exception], ...] = (DataError, ValueError, LookupError, ArithmeticError)
 
 
 def _routed(
@@ -37,6 +45,40 @@ def ingest(
     embedder: Callable[[], Embedder] | None = None,
 ) -> int:
     """Answer queued jobs from the cache or route them into a window. Returns jobs handled.
+
+    A chunk holding a poison row (one that makes ingest raise one of ``POISON``) is split in
+    halves, each in its own savepoint, until the row is alone: that job fails with the reason
+    and every other job of the chunk is ingested.
+    """
+    try:
+        with session.begin_nested():
+            return _ingest(session, job_ids=job_ids, catalog=catalog, embedder=embedder)
+    except POISON as exc:
+        if len(job_ids) > 1:
+            half = len(job_ids) // 2
+            return sum(
+                ingest(session, job_ids=part, catalog=catalog, embedder=embedder)
+                for part in (job_ids[:half], job_ids[half:])
+            )
+        reason = f"ingest failed on this job: {_describe(exc)}"
+        log.warning("job %s: %s", job_ids[0], reason)
+        return len(transitions.quarantine(session, job_ids=job_ids, reason=reason, at=utcnow()))
+
+
+def _describe(exc: Exception) -> str:
+    """The error without SQLAlchemy's statement and parameters (which can hold the prompt)."""
+    cause = exc.orig if isinstance(exc, DataError) else exc
+    return f"{type(cause).__name__}: {cause}".splitlines()[0]
+
+
+def _ingest(
+    session: Session,
+    *,
+    job_ids: list[uuid.UUID],
+    catalog: Catalog,
+    embedder: Callable[[], Embedder] | None,
+) -> int:
+    """One chunk's ingest (see ``ingest``).
 
     Only jobs still ``queued`` are touched, under row locks, so a repeated or concurrent
     message does nothing twice. The outcome is written in two statements (routed or failed

@@ -1,11 +1,19 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from app.models import CacheMode, JobMode, JobState, RequestedMode
 
@@ -75,6 +83,18 @@ class JobIn(BaseModel):
     priority: int = Field(
         default=0, ge=-1000, le=1000, description="Higher leaves its window first."
     )
+
+    @field_validator("deadline")
+    @classmethod
+    def _storable_deadline(cls, value: datetime | None) -> datetime | None:
+        # 0001-01-01T00:00:00+14:00 is the year 0 in UTC: Postgres would store it, and no
+        # datetime could hold it when read back.
+        if value is not None:
+            try:
+                value.astimezone(UTC)
+            except OverflowError:
+                raise ValueError("`deadline` is out of range") from None
+        return value
 
     @model_validator(mode="after")
     def _prompt_or_document(self) -> JobIn:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from app.jobs import repository, transitions
@@ -16,7 +17,16 @@ from app.models import Job, Tenant, utcnow
 
 def get_job(session: Session, *, tenant: Tenant, job_id: uuid.UUID) -> Job:
     """One of the tenant's jobs; ``NotFound`` when it has none with this id."""
-    job = repository.get(session, tenant_id=tenant.id, job_id=job_id)
+    try:
+        with session.begin_nested():
+            job = repository.get(session, tenant_id=tenant.id, job_id=job_id)
+    except DataError as exc:
+        # A row Postgres stored but cannot give back (a poison job): fail it with the reason
+        # and clear the unreadable value, so it can be read and cancelled like any other.
+        transitions.quarantine(
+            session, job_ids=[job_id], reason=f"unreadable job: {exc.orig}", at=utcnow()
+        )
+        job = repository.get(session, tenant_id=tenant.id, job_id=job_id)
     if job is None:
         raise NotFound(f"no job {job_id}")
     return job

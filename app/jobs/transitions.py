@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
 
@@ -37,6 +37,52 @@ from app.models import (
 INSERT_CHUNK = 5000
 
 _CANCELLED = "cancelled by the client"
+
+# Postgres keeps timestamps Python's datetime cannot hold (before year 1 or after 9999 in UTC).
+_READABLE_FROM = datetime(1, 1, 2, tzinfo=UTC)
+_READABLE_UNTIL = datetime(9999, 12, 30, tzinfo=UTC)
+_UNREADABLE_DEADLINE = "its deadline is outside the range that can be stored and read back"
+
+
+def quarantine(
+    session: Session, *, job_ids: Sequence[uuid.UUID], reason: str, at: datetime
+) -> list[uuid.UUID]:
+    """Fail poison jobs (rows that make their stage raise) alone, with ``reason``, so the rest
+    of their chunk goes on. A deadline Python cannot read back is cleared first (and named in
+    the error), so the job can be read, cancelled and announced. Jobs already handed to the
+    provider keep their state. Returns the jobs failed."""
+    unreadable = set(
+        session.scalars(
+            update(Job)
+            .where(
+                in_array(Job.id, job_ids),
+                or_(Job.deadline < _READABLE_FROM, Job.deadline > _READABLE_UNTIL),
+            )
+            .values(deadline=None)
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    failed: list[uuid.UUID] = []
+    for ids, error in (
+        ([i for i in job_ids if i in unreadable], f"{_UNREADABLE_DEADLINE}: {reason}"),
+        ([i for i in job_ids if i not in unreadable], reason),
+    ):
+        if not ids:
+            continue
+        statement = (
+            update(Job)
+            .where(
+                in_array(Job.id, ids),
+                Job.state.in_([JobState.queued, JobState.waiting, JobState.batched]),
+            )
+            .values(state=JobState.failed, error=error, completed_at=at, updated_at=utcnow())
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        )
+        failed += session.scalars(statement)
+    events.jobs_finished(session, job_ids=failed)
+    return failed
 
 
 def create_group(session: Session, *, tenant_id: uuid.UUID, size: int) -> uuid.UUID:
