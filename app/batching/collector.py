@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.batching import repository
 from app.batching.windows import WindowSettings, fitting_prefix, window_settings
-from app.catalog.catalog import Catalog
+from app.catalog.catalog import Catalog, ModelConfig
 from app.jobs import repository as job_repository
 from app.jobs import transitions
 from app.kit import queue
@@ -23,6 +23,9 @@ from app.providers.base import ProviderLimits
 from app.providers.registry import batch_limits
 
 log = logging.getLogger(__name__)
+
+# Jobs per ingest hint.
+INGEST_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,9 @@ def collect(
         limits = batch_limits(catalog)
     created: list[uuid.UUID] = []
     for window in job_repository.open_windows(session):
+        if not catalog.has_model(window.model) or window.provider not in catalog.providers:
+            reroute_window(session, window=window)
+            continue
         settings = window_settings(
             catalog, model=window.model, mode=window.mode, limits=limits.get(window.provider)
         )
@@ -89,6 +95,7 @@ def collect(
                 model=window.model,
                 mode=window.mode,
                 settings=settings,
+                prices=catalog.model(window.model),
             )
             if claimed is None:  # another collector holds the rest
                 break
@@ -107,8 +114,38 @@ def collect(
     return created
 
 
+def reroute_window(session: Session, *, window: job_repository.Window) -> list[uuid.UUID]:
+    """The waiting jobs of a model (or provider) that left the catalog go back to ingest to be
+    routed again, or failed there with the reason; other windows are not held up."""
+    ids = transitions.unroute(
+        session, provider=window.provider, model=window.model, mode=window.mode
+    )
+    enqueue_ingest(session, ids)
+    log.warning(
+        "%s (%s) is no longer in the catalog: %d waiting jobs are routed again",
+        window.model,
+        window.provider,
+        len(ids),
+    )
+    return ids
+
+
+def enqueue_ingest(session: Session, job_ids: Sequence[uuid.UUID]) -> None:
+    """Ingest hints for ``job_ids``, in the sweeper's chunks."""
+    for start in range(0, len(job_ids), INGEST_CHUNK):
+        queue.enqueue(
+            session, queue.INGEST, [str(i) for i in job_ids[start : start + INGEST_CHUNK]]
+        )
+
+
 def claim(
-    session: Session, *, provider: str, model: str, mode: JobMode, settings: WindowSettings
+    session: Session,
+    *,
+    provider: str,
+    model: str,
+    mode: JobMode,
+    settings: WindowSettings,
+    prices: ModelConfig | None = None,
 ) -> Claimed | None:
     """Move waiting jobs, highest priority then oldest first, into a new pending batch.
 
@@ -127,7 +164,9 @@ def claim(
     )
     if not count:
         return None
-    batch_id = repository.add_batch(session, provider=provider, model=model, mode=mode, size=count)
+    batch_id = repository.add_batch(
+        session, provider=provider, model=model, mode=mode, size=count, prices=prices
+    )
     transitions.claim_into_batch(
         session, job_ids=[row[0] for row in rows[:count]], batch_id=batch_id
     )
@@ -190,7 +229,12 @@ def flush_on_arrival(
                 max_bytes=settings.max_bytes,
             )
             batch_id = repository.add_batch(
-                session, provider=provider, model=model, mode=mode, size=taken
+                session,
+                provider=provider,
+                model=model,
+                mode=mode,
+                size=taken,
+                prices=catalog.model(model),
             )
             for i in indices[:taken]:
                 placed[i] = batch_id

@@ -9,14 +9,26 @@ from datetime import datetime
 from sqlalchemy import Select, or_, select, update
 from sqlalchemy.orm import Session
 
+from app.catalog.catalog import ModelConfig
 from app.models import BatchState, JobMode, ProviderBatch
 
 
 def add_batch(
-    session: Session, *, provider: str, model: str, mode: JobMode, size: int
+    session: Session,
+    *,
+    provider: str,
+    model: str,
+    mode: JobMode,
+    size: int,
+    prices: ModelConfig | None = None,
 ) -> uuid.UUID:
-    """A new pending provider batch of ``size`` jobs; returns its id."""
+    """A new pending provider batch of ``size`` jobs, with the model's ``prices`` of now;
+    returns its id."""
     batch = ProviderBatch(provider=provider, model=model, mode=mode, request_count=size)
+    if prices is not None:
+        batch.input_per_mtok = prices.input_per_mtok
+        batch.output_per_mtok = prices.output_per_mtok
+        batch.batch_discount = prices.batch_discount
     session.add(batch)
     session.flush()
     return batch.id
@@ -27,12 +39,14 @@ def ids_in_state(state: BatchState) -> Select[uuid.UUID]:
     return select(ProviderBatch.id).where(ProviderBatch.state == state)
 
 
-def route_of(session: Session, *, batch_id: uuid.UUID) -> tuple[str, JobMode] | None:
-    """(provider, mode) of a batch, or None for an unknown batch."""
+def route_of(session: Session, *, batch_id: uuid.UUID) -> tuple[str, JobMode, str] | None:
+    """(provider, mode, model) of a batch, or None for an unknown batch."""
     row = session.execute(
-        select(ProviderBatch.provider, ProviderBatch.mode).where(ProviderBatch.id == batch_id)
+        select(ProviderBatch.provider, ProviderBatch.mode, ProviderBatch.model).where(
+            ProviderBatch.id == batch_id
+        )
     ).one_or_none()
-    return (row[0], row[1]) if row else None
+    return (row[0], row[1], row[2]) if row else None
 
 
 def lock_batch(session: Session, *, batch_id: uuid.UUID, state: BatchState) -> ProviderBatch | None:

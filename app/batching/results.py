@@ -6,13 +6,14 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
 from app.accounting import service as accounting_service
 from app.batching import repository
 from app.cache import service as cache_service
-from app.catalog.catalog import Catalog
+from app.catalog.catalog import Catalog, ModelConfig
 from app.jobs import repository as job_repository
 from app.jobs import transitions
 from app.jobs.transitions import JobOutcome, Retry
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 NOT_RETRIED = frozenset({"batch_cancelled"})
 # How long a batch handed to a poll task is not handed out again; a lost message costs this.
 POLL_LEASE = timedelta(seconds=60)
+# Attempts of a job whose model left the catalog: the model's default.
+_DEFAULT_ATTEMPTS: int = ModelConfig.model_fields["max_attempts"].default
 
 
 def dispatch_polls(
@@ -53,6 +56,10 @@ def poll_batch(
     None for an unknown batch, one no longer submitted, or a failed results download."""
     route = repository.route_of(session, batch_id=batch_id)
     if route is None:
+        return None
+    if route[0] not in catalog.providers:
+        # Nothing left to reach it with; the batch waits for its provider to come back.
+        log.error("batch %s: provider %s is no longer in the catalog", batch_id, route[0])
         return None
     try:
         return poll(
@@ -128,15 +135,34 @@ def poll(
 def retry_for(
     job: job_repository.BatchMember, *, catalog: Catalog, reason: str, code: str | None
 ) -> Retry | None:
-    """The retry of a retryable failure, or None once the job used its attempts."""
-    model = catalog.model(job.model or "")
+    """The retry of a retryable failure, or None once the job used its attempts. A job whose
+    model left the catalog gets the default attempts; its retry is routed again."""
+    name = job.model or ""
+    model = catalog.model(name) if catalog.has_model(name) else None
     attempts = job.attempts + 1
-    if attempts >= model.max_attempts:
+    if attempts >= (model.max_attempts if model else _DEFAULT_ATTEMPTS):
         return None
     mode = job.mode
-    if code == "batch_expired" and model.on_expiry == "realtime":
+    if code == "batch_expired" and model is not None and model.on_expiry == "realtime":
         mode = JobMode.realtime
     return Retry(job.id, attempts, mode, reason)
+
+
+def batch_prices(batch: ProviderBatch, catalog: Catalog) -> ModelConfig:
+    """The prices of a batch's model: the prices it was claimed at, when it recorded them (a
+    model that left the catalog since keeps its open batches priced), else the catalog's."""
+    if batch.input_per_mtok is None or batch.output_per_mtok is None:
+        return catalog.model(batch.model)
+    config = catalog.model(batch.model) if catalog.has_model(batch.model) else None
+    return ModelConfig(
+        name=batch.model,
+        provider=batch.provider,
+        tier=config.tier if config else "",
+        input_per_mtok=batch.input_per_mtok,
+        output_per_mtok=batch.output_per_mtok,
+        batch_discount=batch.batch_discount or Decimal(0),
+        context_tokens=config.context_tokens if config else 1,
+    )
 
 
 def apply_outcomes(
@@ -155,7 +181,7 @@ def apply_outcomes(
     Jobs the results leave out are retried when ``retry_all`` or the batch expired or
     completed (it did not try every request), else failed.
     """
-    model = catalog.model(batch.model)
+    model = batch_prices(batch, catalog)
     # Realtime calls pay list price; batch calls get the model's batch discount.
     price = (
         accounting_service.list_price

@@ -8,6 +8,7 @@ import uuid
 from sqlalchemy.orm import Session
 
 from app.batching import repository
+from app.batching.collector import enqueue_ingest
 from app.batching.results import apply_outcomes
 from app.catalog.catalog import Catalog
 from app.jobs import repository as job_repository
@@ -40,7 +41,9 @@ def submit_batch(*, batch_id: uuid.UUID, catalog: Catalog) -> bool:
         route = repository.route_of(session, batch_id=batch_id)
         if route is None:
             return False
-        provider_name, mode = route
+        provider_name, mode, model = route
+        if not catalog.has_model(model) or provider_name not in catalog.providers:
+            return reroute(session, batch_id=batch_id, reason=f"{model} left the catalog")
         if mode == JobMode.realtime:
             return run_realtime(
                 session,
@@ -60,6 +63,20 @@ def submit_batch(*, batch_id: uuid.UUID, catalog: Catalog) -> bool:
             provider=shared_provider(catalog, provider_name),
             attempt=attempt,
         )
+
+
+def reroute(session: Session, *, batch_id: uuid.UUID, reason: str) -> bool:
+    """A pending batch whose model (or provider) left the catalog is not sent: it fails with
+    ``reason`` and its jobs go back to ingest to be routed again."""
+    batch = repository.lock_batch(session, batch_id=batch_id, state=BatchState.pending)
+    if batch is None:
+        return False
+    ids = transitions.unroute(
+        session, provider=batch.provider, model=batch.model, batch_id=batch.id
+    )
+    batch.state, batch.error = BatchState.failed, f"not sent: {reason}"
+    enqueue_ingest(session, ids)
+    return True
 
 
 def _requests(jobs: list[job_repository.BatchJob]) -> list[BatchRequest]:

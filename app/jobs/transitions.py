@@ -243,6 +243,44 @@ def release(session: Session, *, job_ids: Sequence[uuid.UUID]) -> None:
     )
 
 
+# A route cleared: the job is queued and routed again at ingest.
+_UNROUTED: dict[str, Any] = {
+    "state": JobState.queued,
+    "provider": None,
+    "model": None,
+    "mode": None,
+    "route_reason": None,
+    "routed_at": None,
+    "provider_batch_id": None,
+}
+
+
+def unroute(
+    session: Session,
+    *,
+    provider: str,
+    model: str,
+    mode: JobMode | None = None,
+    batch_id: uuid.UUID | None = None,
+) -> list[uuid.UUID]:
+    """waiting (in the window ``provider, model, mode``) or batched (in ``batch_id``) →
+    queued with no route: jobs of a model that left the catalog are routed again at ingest
+    (or fail there with the reason). Returns their ids."""
+    where = (
+        [Job.state == JobState.batched, Job.provider_batch_id == batch_id]
+        if batch_id is not None
+        else [Job.state == JobState.waiting, Job.mode == mode]
+    )
+    statement = (
+        update(Job)
+        .where(Job.provider == provider, Job.model == model, *where)
+        .values(**_UNROUTED, updated_at=utcnow())
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    )
+    return list(session.scalars(statement))
+
+
 def release_orphans(
     session: Session, *, before: datetime, live: Select[uuid.UUID]
 ) -> list[uuid.UUID]:

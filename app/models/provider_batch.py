@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from decimal import Decimal
 
-from sqlalchemy import Enum, String, Text, UniqueConstraint
+from sqlalchemy import Enum, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, CreatedAtMixin, IdMixin, StrEnumText, utcnow
@@ -49,3 +50,8 @@ class ProviderBatch(IdMixin, CreatedAtMixin, Base):
     submit_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     # Set once the provider was asked to cancel (every job of the batch was cancelled).
     cancel_requested_at: Mapped[datetime | None]
+    # The model's prices when the batch was claimed: a model that left the catalog since
+    # still has its open batches polled, applied and priced.
+    input_per_mtok: Mapped[Decimal | None] = mapped_column(Numeric(18, 8))
+    output_per_mtok: Mapped[Decimal | None] = mapped_column(Numeric(18, 8))
+    batch_discount: Mapped[Decimal | None] = mapped_column(Numeric(18, 8))

@@ -17,3 +17,5 @@ class Tenant(IdMixin, CreatedAtMixin, Base):
     requests_per_minute: Mapped[int | None]
     jobs_per_minute: Mapped[int | None]
     max_unfinished_jobs: Mapped[int | None]
+    # Weight in the weighted fair share of a window's claims (2 gets twice the share of 1).
+    share_weight: Mapped[int] = mapped_column(default=1, server_default="1")
