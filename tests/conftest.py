@@ -55,6 +55,7 @@ from sqlalchemy.exc import OperationalError  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from app.kit.db import get_engine, get_sessionmaker  # noqa: E402
+from app.kit.queue import QUEUES  # noqa: E402
 from app.models import Base, Tenant  # noqa: E402
 from app.stack.embedded import migrate  # noqa: E402
 from app.stack.postgres import EmbeddedPostgres  # noqa: E402
@@ -184,7 +185,7 @@ def worker(database: str, broker: str, simulator: str, supervisor: Supervisor) -
     env = dict(os.environ, THRIFTY_OPENAI_BASE_URL=simulator)
     schedule = TEST_HOME / "run" / "beat-schedule"
     argv = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-B",
-            "-s", str(schedule), "-Q", "collect,delivery,ingest,provider", "-c", "2",
+            "-s", str(schedule), "-Q", ",".join(QUEUES), "-c", "2",
             "-n", "test@%h", "--loglevel", "INFO"]  # fmt: skip
     child = supervisor.start("worker", argv, env=env, cwd=ROOT)
     from app.kit.queue import get_sender

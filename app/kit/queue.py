@@ -34,13 +34,35 @@ TASK_QUEUES: dict[str, str] = {
     INGEST: "ingest",
     COLLECT: "collect",
     SUBMIT_BATCH: "provider",
-    POLL_BATCHES: "provider",
-    POLL_BATCH: "provider",
+    POLL_BATCHES: "poll",
+    POLL_BATCH: "poll",
     SWEEP: "collect",
     DELIVER_WEBHOOK: "delivery",
     DISPATCH_WEBHOOKS: "delivery",
 }
 QUEUES = tuple(sorted(set(TASK_QUEUES.values())))
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A worker process (and its pool) that serves only its own queues, so no stage can take
+    another's capacity: bulk ingest never holds the processes polls and submissions need, a
+    submission waiting out a provider's rate limit never delays a poll, and slow webhook
+    receivers only ever hold delivery threads."""
+
+    name: str
+    queues: tuple[str, ...]
+    concurrency: int
+    # ``prefork`` for CPU work (embeddings, applying results); ``threads`` for HTTP waits.
+    kind: str = "prefork"
+
+
+POOLS: tuple[Pool, ...] = (
+    Pool("worker", ("collect", "provider"), 2),
+    Pool("worker-poll", ("poll",), 2),
+    Pool("worker-ingest", ("ingest",), 2),
+    Pool("worker-delivery", ("delivery",), 16, kind="threads"),
+)
 
 _OUTBOX = "thrifty_outbox"
 

@@ -150,13 +150,14 @@ class EmbeddedStack:
             env=env,
             cwd=PROJECT_ROOT,
         )
-        self.supervisor.start(
-            "worker",
-            [*celery, "worker", "-Q", ",".join(queue.QUEUES), "-c", "4", "-n", "thrifty@%h",
-             "--loglevel", "INFO"],
-            env=env,
-            cwd=PROJECT_ROOT,
-        )  # fmt: skip
+        for pool in queue.POOLS:
+            self.supervisor.start(
+                pool.name,
+                [*celery, "worker", "-Q", ",".join(pool.queues), "-c", str(pool.concurrency),
+                 "-P", pool.kind, "-n", f"thrifty-{pool.name}@%h", "--loglevel", "INFO"],
+                env=env,
+                cwd=PROJECT_ROOT,
+            )  # fmt: skip
         self.supervisor.start(
             "beat",
             [*celery, "beat", "--loglevel", "INFO", "-s", str(self.home / "run" / "beat-schedule")],
@@ -176,7 +177,9 @@ class EmbeddedStack:
         )
         say(f"api        {self.api_url} (docs {self.api_url}/docs)")
         wait_until(self._worker_answers, timeout=90, what="the Celery worker", on_poll=check)
-        say("worker     answering on queues " + ", ".join(queue.QUEUES) + "; beat running")
+        for pool in queue.POOLS:
+            say(f"{pool.name:<16} {pool.kind} x{pool.concurrency} on " + ", ".join(pool.queues))
+        say("beat       running")
         self.supervisor.start(
             "flower",
             [*celery, "flower", "--address=127.0.0.1", f"--port={self.ports.flower}",
@@ -212,9 +215,12 @@ class EmbeddedStack:
             return False
 
     def _worker_answers(self) -> bool:
+        """Whether every pool's worker answers a ping."""
         if not redis_answers(self.redis_url):
             return False
-        return bool(queue.get_sender().control.ping(timeout=1.0))
+        replies = queue.get_sender().control.ping(timeout=1.0) or []
+        names = {name.split("@")[0] for reply in replies for name in reply}
+        return all(f"thrifty-{pool.name}" in names for pool in queue.POOLS)
 
     def _dev_key(self) -> str:
         """The development tenant's one key: the one in ``dev-api-key`` while it is valid, so

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.kit.db import get_sessionmaker
+from app.kit.queue import QUEUES
 from app.models import BatchState, Job, JobState, ProviderBatch, Tenant
 from app.stack.processes import Child, Supervisor, http_ok, wait_until
 from tests.batching.helpers import assert_all_terminal, eventually, simulator_requests
@@ -57,7 +58,7 @@ def start_worker(
     env = dict(os.environ, THRIFTY_OPENAI_BASE_URL=simulator, THRIFTY_REDIS_URL=redis_url)
     schedule = TEST_HOME / "run" / f"beat-{name}"
     argv = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-B",
-            "-s", str(schedule), "-Q", "collect,delivery,ingest,provider", "-c", "2",
+            "-s", str(schedule), "-Q", ",".join(QUEUES), "-c", "2",
             "-n", f"{name}@%h", "--loglevel", "INFO"]  # fmt: skip
     child = sup.start(name, argv, env=env, cwd=ROOT)
     client = Celery(broker=redis_url)
