@@ -146,7 +146,8 @@ def test_last_used_at_is_written_at_most_once_a_minute(
     db.commit()
     api.get("/v1/keys")
     later = last_used()
-    assert isinstance(later, type(first)) and later > first  # type: ignore[operator]
+    assert isinstance(later, type(first))
+    assert later > first  # type: ignore[operator]
 
 
 def test_metrics_need_the_operator_scope(
