@@ -34,6 +34,12 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     max_jobs_per_request: int = Field(default=10_000, gt=0)
+    # Bodies over large_body_bytes are read and handled at most max_large_bodies at a time
+    # per API process (app/kit/bodies.py); one waiting longer than large_body_wait_seconds
+    # is answered 429.
+    large_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_large_bodies: int = Field(default=2, gt=0)
+    large_body_wait_seconds: float = Field(default=30.0, gt=0)
 
     # Stage timing; beat drives the collector, poller and sweeper at these intervals.
     collect_interval_seconds: float = Field(default=1.0, gt=0)

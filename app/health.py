@@ -5,9 +5,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from app.kit.db import session_scope
+from app.kit.json_input import StrictJSONRoute
 from app.kit.queue import get_sender
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=StrictJSONRoute)
 
 
 @router.get("/healthz", summary="Liveness and readiness")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -18,7 +20,9 @@ from app.health import router as health_router
 from app.intake.endpoints import router as intake_router
 from app.jobs.endpoints import router as jobs_router
 from app.jobs.schemas import JobIn
+from app.kit.bodies import BodyLimits
 from app.kit.errors import ErrorBody, ErrorResponse, ThriftyError
+from app.kit.json_input import StrictJSONRoute
 from app.metrics import registry
 from app.tenants.deps import OperatorScope
 from app.tenants.endpoints import router as keys_router
@@ -35,6 +39,13 @@ Authenticate with `Authorization: Bearer <api key>`. Every error has the shape
 """
 
 
+HTTP_ERROR_TYPES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
+
+
 def _error(
     status: int,
     type_: str,
@@ -46,14 +57,24 @@ def _error(
     return JSONResponse(status_code=status, content=body.model_dump(mode="json"), headers=headers)
 
 
+def _route_methods(routers: list[APIRouter]) -> list[tuple[re.Pattern[str], set[str]]]:
+    """Each route's path pattern and methods, to answer 405 with every allowed method
+    (Starlette's names only the first route on the path; GET and POST /v1/keys are two)."""
+    return [
+        (route.path_regex, set(route.methods or ()))
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute)
+    ]
+
+
 def create_app() -> FastAPI:
     app = FastAPI(title="Thrifty", version="0.1.0", description=DESCRIPTION)
-    app.include_router(intake_router)
-    app.include_router(jobs_router)
-    app.include_router(cache_router)
-    app.include_router(webhooks_router)
-    app.include_router(keys_router)
-    app.include_router(health_router)
+    app.router.route_class = StrictJSONRoute
+    app.add_middleware(BodyLimits)
+    routers = [intake_router, jobs_router, cache_router, webhooks_router, keys_router]
+    for router in [*routers, health_router]:
+        app.include_router(router)
 
     @app.exception_handler(ThriftyError)
     async def _thrifty_error(request: Request, exc: ThriftyError) -> JSONResponse:
@@ -61,6 +82,9 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            # Malformed JSON is 400 on every endpoint (StrictJSONRoute parses first anyway).
+            return _error(400, "bad_request", "malformed JSON")
         details = [
             {"loc": list(e["loc"]), "message": e["msg"], "type": e["type"]} for e in exc.errors()
         ]
@@ -70,7 +94,17 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, "http_error", str(exc.detail))
+        # The router's 405 carries `Allow`; keep every header the exception has.
+        type_ = HTTP_ERROR_TYPES.get(exc.status_code, "http_error")
+        headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route on the path only; every route
+            # on it counts (GET and POST /v1/keys are two routes).
+            path = request.url.path
+            route_methods = _route_methods([*routers, health_router, app.router])
+            allowed = {m for pattern, ms in route_methods if pattern.match(path) for m in ms}
+            headers = {**(headers or {}), "Allow": ", ".join(sorted(allowed))}
+        return _error(exc.status_code, type_, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -8,9 +8,10 @@ from app.cache import service as cache_service
 from app.cache.schemas import CacheSettingsIn, CacheSettingsOut, InvalidateIn, InvalidateOut
 from app.kit.deps import SessionDep
 from app.kit.errors import error_responses
+from app.kit.json_input import StrictJSONRoute
 from app.tenants.deps import CacheWrite
 
-router = APIRouter(prefix="/v1/cache", tags=["cache"])
+router = APIRouter(prefix="/v1/cache", tags=["cache"], route_class=StrictJSONRoute)
 
 ERRORS = error_responses(400, 401, 422)
 

@@ -2,7 +2,18 @@ from __future__ import annotations
 
 import uuid
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    model_validator,
+)
+
+# The columns are 32-bit integers.
+INT32_MAX = 2**31 - 1
 
 
 class CacheSettingsIn(BaseModel):
@@ -10,16 +21,21 @@ class CacheSettingsIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    semantic_enabled: bool | None = Field(default=None, description="Use the semantic layer.")
-    prompt_threshold: float | None = Field(
+    semantic_enabled: StrictBool | None = Field(default=None, description="Use the semantic layer.")
+    prompt_threshold: StrictFloat | None = Field(
         default=None, ge=0.5, le=1, description="Least cosine similarity for a prompt hit."
     )
-    document_threshold: float | None = Field(
+    document_threshold: StrictFloat | None = Field(
         default=None, ge=0.5, le=1, description="Least cosine similarity for a document hit."
     )
-    ttl_seconds: int | None = Field(default=None, gt=0, description="Entries expire after this.")
-    max_entries: int | None = Field(
-        default=None, gt=0, description="Least recently used entries are evicted past this."
+    ttl_seconds: StrictInt | None = Field(
+        default=None, gt=0, le=INT32_MAX, description="Entries expire after this."
+    )
+    max_entries: StrictInt | None = Field(
+        default=None,
+        gt=0,
+        le=INT32_MAX,
+        description="Least recently used entries are evicted past this.",
     )
 
 
@@ -41,7 +57,7 @@ class InvalidateIn(BaseModel):
         max_length=10_000,
         description="Entries written from these jobs' answers (a hit's `cached_from_job_id`).",
     )
-    all: bool = Field(default=False, description="Every entry of the tenant.")
+    all: StrictBool = Field(default=False, description="Every entry of the tenant.")
 
     @model_validator(mode="after")
     def _something(self) -> InvalidateIn:

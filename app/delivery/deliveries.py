@@ -45,8 +45,9 @@ def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         micros, _, raw_id = cursor.partition("_")
         return _EPOCH + timedelta(microseconds=int(micros)), uuid.UUID(raw_id)
-    except ValueError as exc:
-        raise ValidationFailed(f"malformed cursor {cursor!r}") from exc
+    except (ValueError, OverflowError) as exc:
+        # OverflowError: microseconds past the datetime range (a forged cursor).
+        raise ValidationFailed(f"before: malformed cursor {cursor[:100]!r}") from exc
 
 
 def list_deliveries(

@@ -19,10 +19,11 @@ from app.delivery.schemas import (
 )
 from app.kit.deps import SessionDep
 from app.kit.errors import error_responses
+from app.kit.json_input import StrictJSONRoute
 from app.models import DeliveryState
 from app.tenants.deps import WebhooksWrite
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], route_class=StrictJSONRoute)
 
 ERRORS = error_responses(400, 401, 404, 409, 422)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -13,15 +12,11 @@ from app.config import get_settings
 from app.intake import submit as intake_submit
 from app.jobs.schemas import JobIn, SubmitResponse
 from app.kit.deps import SessionDep
-from app.kit.errors import (
-    BadRequest,
-    PayloadTooLarge,
-    ValidationFailed,
-    error_responses,
-)
+from app.kit.errors import ValidationFailed, error_responses
+from app.kit.json_input import StrictJSONRoute, read_json
 from app.tenants.deps import JobsWrite
 
-router = APIRouter(prefix="/v1", tags=["jobs"])
+router = APIRouter(prefix="/v1", tags=["jobs"], route_class=StrictJSONRoute)
 
 ERRORS = error_responses(400, 401, 404, 413, 422)
 
@@ -49,22 +44,10 @@ def _describe(error: ValidationError, *, is_list: bool) -> ValidationFailed:
 
 
 async def read_submission(request: Request) -> Submission:
-    """Read and validate the body: size first, then JSON, then the schema, all or nothing."""
+    """Read and validate the body, all or nothing: its size is limited as it streams
+    (413), it is parsed strictly (``app/kit/json_input.py``), then each job validated."""
     settings = get_settings()
-    limit = settings.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body is over the {limit}-byte limit")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"request body is over the {limit}-byte limit")
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"malformed JSON: {exc}") from exc
-
+    data = await read_json(request)
     if isinstance(data, dict):
         try:
             return Submission([JobIn.model_validate(data)], as_group=False)

@@ -11,11 +11,16 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     field_validator,
     model_validator,
 )
 
 from app.models import CacheMode, JobMode, JobState, RequestedMode
+
+DEADLINE_RANGE = (datetime(2000, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))
 
 
 class JobIn(BaseModel):
@@ -43,7 +48,7 @@ class JobIn(BaseModel):
         "or free text. Defaults to summarise.",
     )
     system: str | None = Field(default=None, max_length=20_000, description="A system prompt.")
-    max_output_tokens: int | None = Field(default=None, ge=1, le=32_768)
+    max_output_tokens: StrictInt | None = Field(default=None, ge=1, le=32_768)
     model: str | None = Field(default=None, description="Pin a model from the catalog.")
     tier: str | None = Field(default=None, description="Pick the cheapest model of a tier.")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Returned unchanged.")
@@ -54,7 +59,7 @@ class JobIn(BaseModel):
         description="Resubmitting a key returns the existing job instead of a new one.",
     )
     webhook_url: AnyHttpUrl | None = Field(default=None, description="Notified when done.")
-    temperature: float | None = Field(
+    temperature: StrictFloat | None = Field(
         default=None,
         ge=0,
         le=2,
@@ -66,7 +71,7 @@ class JobIn(BaseModel):
         description="`default`: answer from the cache when possible; `bypass`: neither read "
         "nor write the cache; `refresh`: do not read, and replace the cached answer.",
     )
-    semantic_cache: bool | None = Field(
+    semantic_cache: StrictBool | None = Field(
         default=None,
         description="Force the semantic (similar-request) layer on or off; by default it is on "
         "for temperature 0 (or unset) and off above.",
@@ -80,20 +85,37 @@ class JobIn(BaseModel):
     deadline: AwareDatetime | None = Field(
         default=None, description="When the result is needed by (ISO 8601 with a time zone)."
     )
-    priority: int = Field(
+    priority: StrictInt = Field(
         default=0, ge=-1000, le=1000, description="Higher leaves its window first."
     )
 
+    @field_validator("prompt", "document", "instruction")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        # A whitespace-only prompt would be sent, and billed, for nothing.
+        if value is not None and not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+    @field_validator("deadline", mode="before")
+    @classmethod
+    def _deadline_is_a_string(cls, value: object) -> object:
+        # No Unix timestamps: a number is more likely a duration sent by mistake.
+        if value is not None and not isinstance(value, str | datetime):
+            raise ValueError("must be an ISO 8601 date-time string with a time zone")
+        return value
+
     @field_validator("deadline")
     @classmethod
-    def _storable_deadline(cls, value: datetime | None) -> datetime | None:
-        # 0001-01-01T00:00:00+14:00 is the year 0 in UTC: Postgres would store it, and no
-        # datetime could hold it when read back.
+    def _deadline_in_range(cls, value: datetime | None) -> datetime | None:
+        # Postgres and Python both store it only within this range, once in UTC.
         if value is not None:
             try:
-                value.astimezone(UTC)
+                utc = value.astimezone(UTC)
             except OverflowError:
-                raise ValueError("`deadline` is out of range") from None
+                utc = None
+            if utc is None or not DEADLINE_RANGE[0] <= utc <= DEADLINE_RANGE[1]:
+                raise ValueError("must be between 2000-01-01 and 9000-01-01 (UTC)")
         return value
 
     @model_validator(mode="after")
