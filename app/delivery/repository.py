@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -47,6 +47,21 @@ def get_endpoint(
     if lock:
         query = query.with_for_update()
     return session.scalars(query).one_or_none()
+
+
+def lock_endpoint_url(session: Session, *, tenant_id: uuid.UUID, url: str) -> None:
+    """Serialise registrations of one URL by one tenant until the transaction ends."""
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"webhook-endpoint:{tenant_id}:{url}"},
+    )
+
+
+def endpoint_by_url(session: Session, *, tenant_id: uuid.UUID, url: str) -> WebhookEndpoint | None:
+    query = select(WebhookEndpoint).where(
+        WebhookEndpoint.tenant_id == tenant_id, WebhookEndpoint.url == url
+    )
+    return session.scalars(query).first()
 
 
 def endpoint_by_id(session: Session, endpoint_id: uuid.UUID) -> WebhookEndpoint | None:

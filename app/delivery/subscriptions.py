@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from app.delivery import addresses, repository, signing
 from app.delivery.config import WebhookConfig
 from app.delivery.schemas import EndpointCreated, EndpointIn, EndpointOut, SecretOut
-from app.kit.errors import NotFound, ValidationFailed
+from app.kit.errors import Conflict, NotFound, ValidationFailed
 from app.models import Tenant, WebhookEndpoint, WebhookSecret, utcnow
 
 # What holds a signing secret: an endpoint, or a tenant (for jobs' own webhook_url).
@@ -59,6 +59,15 @@ def create_endpoint(
     """Register a receiver; its generated secret is in the answer and never shown again."""
     url = str(data.url)
     check_url(url, config=config)
+    # One subscription per URL: a second would deliver every event twice.
+    repository.lock_endpoint_url(session, tenant_id=tenant.id, url=url)
+    existing = repository.endpoint_by_url(session, tenant_id=tenant.id, url=url)
+    if existing is not None:
+        raise Conflict(
+            f"{url} is already registered as endpoint {existing.id}; change its events by "
+            "deleting and registering it again",
+            details=[{"loc": ["url"], "endpoint_id": str(existing.id), "type": "duplicate_url"}],
+        )
     endpoint = WebhookEndpoint(
         tenant_id=tenant.id,
         url=url,

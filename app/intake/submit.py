@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections import Counter
 from datetime import datetime
@@ -18,7 +20,7 @@ from app.jobs.repository import ExistingJob
 from app.jobs.rows import NewJob
 from app.jobs.schemas import JobIn, SubmitResponse, SubmittedJob
 from app.kit import queue
-from app.kit.errors import ValidationFailed
+from app.kit.errors import IdempotencyConflict, ValidationFailed
 from app.kit.prompts import DEFAULT_INSTRUCTION
 from app.models import CacheMode, JobState, Tenant, utcnow
 from app.routing import service as routing_service
@@ -56,7 +58,9 @@ def submit(
     keys = [item.idempotency_key for item in items if item.idempotency_key is not None]
     _validate(items, keys=keys, catalog=catalog)
 
+    hashes = {item.idempotency_key: request_hash(item) for item in items if item.idempotency_key}
     earlier = job_repository.find_by_keys(session, tenant_id=tenant.id, keys=keys) if keys else {}
+    _check_replay(session, items, earlier=earlier, hashes=hashes, as_group=as_group)
     fresh = [item for item in items if item.idempotency_key not in earlier]
 
     group_id: uuid.UUID | None = None
@@ -101,6 +105,7 @@ def submit(
             error=placement.error,
             completed_at=placement.completed_at,
             provider_batch_id=batch_id,
+            request_hash=hashes.get(item.idempotency_key) if item.idempotency_key else None,
         )
         for item, instruction, placement, batch_id in zip(
             fresh, instructions, placements, batch_ids, strict=True
@@ -108,12 +113,14 @@ def submit(
     ]
     inserted = transitions.insert_many(session, rows)
     if len(inserted) < len(rows):
-        # A concurrent request stored some of these keys between our check and our insert.
-        raced = [r.idempotency_key for r in rows if r.id not in inserted and r.idempotency_key]
-        earlier.update(job_repository.find_by_keys(session, tenant_id=tenant.id, keys=raced))
-        if group_id is not None:
-            transitions.resize_group(session, group_id=group_id, size=len(inserted))
-    new = [row for row in rows if row.id in inserted]
+        # A concurrent request stored some of these keys between our check and our insert:
+        # as Stripe does for a key in flight, refuse (the session rolls everything back);
+        # retried, the request finds the jobs stored and gets them back.
+        raced = [r.idempotency_key or "" for r in rows if r.id not in inserted]
+        raise IdempotencyConflict(
+            "a concurrent request is using these idempotency keys; retry: " + ", ".join(raced[:5])
+        )
+    new = rows
     submitted = _answers(items, earlier=earlier, new=new)
 
     queued = [str(row.id) for row in new if row.state == JobState.queued]
@@ -123,10 +130,60 @@ def submit(
         queue.enqueue(session, queue.COLLECT)
 
     if as_group and group_id is None:
-        # A list resubmitted in full: answer with the group its jobs already belong to.
-        earlier_groups = {earlier[key].group_id for key in keys}
-        group_id = earlier_groups.pop() if len(earlier_groups) == 1 else None
+        # A list resubmitted in full (checked by _check_replay): its original group.
+        group_id = earlier[keys[0]].group_id
     return SubmitResponse(group_id=group_id, count=len(submitted), jobs=submitted)
+
+
+def request_hash(item: JobIn) -> str:
+    """A job's payload fingerprint: the same fields and values (defaults filled in, object
+    keys in any order) give the same hash."""
+    payload = item.model_dump(mode="json", exclude={"idempotency_key"})
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _check_replay(
+    session: Session,
+    items: list[JobIn],
+    *,
+    earlier: dict[str, ExistingJob],
+    hashes: dict[str, str],
+    as_group: bool,
+) -> None:
+    """Stripe's idempotency: a key sent again with the same payload returns the original;
+    with another payload it is refused (409 ``idempotency_conflict``). A list is one
+    request: sent again whole it returns its group, but a list mixing jobs stored before
+    with others is another request reusing keys, refused too (so an answer's ``count``
+    always equals its group's ``size``)."""
+    if not earlier:
+        return
+    changed = [
+        key
+        for key, job in earlier.items()
+        if job.request_hash is not None and job.request_hash != hashes[key]
+    ]
+    if changed:
+        raise IdempotencyConflict(
+            "idempotency key reused with a different payload: " + ", ".join(sorted(changed)[:5]),
+            details=[{"loc": ["idempotency_key"], "message": key, "type": "idempotency_conflict"}
+                     for key in sorted(changed)[:100]],
+        )  # fmt: skip
+    if not as_group:
+        return
+    groups = {job.group_id for job in earlier.values()}
+    group = groups.pop() if len(groups) == 1 else None
+    whole = (
+        len(earlier) == len(items)
+        and group is not None
+        and job_repository.group_size(session, group_id=group) == len(items)
+    )
+    if not whole:
+        raise IdempotencyConflict(
+            f"{len(earlier)} of these {len(items)} jobs reuse idempotency keys of an earlier "
+            "submission that was not this same list; send that list again to get it back, "
+            "or use new keys"
+        )
 
 
 def _place(

@@ -30,20 +30,27 @@ class ExistingJob(NamedTuple):
     id: uuid.UUID
     state: JobState
     group_id: uuid.UUID | None
+    # None for jobs stored before payloads were hashed: those match any payload.
+    request_hash: str | None
 
 
 def find_by_keys(
     session: Session, *, tenant_id: uuid.UUID, keys: Sequence[str]
 ) -> dict[str, ExistingJob]:
     """Existing jobs by idempotency key."""
-    query = select(Job.idempotency_key, Job.id, Job.state, Job.group_id).where(
+    query = select(Job.idempotency_key, Job.id, Job.state, Job.group_id, Job.request_hash).where(
         Job.tenant_id == tenant_id, Job.idempotency_key.in_(keys)
     )
     return {
-        key: ExistingJob(job_id, state, group_id)
-        for key, job_id, state, group_id in session.execute(query)
+        key: ExistingJob(job_id, state, group_id, request_hash)
+        for key, job_id, state, group_id, request_hash in session.execute(query)
         if key
     }
+
+
+def group_size(session: Session, *, group_id: uuid.UUID) -> int | None:
+    """The number of jobs a bulk submission stored."""
+    return session.scalar(select(JobGroup.size).where(JobGroup.id == group_id))
 
 
 def get(session: Session, *, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job | None:

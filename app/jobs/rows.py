@@ -53,6 +53,8 @@ class NewJob(NamedTuple):
     error: str | None
     completed_at: datetime | None
     provider_batch_id: uuid.UUID | None
+    # SHA-256 of the submitted job, for keyed jobs (a reused key with another payload is refused).
+    request_hash: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
