@@ -39,6 +39,42 @@ def create(name: Annotated[str, typer.Argument(show_default=False)]) -> None:
     say(f"api_key={key}")
 
 
+Limit = Annotated[
+    int | None,
+    typer.Option(min=1, max=2**31 - 1, help="unset: the THRIFTY_TENANT_* setting"),
+]
+
+
+@app.command(help="set a tenant's own rate limits (options left out go back to the settings)")
+def limits(
+    name: Annotated[str, typer.Argument(show_default=False)],
+    requests_per_minute: Limit = None,
+    jobs_per_minute: Limit = None,
+    max_unfinished_jobs: Limit = None,
+) -> None:
+    from app.config import get_settings
+    from app.kit.db import session_scope
+    from app.tenants import service as tenant_service
+
+    settings = get_settings()
+    with session_scope() as session:
+        tenant = tenant_service.get_tenant(session, name=name)
+        if tenant is None:
+            fail(f"no tenant {name!r}")
+            raise typer.Exit(1)
+        tenant_service.set_limits(
+            session,
+            tenant=tenant,
+            requests_per_minute=requests_per_minute,
+            jobs_per_minute=jobs_per_minute,
+            max_unfinished_jobs=max_unfinished_jobs,
+        )
+    say(f"tenant={name}")
+    say(f"requests_per_minute={requests_per_minute or settings.tenant_requests_per_minute}")
+    say(f"jobs_per_minute={jobs_per_minute or settings.tenant_jobs_per_minute}")
+    say(f"max_unfinished_jobs={max_unfinished_jobs or settings.tenant_max_unfinished_jobs}")
+
+
 @keys.command("create", help="issue an API key for a tenant (every tenant scope by default)")
 def create_key(
     tenant: TenantOption,

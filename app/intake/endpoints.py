@@ -14,11 +14,12 @@ from app.jobs.schemas import JobIn, SubmitResponse
 from app.kit.deps import SessionDep
 from app.kit.errors import ValidationFailed, error_responses
 from app.kit.json_input import StrictJSONRoute, read_json
+from app.kit.ratelimit import RateLimiterDep
 from app.tenants.deps import JobsWrite
 
 router = APIRouter(prefix="/v1", tags=["jobs"], route_class=StrictJSONRoute)
 
-ERRORS = error_responses(400, 401, 404, 413, 422)
+ERRORS = error_responses(400, 401, 403, 409, 413, 415, 422, 429)
 
 _job_list = TypeAdapter(list[JobIn])
 
@@ -101,13 +102,17 @@ def submit_jobs(
     tenant: JobsWrite,
     session: SessionDep,
     catalog: CatalogDep,
+    limiter: RateLimiterDep,
     submission: Annotated[Submission, Depends(read_submission)],
 ) -> SubmitResponse:
     """Accept jobs for processing. A list becomes a group whose progress can be polled.
 
     The whole submission is stored in one transaction before the response; processing
-    starts after it commits.
+    starts after it commits. Each job counts against the tenant's jobs-per-minute limit,
+    and its unfinished jobs are capped (429 past either).
     """
+    jobs_per_minute = tenant.jobs_per_minute or get_settings().tenant_jobs_per_minute
+    limiter.hit("jobs", str(tenant.id), per_minute=jobs_per_minute, cost=len(submission.jobs))
     return intake_submit.submit(
         session,
         tenant=tenant,

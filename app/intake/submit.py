@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.batching import service as batching_service
 from app.catalog.catalog import Catalog
+from app.config import get_settings
 from app.delivery import service as delivery_service
 from app.intake.placement import UNROUTED, Placement, place
 from app.jobs import repository as job_repository
@@ -20,7 +21,7 @@ from app.jobs.repository import ExistingJob
 from app.jobs.rows import NewJob
 from app.jobs.schemas import JobIn, SubmitResponse, SubmittedJob
 from app.kit import queue
-from app.kit.errors import IdempotencyConflict, ValidationFailed
+from app.kit.errors import IdempotencyConflict, TooManyRequests, ValidationFailed
 from app.kit.prompts import DEFAULT_INSTRUCTION
 from app.models import CacheMode, JobState, Tenant, utcnow
 from app.routing import service as routing_service
@@ -62,6 +63,8 @@ def submit(
     earlier = job_repository.find_by_keys(session, tenant_id=tenant.id, keys=keys) if keys else {}
     _check_replay(session, items, earlier=earlier, hashes=hashes, as_group=as_group)
     fresh = [item for item in items if item.idempotency_key not in earlier]
+    if fresh:
+        _check_unfinished(session, tenant=tenant, adding=len(fresh))
 
     group_id: uuid.UUID | None = None
     if as_group and fresh:
@@ -133,6 +136,19 @@ def submit(
         # A list resubmitted in full (checked by _check_replay): its original group.
         group_id = earlier[keys[0]].group_id
     return SubmitResponse(group_id=group_id, count=len(submitted), jobs=submitted)
+
+
+def _check_unfinished(session: Session, *, tenant: Tenant, adding: int) -> None:
+    """A tenant may have at most so many jobs not yet ended; more wait for those to end."""
+    cap = tenant.max_unfinished_jobs or get_settings().tenant_max_unfinished_jobs
+    unfinished = job_repository.count_unfinished(session, tenant_id=tenant.id, up_to=cap + 1)
+    if unfinished + adding > cap:
+        raise TooManyRequests(
+            f"{unfinished} unfinished jobs and {adding} more would pass this tenant's cap of "
+            f"{cap}; wait for some to end",
+            retry_after=get_settings().poll_retry_after_seconds,
+            type_="too_many_unfinished_jobs",
+        )
 
 
 def request_hash(item: JobIn) -> str:

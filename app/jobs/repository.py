@@ -48,6 +48,17 @@ def find_by_keys(
     }
 
 
+def count_unfinished(session: Session, *, tenant_id: uuid.UUID, up_to: int) -> int:
+    """The tenant's jobs that have not ended, counted up to ``up_to`` (a bounded scan)."""
+    unfinished = (
+        select(Job.id)
+        .where(Job.tenant_id == tenant_id, Job.state.not_in(TERMINAL_STATES))
+        .limit(up_to)
+        .subquery()
+    )
+    return session.scalar(select(func.count()).select_from(unfinished)) or 0
+
+
 def group_size(session: Session, *, group_id: uuid.UUID) -> int | None:
     """The number of jobs a bulk submission stored."""
     return session.scalar(select(JobGroup.size).where(JobGroup.id == group_id))

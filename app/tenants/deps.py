@@ -2,7 +2,8 @@
 
 After polar's per-domain ``Authenticator`` aliases: an endpoint names the access it needs
 (``tenant: JobsWrite``) and a key without one of the accepted scopes gets 403. A missing,
-unknown, revoked or expired key gets 401.
+unknown, revoked or expired key gets 401. Every authenticated request counts against the
+tenant's requests-per-minute limit (429 past it).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from typing import Annotated
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from app.config import get_settings
 from app.kit.deps import SessionDep
 from app.kit.errors import Forbidden, Unauthorized
+from app.kit.ratelimit import RateLimiterDep
 from app.models import Tenant
 from app.tenants import service as tenant_service
 from app.tenants.scopes import Scope
@@ -32,6 +35,7 @@ class Authenticator:
     def __call__(
         self,
         session: SessionDep,
+        limiter: RateLimiterDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
         if credentials is None:
@@ -42,6 +46,9 @@ class Authenticator:
         if not principal.scopes & self.required_scopes:
             needed = " or ".join(sorted(self.required_scopes))
             raise Forbidden(f"this API key lacks the scope this endpoint needs: {needed}")
+        tenant = principal.tenant
+        per_minute = tenant.requests_per_minute or get_settings().tenant_requests_per_minute
+        limiter.hit("requests", str(tenant.id), per_minute=per_minute)
         return principal
 
 
@@ -51,9 +58,10 @@ class TenantAuthenticator(Authenticator):
     def __call__(  # type: ignore[override]
         self,
         session: SessionDep,
+        limiter: RateLimiterDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Tenant:
-        return super().__call__(session, credentials).tenant
+        return super().__call__(session, limiter, credentials).tenant
 
 
 # A write scope also reads what it writes (polar's `web_default`-style any-of sets).

@@ -62,6 +62,21 @@ def create_tenant(session: Session, *, name: str) -> Tenant:
     return get_or_create_tenant(session, name=name)
 
 
+def set_limits(
+    session: Session,
+    *,
+    tenant: Tenant,
+    requests_per_minute: int | None,
+    jobs_per_minute: int | None,
+    max_unfinished_jobs: int | None,
+) -> None:
+    """Override the settings' limits for one tenant (None: back to the setting)."""
+    tenant.requests_per_minute = requests_per_minute
+    tenant.jobs_per_minute = jobs_per_minute
+    tenant.max_unfinished_jobs = max_unfinished_jobs
+    session.flush()
+
+
 def create_key(
     session: Session,
     *,
