@@ -15,6 +15,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CATALOG = Path(__file__).resolve().parent / "catalog" / "catalog.toml"
 # Relative: the working directory's .env, as pydantic-settings reads it.
 ENV_FILE = Path(".env")
+# The old default login, refused wherever a Flower password is checked.
+WEAK_FLOWER_PASSWORDS = frozenset({"thrifty"})
 
 
 class Settings(BaseSettings):
@@ -108,7 +110,9 @@ class Settings(BaseSettings):
     tenant_max_unfinished_jobs: int = Field(default=200_000, gt=0)
 
     flower_user: str = "thrifty"
-    flower_password: str = "thrifty"  # noqa: S105 - refused in production by the validator
+    # No default: `python -m app.stack.flower` refuses to start without one; the embedded
+    # development stack makes a random one (THRIFTY_HOME/flower-password).
+    flower_password: str | None = None
 
     @staticmethod
     def variable(name: str) -> str | None:
@@ -145,8 +149,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_default_secrets_in_production(self) -> Settings:
-        if self.environment == "production" and self.flower_password == "thrifty":  # noqa: S105
-            raise ValueError("set THRIFTY_FLOWER_PASSWORD: the default is for development only")
+        if self.flower_password == "":
+            self.flower_password = None
+        if self.environment == "production" and self.flower_password in WEAK_FLOWER_PASSWORDS:
+            raise ValueError("THRIFTY_FLOWER_PASSWORD: choose a password of your own")
         return self
 
 

@@ -4,6 +4,7 @@ Flower and the provider simulator, as child processes of ``thrifty up`` / ``thri
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -116,6 +117,7 @@ class EmbeddedStack:
     def _start(self, say: Callable[[str], None]) -> StackInfo:
         env = self._child_env()
         py = sys.executable
+        user, password = self.settings.flower_user, self._flower_password()
         say(f"postgres   embedded Postgres + pgvector on 127.0.0.1:{self.ports.postgres}")
         self.postgres.start()
         self.postgres.ensure_database("thrifty")
@@ -128,7 +130,6 @@ class EmbeddedStack:
         api_key = self._dev_key()
 
         celery = [py, "-m", "celery", "-A", "workers.celery_app"]
-        user, password = self.settings.flower_user, self.settings.flower_password
         self.supervisor.start(
             "simulator",
             [py, "-m", "app.cli", "simulator", "--port", str(self.ports.simulator)],
@@ -182,9 +183,8 @@ class EmbeddedStack:
         say("beat       running")
         self.supervisor.start(
             "flower",
-            [*celery, "flower", "--address=127.0.0.1", f"--port={self.ports.flower}",
-             f"--basic-auth={user}:{password}"],
-            env=env,
+            [py, "-m", "app.stack.flower", "--address=127.0.0.1", f"--port={self.ports.flower}"],
+            env={**env, "THRIFTY_FLOWER_PASSWORD": password},
             cwd=PROJECT_ROOT,
         )  # fmt: skip
         # Flower starts after the worker answers, and the first refresh fills its worker list.
@@ -205,6 +205,22 @@ class EmbeddedStack:
             api_key=api_key,
             flower_auth=(user, password),
         )
+
+    def _flower_password(self) -> str:
+        """THRIFTY_FLOWER_PASSWORD; in development without one, a random password made once
+        and kept in THRIFTY_HOME/flower-password (mode 0600)."""
+        if self.settings.flower_password:
+            return self.settings.flower_password
+        if self.settings.environment != "development":
+            raise RuntimeError("set THRIFTY_FLOWER_PASSWORD: Flower has no default password")
+        stored = self.home / "flower-password"
+        if stored.is_file() and stored.read_text().strip():
+            return stored.read_text().strip()
+        password = secrets.token_urlsafe(18)
+        self.home.mkdir(parents=True, exist_ok=True)
+        stored.write_text(password + "\n")
+        stored.chmod(0o600)
+        return password
 
     def _flower_lists_worker(self, auth: tuple[str, str]) -> bool:
         try:
