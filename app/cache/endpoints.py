@@ -7,13 +7,13 @@ from fastapi import APIRouter
 from app.cache import service as cache_service
 from app.cache.schemas import CacheSettingsIn, CacheSettingsOut, InvalidateIn, InvalidateOut
 from app.kit.deps import SessionDep
-from app.kit.errors import error_responses
+from app.kit.errors import API_ERROR_CODES, error_responses
 from app.kit.json_input import StrictJSONRoute
 from app.tenants.deps import CacheWrite
 
 router = APIRouter(prefix="/v1/cache", tags=["cache"], route_class=StrictJSONRoute)
 
-ERRORS = error_responses(400, 401, 422)
+ERRORS = error_responses(*API_ERROR_CODES)
 
 
 def _out(policy: cache_service.Policy, entries: int) -> CacheSettingsOut:

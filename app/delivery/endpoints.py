@@ -18,14 +18,14 @@ from app.delivery.schemas import (
     SecretOut,
 )
 from app.kit.deps import SessionDep
-from app.kit.errors import error_responses
+from app.kit.errors import API_ERROR_CODES, error_responses
 from app.kit.json_input import StrictJSONRoute
 from app.models import DeliveryState
 from app.tenants.deps import WebhooksWrite
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], route_class=StrictJSONRoute)
 
-ERRORS = error_responses(400, 401, 404, 409, 422)
+ERRORS = error_responses(*API_ERROR_CODES)
 
 
 @router.post(

@@ -12,14 +12,14 @@ from app.config import get_settings
 from app.intake import submit as intake_submit
 from app.jobs.schemas import JobIn, SubmitResponse
 from app.kit.deps import SessionDep
-from app.kit.errors import ValidationFailed, error_responses
+from app.kit.errors import API_ERROR_CODES, ValidationFailed, error_responses
 from app.kit.json_input import StrictJSONRoute, read_json
 from app.kit.ratelimit import RateLimiterDep
 from app.tenants.deps import JobsWrite
 
 router = APIRouter(prefix="/v1", tags=["jobs"], route_class=StrictJSONRoute)
 
-ERRORS = error_responses(400, 401, 403, 409, 413, 415, 422, 429)
+ERRORS = error_responses(*API_ERROR_CODES)
 
 _job_list = TypeAdapter(list[JobIn])
 

@@ -15,14 +15,14 @@ from app.jobs.schemas import GroupCancelled, GroupOut, JobOut, JobPage
 from app.jobs.views import to_out
 from app.kit.db import session_scope
 from app.kit.deps import SessionDep
-from app.kit.errors import error_responses
+from app.kit.errors import API_ERROR_CODES, error_responses
 from app.kit.json_input import StrictJSONRoute
 from app.models import TERMINAL_STATES
 from app.tenants.deps import JobsRead, JobsWrite
 
 router = APIRouter(prefix="/v1", tags=["jobs"], route_class=StrictJSONRoute)
 
-ERRORS = error_responses(400, 401, 404, 413, 422)
+ERRORS = error_responses(*API_ERROR_CODES)
 
 
 def _retry_after(response: Response, *, running: bool) -> None:

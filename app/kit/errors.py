@@ -101,6 +101,11 @@ class TooManyRequests(ThriftyError):
             self.type = type_
 
 
+# What any endpoint may answer besides its success: bad JSON, no key, a missing scope, not
+# found, a conflict, too large, not JSON, invalid, rate limited.
+API_ERROR_CODES = (400, 401, 403, 404, 409, 413, 415, 422, 429)
+
+
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for an endpoint's error statuses, all in the one error schema."""
     return {code: {"model": ErrorResponse} for code in codes}

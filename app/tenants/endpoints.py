@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 
 from app.config import get_settings
 from app.kit.deps import SessionDep
-from app.kit.errors import Forbidden, ValidationFailed, error_responses
+from app.kit.errors import API_ERROR_CODES, Forbidden, ValidationFailed, error_responses
 from app.kit.json_input import StrictJSONRoute
 from app.models import ApiKey, utcnow
 from app.tenants import service as tenant_service
@@ -19,7 +19,7 @@ from app.tenants.scopes import Scope
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"], route_class=StrictJSONRoute)
 
-ERRORS = error_responses(400, 401, 403, 404, 409, 413, 415, 422, 429)
+ERRORS = error_responses(*API_ERROR_CODES)
 
 
 def _out(row: ApiKey) -> KeyOut:
