@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from app.tenants.scopes import TENANT_SCOPES, Scope
 
@@ -21,6 +21,19 @@ class KeyIn(BaseModel):
     expires_at: AwareDatetime | None = Field(
         default=None, description="After this the key is refused (ISO 8601 with a time zone)."
     )
+
+    @field_validator("expires_at")
+    @classmethod
+    def _storable(cls, value: datetime | None) -> datetime | None:
+        # In UTC it must still be a date Python and Postgres hold (year 1 to 9999).
+        if value is not None:
+            try:
+                value.astimezone(UTC)
+            except OverflowError:
+                raise ValueError("out of range once in UTC") from None
+            if value.astimezone(UTC).year >= 9999:
+                raise ValueError("must be before the year 9999")
+        return value
 
 
 class KeyOut(BaseModel):

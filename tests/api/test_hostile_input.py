@@ -207,3 +207,30 @@ def test_a_streamed_body_over_the_limit_is_413(api: TestClient) -> None:
 
     response = api.post("/v1/jobs", content=chunks(), headers={"Content-Type": "application/json"})
     assert error_of(response, 413)["type"] == "payload_too_large"
+
+
+def test_every_route_parses_json_strictly() -> None:
+    from fastapi.routing import APIRoute
+
+    from app.kit.json_input import StrictJSONRoute
+    from app.main import app
+
+    def routes(items: list[object]) -> list[APIRoute]:
+        found: list[APIRoute] = []
+        for route in items:
+            inner = getattr(route, "original_router", None)
+            if inner is not None:
+                found += routes(list(inner.routes))
+            elif isinstance(route, APIRoute):
+                found.append(route)
+        return found
+
+    api_routes = routes(list(app.routes))
+    assert len(api_routes) > 20
+    loose = [r.path for r in api_routes if not isinstance(r, StrictJSONRoute)]
+    assert loose == [], "use APIRouter(route_class=StrictJSONRoute) for these"
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
+def test_key_expiry_postgres_cannot_store_is_422(api: TestClient, when: str) -> None:
+    error_of(api.post("/v1/keys", json={"name": "k", "expires_at": when}), 422)
