@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.cache import neardup, verify
 from app.embeddings.base import Embedder
 from app.kit.text import normalise
 
@@ -82,12 +83,36 @@ def read_articles(data_dir: Path) -> list[Article]:
             articles.append(Article(row["id"], row["source"], first[:120], row["article"]))
     if not articles:
         raise FileNotFoundError(f"no articles under {data_dir / 'docs'}")
-    # The BBC set holds some articles twice under two ids: keep one, or a "different
-    # article" could be the very same text.
-    unique: dict[str, Article] = {}
+    return _distinct(articles)
+
+
+# Two ids whose texts share this much of their shingles are one story filed twice.
+_FILED_TWICE = 0.9
+
+
+def _distinct(articles: list[Article]) -> list[Article]:
+    """One article per story. The BBC set holds some stories twice under two ids: the same
+    text, the same headline in the same category, or a copy differing by a word or two;
+    without this a "different article" could be the very same document."""
+    texts: set[str] = set()
+    titles: set[tuple[str, str]] = set()
+    buckets: dict[int, list[set[int]]] = {}
+    kept: list[Article] = []
     for article in articles:
-        unique.setdefault(" ".join(article.text.lower().split()), article)
-    return list(unique.values())
+        text = " ".join(article.text.lower().split())
+        title = (article.topic, " ".join(article.title.lower().split()))
+        if text in texts or title in titles:
+            continue
+        found = neardup.shingled(text)
+        near = [known for key in found.bands for known in buckets.get(key, ())]
+        if any(verify.jaccard(known, found.shingles) >= _FILED_TWICE for known in near):
+            continue
+        texts.add(text)
+        titles.add(title)
+        for key in found.bands:
+            buckets.setdefault(key, []).append(found.shingles)
+        kept.append(article)
+    return kept
 
 
 def _edits(article: Article, donor: Article, rng: random.Random) -> list[str]:
@@ -112,16 +137,46 @@ def _edits(article: Article, donor: Article, rng: random.Random) -> list[str]:
     ]
 
 
+_DIGITS = re.compile(r"\d+")
+
+
+def _renumbered(article: Article, rng: random.Random) -> str | None:
+    """A copy of the article with some of its figures changed (an amount, a date, a score, a
+    percentage): the same text with other numbers, which a summary must not be reused for.
+    None when the article has no figure."""
+    body = article.text.strip()
+    found = list(_DIGITS.finditer(body))
+    if not found:
+        return None
+    chosen = {m.start() for m in rng.sample(found, k=min(len(found), rng.choice((1, 1, 2, 3))))}
+
+    def change(match: re.Match[str]) -> str:
+        if match.start() not in chosen:
+            return match.group()
+        value = int(match.group())
+        width = len(match.group())
+        new = value + rng.choice((-3, -2, -1, 1, 2, 3, 5, 10))
+        if new < 0 or new == value:
+            new = value + 1
+        return str(new).zfill(width) if match.group().startswith("0") else str(new)
+
+    return f"{article.title}\n\n{_DIGITS.sub(change, body)}"
+
+
+def _vocabulary(article: Article) -> set[str]:
+    return set(verify.words(article.text))
+
+
 def companion_pairs(
     data_dir: Path,
     *,
-    embedder: Embedder,
     limit: int | None = None,
     seed: int = 7,
     say: Callable[[str], None] = print,
 ) -> list[LabelledPair]:
-    """Near-duplicate document pairs: edited copies of an article (same) and, for articles
-    kept out of the store, the most similar stored article on the same topic (different)."""
+    """Near-duplicate document pairs: edited copies of an article (same), copies of it with
+    some figures changed (different) and, for articles kept out of the store, the stored
+    article on the same topic that shares the most vocabulary with it (different)."""
     rng = random.Random(seed)
     articles = [a for a in read_articles(data_dir) if len(a.text.split()) >= 80]
     rng.shuffle(articles)
@@ -129,20 +184,22 @@ def companion_pairs(
         articles = articles[: max(4, limit)]
     stored, unstored = articles[::2], articles[1::2]
     say(f"companion set: {len(stored)} stored articles, {len(unstored)} others on the same topics")
-    vectors = embed_all(embedder, [_document(a) for a in articles], say=say)
-    by_id = {a.id: v for a, v in zip(articles, vectors, strict=True)}
     pairs: list[LabelledPair] = []
     for article in stored:
         donor = rng.choice(unstored)
         for copy in _edits(article, donor, rng):
             pairs.append(LabelledPair(_document(article), copy, True))
-    stored_by_topic: dict[str, list[Article]] = {}
+        renumbered = _renumbered(article, rng)
+        if renumbered is not None:
+            pairs.append(LabelledPair(_document(article), renumbered, False))
+    stored_by_topic: dict[str, list[tuple[Article, set[str]]]] = {}
     for article in stored:
-        stored_by_topic.setdefault(article.topic, []).append(article)
+        stored_by_topic.setdefault(article.topic, []).append((article, _vocabulary(article)))
+    everything = [pair for pool in stored_by_topic.values() for pair in pool]
     for article in unstored:
-        pool = stored_by_topic.get(article.topic) or stored
-        sims = np.array([float(by_id[s.id] @ by_id[article.id]) for s in pool])
-        nearest = pool[int(sims.argmax())]
+        vocabulary = _vocabulary(article)
+        pool = stored_by_topic.get(article.topic) or everything
+        nearest = max(pool, key=lambda known: verify.jaccard(known[1], vocabulary))[0]
         pairs.append(LabelledPair(_document(nearest), _document(article), False))
     return pairs
 

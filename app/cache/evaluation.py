@@ -200,7 +200,7 @@ def prepare(
         pairs = read_pairs(pairs_path, limit=limit)
         say(f"{len(pairs)} pairs from {pairs_path} ({kind}s)")
     else:
-        pairs = companion_pairs(data_dir, embedder=embedder, limit=limit, say=say)
+        pairs = companion_pairs(data_dir, limit=limit, say=say)
     if not pairs:
         raise ValueError("no labelled pairs to evaluate")
     verifier: PromptVerifier

@@ -51,6 +51,53 @@ def test_a_changed_figure_makes_a_different_document() -> None:
     assert "numbers differ" in check.reason
 
 
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("717 million", "718 million"),  # an amount
+        ("on Thursday", "on 3 March"),  # a date added where a weekday was: still a change
+        ("1.9 billion", "1.8 billion"),  # a decimal
+        ("Nearly two million", "Nearly three million"),  # a number in words
+        ("six months", "seven months"),
+    ],
+)
+def test_any_changed_figure_makes_a_different_document(old: str, new: str) -> None:
+    changed = STORY.replace(old, new)
+    assert changed != STORY
+    check = verify.same_document(STORY, changed)
+    assert not check.same
+    assert check.failed == "numbers"
+
+
+def test_a_figure_changed_to_one_found_elsewhere_in_the_text_is_still_a_change() -> None:
+    # "717" -> "1.9": the set of figures shrinks (no figure only on the new side), but the
+    # sequence shows the figure changed in place
+    changed = STORY.replace("717 million", "1.9 million")
+    assert verify.numbers(changed) <= verify.numbers(STORY)
+    check = verify.same_document(STORY, changed)
+    assert not check.same
+    assert "717 -> 1.9" in check.reason
+
+
+def test_scores_dates_and_percentages_in_a_report() -> None:
+    report = (
+        "Arsenal beat Chelsea 2-1 on 12 March 2005 in front of 38,000 fans. Turnout rose 4.5% "
+        "on last season, the club said, and ticket prices will rise by 3% in April. "
+    ) * 8
+    assert verify.same_document(report, report + " Reporting by the sports desk.").same
+    for old, new in (("2-1", "3-1"), ("12 March", "12 April"), ("4.5%", "5.5%"),
+                     ("38,000", "39,000"), ("2005", "2006")):  # fmt: skip
+        check = verify.same_document(report, report.replace(old, new, 1))
+        assert not check.same, (old, new)
+        assert check.failed == "numbers"
+
+
+def test_the_decision_names_the_check_that_failed() -> None:
+    assert verify.same_document(STORY, STORY).failed == ""
+    assert verify.same_document(STORY, SAME_TOPIC).failed == "text"
+    assert verify.same_document(STORY, STORY[: len(STORY) // 2]).failed == "length"
+
+
 def test_a_different_person_makes_a_different_document() -> None:
     text = " ".join(["Mayor Helen Park opened the bridge in Leeds on Monday."] * 6)
     other = text.replace("Helen Park", "Tom Baker").replace("Leeds", "Derby")
