@@ -90,8 +90,9 @@ class Settings(BaseSettings):
     # The vector column's width; the openai backend requests vectors of this size.
     embedding_dimensions: Literal[384] = 384
     # Per-tenant settings (PUT /v1/cache/settings) override the next four.
-    cache_prompt_threshold: float = Field(default=0.96, ge=0, le=1)
-    cache_document_threshold: float = Field(default=0.75, ge=0, le=1)
+    cache_prompt_threshold: float = Field(default=0.965, ge=0, le=1)
+    # Documents: the least word 5-shingle Jaccard of a near-duplicate (app/cache/documents.py).
+    cache_document_threshold: float = Field(default=0.5, ge=0, le=1)
     cache_ttl_seconds: int | None = Field(default=None, gt=0)
     cache_max_entries: int = Field(default=100_000, gt=0)
     # Semantic candidates checked per lookup, and the HNSW search breadth.

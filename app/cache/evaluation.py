@@ -26,8 +26,9 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app.cache import repository
+from app.cache import neardup, repository, verify
 from app.cache.datasets import LabelledPair, companion_pairs, embed_all, read_pairs
+from app.cache.documents import check_candidates
 from app.cache.keys import DOCUMENT, PROMPT, cache_key, request_text, scope_key
 from app.cache.lookup import candidates, lookup_many, prepare_search
 from app.cache.report import report
@@ -122,6 +123,9 @@ def _run(
                     output_tokens=0, hit_count=0, created_at=now, last_hit_at=None,
                     scope_key=scope, kind=kind, request_text=stored[(scope, key)],
                     embedding=[float(x) for x in vectors[start + i]],
+                    lsh_bands=(
+                        neardup.shingled(stored[(scope, key)]).bands if kind == DOCUMENT else None
+                    ),
                 )
                 for i, (scope, key) in enumerate(chunk)
             ],
@@ -146,6 +150,31 @@ def _run(
         if key in exact:
             own = exact[key].request_text in right
             lookup.exact_own, lookup.exact_other = own, not own
+        elif kind == DOCUMENT:
+            # the near-duplicate path as ingest runs it; plain cosine beside it
+            scope = scope_key(request, tier=EVAL_TIER)
+            bands = neardup.shingled(query).bands
+            entries = repository.near_duplicates(
+                session, tenant_id=tenant_id, scope_keys=[scope], bands=bands, since=None
+            )
+            checked = check_candidates(
+                entries, text=query, bands=bands, min_jaccard=verify.MIN_SHINGLE_JACCARD
+            )
+            lookup.candidates = [
+                (c.similarity, c.entry.request_text in right, c.check.same) for c in checked
+            ]
+            lookup.refused = [c.check.failed for c in checked if not c.check.same]
+            cosine = candidates(
+                session,
+                tenant_id=tenant_id,
+                scope=scope,
+                embedding=[float(x) for x in vector],
+                threshold=SWEEP_FLOOR,
+                since=None,
+            )
+            lookup.cosine_candidates = [
+                (c.similarity, c.entry.request_text in right) for c in cosine
+            ]
         else:
             found = candidates(
                 session,

@@ -15,8 +15,9 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from app.cache import repository
-from app.cache.keys import cache_key, kind_of, request_text, scope_key, semantic_allowed
+from app.cache import neardup, repository
+from app.cache.documents import DocumentQuery, lookup_documents
+from app.cache.keys import DOCUMENT, cache_key, kind_of, request_text, scope_key, semantic_allowed
 from app.cache.policy import Policy, policy
 from app.cache.verification import Candidate, PromptVerifier, prompt_verifier, verified
 from app.config import get_settings
@@ -41,15 +42,18 @@ class _Pending:
     kind: str
     text: str
     embedding: list[float] | None = field(default=None)
+    bands: list[int] | None = field(default=None)
 
 
 @dataclass(frozen=True)
 class Lookup:
-    """What the cache said about a list of jobs: hits, and the key each job's answer is
-    written under (none for ``bypass``)."""
+    """What the cache said about a list of jobs: hits, the key each job's answer is written
+    under (none for ``bypass``), and the prompt vectors computed for the misses (for a
+    routing strategy that needs one: the request is embedded at most once)."""
 
     hits: dict[uuid.UUID, Hit]
     keys: dict[uuid.UUID, str]
+    embeddings: dict[uuid.UUID, list[float]] = field(default_factory=dict)
 
 
 def lookup_jobs(
@@ -59,11 +63,13 @@ def lookup_jobs(
     tiers: dict[uuid.UUID, str],
     embedder: Callable[[], Embedder],
 ) -> Lookup:
-    """Answer routed jobs from the cache: exact match first, then semantic plus verification.
+    """Answer routed jobs from the cache: exact match first (no embedding), then for the
+    misses the semantic layer: documents by their near-duplicate band keys and the full-text
+    check, prompts by one embedding call for the whole list, HNSW and the verifier.
 
     Every job that is not ``bypass`` gets a cache key, under which the poller writes its
-    answer. The embeddings of jobs that miss are computed in one call for the whole list and
-    saved, so the poller writes the same vector with the answer.
+    answer. What the misses' lookup computed (vectors, band keys) is saved, so the poller
+    writes it with the answer.
     """
     now = utcnow()
     hits: dict[uuid.UUID, Hit] = {}
@@ -99,34 +105,46 @@ def lookup_jobs(
 
     if not pending:
         return Lookup(hits, keys)
-    try:
-        vectors = embedder().embed([p.text for p in pending])
-    except EmbeddingError:
-        # The exact layer still works; these jobs are answered by the provider and written
-        # back without a vector (exact match only).
-        log.warning(
-            "embedding %d requests failed; semantic cache skipped", len(pending), exc_info=True
-        )
-        return Lookup(hits, keys)
-    for item, vector in zip(pending, vectors, strict=True):
-        item.embedding = [float(x) for x in vector]
+    documents = [p for p in pending if p.kind == DOCUMENT]
+    prompts = [p for p in pending if p.kind != DOCUMENT]
+    for item in documents:
+        item.bands = neardup.shingled(item.text).bands
+    _embed(prompts, embedder)
     repository.save_job_embeddings(
         session,
         [
             repository.JobEmbeddingRow(job_id=p.job.id, scope_key=p.scope, kind=p.kind,
-                                       embedding=p.embedding, created_at=now)
+                                       embedding=p.embedding, lsh_bands=p.bands, created_at=now)
             for p in pending
-            if p.embedding is not None
+            if p.embedding is not None or p.bands is not None
         ],
     )  # fmt: skip
 
-    prepare_search(session)
-    checker = prompt_verifier()
+    def wanted(item: _Pending) -> bool:
+        return policies[item.job.tenant_id].semantic_enabled and semantic_allowed(item.job)
+
     hit_entries: list[uuid.UUID] = []
-    for item in pending:
+    near = lookup_documents(
+        session,
+        queries=[
+            DocumentQuery(p.job.id, p.job.tenant_id, p.scope, p.text, p.bands)
+            for p in documents
+            if p.bands is not None and wanted(p)
+        ],
+        thresholds={t: rules.threshold(DOCUMENT) for t, rules in policies.items()},
+        since={t: rules.since(now) for t, rules in policies.items()},
+    )
+    for job_id, checked in near.items():
+        hits[job_id] = Hit(checked.entry, checked.similarity, semantic=True)
+        hit_entries.append(checked.entry.id)
+
+    searching = [p for p in prompts if p.embedding is not None and wanted(p)]
+    if searching:
+        prepare_search(session)
+    checker = prompt_verifier()
+    for item in searching:
         rules = policies[item.job.tenant_id]
-        if not (rules.semantic_enabled and semantic_allowed(item.job)) or item.embedding is None:
-            continue
+        assert item.embedding is not None
         best = semantic_lookup(
             session,
             tenant_id=item.job.tenant_id,
@@ -142,7 +160,24 @@ def lookup_jobs(
             hits[item.job.id] = Hit(best[0].entry, best[0].similarity, semantic=True)
             hit_entries.append(best[0].entry.id)
     repository.count_hits(session, entry_ids=hit_entries, now=now)
-    return Lookup(hits, keys)
+    embeddings = {p.job.id: p.embedding for p in prompts if p.embedding is not None}
+    return Lookup(hits, keys, embeddings)
+
+
+def _embed(items: list[_Pending], embedder: Callable[[], Embedder]) -> None:
+    """One embedding call for all ``items``; on failure they keep no vector."""
+    if not items:
+        return
+    try:
+        vectors = embedder().embed([p.text for p in items])
+    except EmbeddingError:
+        # The exact layer still works; these jobs are answered by the provider and written
+        # back without a vector (exact match only).
+        log.warning("embedding %d requests failed; semantic cache skipped", len(items),
+                    exc_info=True)  # fmt: skip
+        return
+    for item, vector in zip(items, vectors.tolist(), strict=True):
+        item.embedding = vector
 
 
 def lookup_many(

@@ -3,6 +3,7 @@ lines for scripts."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 
 from app.cache.scoring import SWEEP, Figures, Outcome, recall_at_fhr, score
@@ -49,6 +50,10 @@ def report(
         "recall_at_1pct_fhr": recall_at_fhr(lookups, verified=True),
         "cosine_recall_at_1pct_fhr": recall_at_fhr(lookups, verified=False),
     }
+    refused = Counter(reason for lookup in lookups for reason in lookup.refused)
+    if refused:
+        say("\nrefused document candidates, by the check that failed: " + ", ".join(
+            f"{check} {count}" for check, count in refused.most_common()))  # fmt: skip
     say(f"\nverifier={verifier_name}")
     for key, value in figures.items():
         say(f"{key}={int(value)}" if key == "pairs" else f"{key}={value:.4f}")

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from datetime import datetime
-from typing import TypedDict
+from typing import Any, TypedDict
 
-from sqlalchemy import delete, func, or_, select, text, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
+from sqlalchemy import BigInteger, Integer, bindparam, delete, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
+from sqlalchemy.orm import Session, defer
+from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.types import TypeEngine
 
 from app.kit.db import in_array
 from app.models import CacheEntry, CacheSettings, JobEmbedding
@@ -32,37 +36,59 @@ class EntryRow(TypedDict):
     kind: str | None
     request_text: str | None
     embedding: list[float] | None
+    lsh_bands: list[int] | None
 
 
 class JobEmbeddingRow(TypedDict):
-    """The vector computed for a job at ingest, kept until its answer is stored."""
+    """What ingest computed for a job's semantic lookup, kept until its answer is stored: a
+    prompt's vector, a document's band keys."""
 
     job_id: uuid.UUID
     scope_key: str
     kind: str
-    embedding: list[float]
+    embedding: list[float] | None
+    lsh_bands: list[int] | None
     created_at: datetime
+
+
+def typed_array(values: list[Any], item: TypeEngine[Any]) -> BindParameter[Any]:
+    """One array parameter of ``item`` values."""
+    return bindparam(None, values, type_=ARRAY(item))
 
 
 def find_many(
     session: Session, *, tenant_id: uuid.UUID, keys: list[str], since: datetime | None = None
 ) -> dict[str, CacheEntry]:
-    query = select(CacheEntry).where(
-        CacheEntry.tenant_id == tenant_id, CacheEntry.cache_key.in_(keys)
-    )
+    # An exact hit needs the answer, not the vector or the request text.
+    query = (
+        select(CacheEntry)
+        .options(defer(CacheEntry.embedding), defer(CacheEntry.request_text),
+                 defer(CacheEntry.lsh_bands))
+        .where(CacheEntry.tenant_id == tenant_id, in_array(CacheEntry.cache_key, keys))
+    )  # fmt: skip
     if since is not None:
         query = query.where(CacheEntry.created_at >= since)
     return {entry.cache_key: entry for entry in session.scalars(query)}
 
 
 def count_hits(session: Session, *, entry_ids: list[uuid.UUID], now: datetime) -> None:
-    # One statement per hit: an entry hit by two jobs of one lookup counts twice.
-    for entry_id in entry_ids:
-        session.execute(
-            update(CacheEntry)
-            .where(CacheEntry.id == entry_id)
-            .values(hit_count=CacheEntry.hit_count + 1, last_hit_at=now)
+    """One statement for all hits; an entry hit by two jobs of one lookup counts twice."""
+    if not entry_ids:
+        return
+    counts = Counter(entry_ids)
+    ids = sorted(counts)  # a fixed order, so concurrent lookups lock rows alike
+    hits = (
+        select(
+            func.unnest(typed_array(ids, PG_UUID(as_uuid=True))).label("id"),
+            func.unnest(typed_array([counts[i] for i in ids], Integer())).label("n"),
         )
+    ).subquery()
+    session.execute(
+        update(CacheEntry)
+        .where(CacheEntry.id == hits.c.id)
+        .values(hit_count=CacheEntry.hit_count + hits.c.n, last_hit_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def insert_many(session: Session, rows: list[EntryRow], *, replace: bool = False) -> None:
@@ -74,7 +100,8 @@ def insert_many(session: Session, rows: list[EntryRow], *, replace: bool = False
     if replace:
         columns = [
             "model", "result", "source_job_id", "input_tokens", "output_tokens", "hit_count",
-            "scope_key", "kind", "request_text", "embedding", "created_at", "last_hit_at",
+            "scope_key", "kind", "request_text", "embedding", "lsh_bands", "created_at",
+            "last_hit_at",
         ]  # fmt: skip
         session.execute(
             statement.on_conflict_do_update(
@@ -121,13 +148,41 @@ def nearest(
     return sorted(found, key=lambda pair: -pair[1])
 
 
+def near_duplicates(
+    session: Session,
+    *,
+    tenant_id: uuid.UUID,
+    scope_keys: list[str],
+    bands: list[int],
+    since: datetime | None,
+) -> list[CacheEntry]:
+    """Document entries of the tenant, in any of ``scope_keys``, sharing a band key with
+    ``bands`` (one GIN overlap query for a whole chunk's documents)."""
+    query = (
+        select(CacheEntry)
+        .options(defer(CacheEntry.embedding))
+        .where(
+            CacheEntry.tenant_id == tenant_id,
+            in_array(CacheEntry.scope_key, scope_keys),
+            CacheEntry.lsh_bands.is_not(None),
+            CacheEntry.lsh_bands.overlap(typed_array(sorted(set(bands)), BigInteger())),
+        )
+    )
+    if since is not None:
+        query = query.where(CacheEntry.created_at >= since)
+    return list(session.scalars(query))
+
+
+_JOB_EMBEDDING_COLUMNS = ("scope_key", "kind", "embedding", "lsh_bands")
+
+
 def save_job_embeddings(session: Session, rows: list[JobEmbeddingRow]) -> None:
     if rows:
         statement = insert(JobEmbedding).values(rows)
         session.execute(
             statement.on_conflict_do_update(
                 index_elements=["job_id"],
-                set_={c: statement.excluded[c] for c in ("scope_key", "kind", "embedding")},
+                set_={c: statement.excluded[c] for c in _JOB_EMBEDDING_COLUMNS},
             )
         )
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 # The thresholds of the report's sweep.
-SWEEP = (0.70, 0.75, 0.80, 0.85, 0.88, 0.90, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99)
+SWEEP = (0.50, 0.60, 0.70, 0.75, 0.80, 0.85, 0.88, 0.90, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99)
 
 
 @dataclass
@@ -27,6 +27,11 @@ class Outcome:
     exact_other: bool = False
     # (similarity, is own entry, accepted by the verifier), best first
     candidates: list[tuple[float, bool, bool]] = field(default_factory=list)
+    # Plain cosine's candidates when they are not the verified path's (documents, whose
+    # candidates come from the near-duplicate index): (similarity, is own entry), best first
+    cosine_candidates: list[tuple[float, bool]] | None = None
+    # Why the verified path refused candidates: the failed check of each (documents)
+    refused: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,10 @@ def _reduce(lookups: list[Outcome], *, verified: bool) -> tuple[np.ndarray, np.n
     for i, lookup in enumerate(lookups):
         if lookup.exact_own or lookup.exact_other:
             scores[i], own[i] = np.inf, lookup.exact_own
+            continue
+        if not verified and lookup.cosine_candidates is not None:
+            if lookup.cosine_candidates:
+                scores[i], own[i] = lookup.cosine_candidates[0]
             continue
         for sim, is_own, accepted in lookup.candidates:
             if accepted or not verified:

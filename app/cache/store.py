@@ -63,6 +63,7 @@ def store_many(session: Session, writes: list[CacheWrite]) -> None:
             kind=emb.kind if emb else None,
             request_text=request_text(prompt=w.prompt, document=w.document) if emb else None,
             embedding=emb.embedding if emb else None,
+            lsh_bands=emb.lsh_bands if emb else None,
         )
         (replace if w.cache_mode == CacheMode.refresh else keep).append(row)
     # One row per key per statement: Postgres refuses to touch a row twice in one upsert.

@@ -4,7 +4,8 @@ import uuid
 from datetime import datetime
 
 from pgvector.sqlalchemy import Vector
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, CreatedAtMixin, IdMixin
@@ -16,10 +17,11 @@ EMBEDDING_DIMENSIONS = 384
 class CacheEntry(IdMixin, CreatedAtMixin, Base):
     """A stored answer, keyed by a hash of the tenant's scope and the normalised request.
 
-    ``scope_key`` hashes the scope without the text (tier, instruction, system prompt,
-    generation parameters); semantic lookups only compare entries of the same tenant and
-    scope. ``request_text`` is kept so a semantic candidate can be verified against the full
-    request (documents are longer than what the embedding model reads).
+        ``scope_key`` hashes the scope without the text (tier, instruction, system prompt,
+        generation parameters); semantic lookups only compare entries of the same tenant and
+        scope. ``request_text`` is kept so a semantic candidate can be verified against the full
+        request (documents are longer than what the embedding model reads). Prompts are found by
+    ``embedding`` (HNSW), documents by ``lsh_bands`` (GIN, near-duplicate candidates).
     """
 
     __tablename__ = "cache_entries"
@@ -32,6 +34,12 @@ class CacheEntry(IdMixin, CreatedAtMixin, Base):
             postgresql_using="hnsw",
             postgresql_with={"m": 16, "ef_construction": 200},
             postgresql_ops={"embedding": "vector_cosine_ops"},
+        ),
+        Index(
+            "ix_cache_entries_lsh_bands",
+            "lsh_bands",
+            postgresql_using="gin",
+            postgresql_where=text("lsh_bands IS NOT NULL"),
         ),
     )
 
@@ -48,4 +56,6 @@ class CacheEntry(IdMixin, CreatedAtMixin, Base):
     kind: Mapped[str | None] = mapped_column(String(10))  # "prompt" | "document"
     request_text: Mapped[str | None] = mapped_column(Text)
     embedding: Mapped[list[float] | None] = mapped_column(Vector(EMBEDDING_DIMENSIONS))
+    # Documents: the LSH band keys of the text's MinHash signature (app/cache/neardup.py).
+    lsh_bands: Mapped[list[int] | None] = mapped_column(ARRAY(BigInteger))
     last_hit_at: Mapped[datetime | None]

@@ -3,7 +3,8 @@ from __future__ import annotations
 import uuid
 
 from pgvector.sqlalchemy import Vector
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import BigInteger, ForeignKey, String
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, CreatedAtMixin
@@ -12,7 +13,8 @@ from app.models.cache_entry import EMBEDDING_DIMENSIONS
 
 class JobEmbedding(CreatedAtMixin, Base):
     """The embedding computed for a job at ingest, kept until the poller writes its answer to
-    the cache, so the vector is computed once for both the lookup and the write."""
+        the cache, so the vector (a prompt's) or the band keys (a document's) are computed once for
+    both the lookup and the write."""
 
     __tablename__ = "job_embeddings"
 
@@ -21,4 +23,6 @@ class JobEmbedding(CreatedAtMixin, Base):
     )
     scope_key: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(10))
-    embedding: Mapped[list[float]] = mapped_column(Vector(EMBEDDING_DIMENSIONS))
+    # A prompt's vector; a document has none (it is found by its band keys).
+    embedding: Mapped[list[float] | None] = mapped_column(Vector(EMBEDDING_DIMENSIONS))
+    lsh_bands: Mapped[list[int] | None] = mapped_column(ARRAY(BigInteger))

@@ -278,6 +278,24 @@ def test_an_edited_copy_of_a_document_hits(
     assert copy.cached_from_job_id == entry.source_job_id
 
 
+def test_documents_are_found_by_their_band_keys_without_an_embedding(
+    db: Session, tenant: tuple[Tenant, str], embedder: CountingEmbedder
+) -> None:
+    entry = seeded(db, embedder, tenant[0], document=ARTICLE)
+    assert entry.embedding is None
+    assert entry.lsh_bands is not None
+    assert len(entry.lsh_bands) == 42
+    copy = job(db, tenant[0], document="UPDATED\n\n" + ARTICLE)
+    renumbered = job(db, tenant[0], document=ARTICLE.replace("two new", "three new", 1))
+    ingest(db, embedder, copy, renumbered)
+    assert embedder.calls == []  # no document was embedded
+    assert copy.state == JobState.completed
+    assert copy.cached_from_job_id == entry.source_job_id
+    assert copy.cache_similarity is not None
+    assert 0.5 <= copy.cache_similarity < 1.0
+    assert renumbered.state == JobState.waiting  # a changed figure is another document
+
+
 def test_a_different_article_that_embeds_alike_is_rejected(
     db: Session, tenant: tuple[Tenant, str], embedder: CountingEmbedder, minilm: LocalEmbedder
 ) -> None:

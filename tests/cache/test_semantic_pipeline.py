@@ -33,7 +33,12 @@ def test_a_paraphrase_and_an_edited_document_are_answered_from_the_cache(
 
     entries = db.scalars(select(CacheEntry)).all()
     assert len(entries) == 2
-    assert all(e.embedding is not None and e.scope_key for e in entries)
+    assert all(e.scope_key for e in entries)
+    # a prompt is stored with its vector, a document with its near-duplicate band keys
+    assert {e.kind: (e.embedding is not None, e.lsh_bands is not None) for e in entries} == {
+        "prompt": (True, False),
+        "document": (False, True),
+    }
     # the poller passes what was asked with the answer: the cache does not read the jobs table
     assert {e.request_text for e in entries} == {
         "How can I learn to play the guitar quickly?",
@@ -69,5 +74,6 @@ def test_a_paraphrase_and_an_edited_document_are_answered_from_the_cache(
     stored = {e.source_job_id: e for e in db.scalars(select(CacheEntry))}
     # the violin question was written with its ingest vector; the bypassed job was not written
     assert len(stored) == 3
-    vectors = [np.asarray(e.embedding) for e in stored.values()]
+    vectors = [np.asarray(e.embedding) for e in stored.values() if e.kind == "prompt"]
+    assert len(vectors) == 2
     assert all(v.shape == (384,) for v in vectors)
