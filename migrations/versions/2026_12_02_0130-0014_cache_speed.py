@@ -5,8 +5,8 @@ Documents are found by the band keys of their shingles' MinHash signature
 for the ``&&`` overlap query, and ``job_embeddings.lsh_bands`` to carry the keys computed at
 ingest to the entry the poller writes. A document's row in ``job_embeddings`` has no vector.
 
-Revision ID: 0006_cache_speed
-Revises: 0005_collector_speed
+Revision ID: 0014_cache_speed
+Revises: 0015_faults
 Create Date: 2026-12-02 01:30:00
 """
 
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0006_cache_speed"
-down_revision: str | None = "0005_collector_speed"
+revision: str = "0014_cache_speed"
+down_revision: str | None = "0015_faults"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
