@@ -39,14 +39,14 @@ def _describe(error: ValidationError, *, is_list: bool) -> ValidationFailed:
             message = f"unknown field {loc[-1]!r}"
         details.append({"loc": loc, "message": message, "type": item["type"]})
     first = details[0]
-    loc = [str(part) for part in first["loc"]]
-    if is_list and loc:
-        loc[0] = f"jobs[{loc[0]}]"
+    field = [str(part) for part in first["loc"]]
+    if is_list and field:
+        field[0] = f"jobs[{field[0]}]"
     # The field named (`deadline: ...`, `jobs[3].prompt: ...`) unless the message already
     # is about the whole job.
-    where = ".".join(loc) + ": " if loc and first["type"] != "extra_forbidden" else ""
-    if is_list and loc and first["type"] == "extra_forbidden":
-        where = loc[0] + ": "
+    where = ".".join(field) + ": " if field and first["type"] != "extra_forbidden" else ""
+    if is_list and field and first["type"] == "extra_forbidden":
+        where = field[0] + ": "
     more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
     return ValidationFailed(f"{where}{first['message']}{more}", details=details)
 
