@@ -1,4 +1,8 @@
-"""The model catalog: providers, models with prices and window settings, routing rules."""
+"""The model catalog: providers, models with prices and window settings, routing rules.
+
+Validated with pydantic when first loaded; a bad file raises :class:`CatalogError` naming the
+file, the field (``models.2.input_per_mtok``) and what is wrong with it.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,20 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from app.config import Settings, get_settings
+
+
+class CatalogError(Exception):
+    """The catalog file cannot be read or does not validate; the message names the field."""
+
+
+# What a model is good for; the router's candidates for a task kind are the models that list it.
+Capability = Literal[
+    "summarise", "extract", "classify", "qa", "code", "reasoning", "maths", "long-context",
+    "vision", "tools",
+]
 
 
 class _Strict(BaseModel):
@@ -35,6 +50,14 @@ class ProviderConfig(_Strict):
     concurrency: int = Field(default=8, gt=0)
     timeout_seconds: float = Field(default=60.0, gt=0)
     max_attempts: int = Field(default=5, gt=0)
+    # Circuit breaker over this provider's 5xx / 429 answers: it opens when at least
+    # breaker_min_calls calls of the last breaker_window_seconds were answered and
+    # breaker_failure_ratio of them failed; new work then goes down each model's fallback
+    # chain until breaker_cooldown_seconds have passed.
+    breaker_window_seconds: float = Field(default=60.0, gt=0)
+    breaker_min_calls: int = Field(default=20, gt=0)
+    breaker_failure_ratio: float = Field(default=0.5, gt=0, le=1)
+    breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
 
     def resolved_base_url(self) -> str:
         return (
@@ -70,6 +93,21 @@ class ModelConfig(_Strict):
     cache_write_per_mtok: Decimal | None = Field(default=None, ge=0)
     batch_discount: Decimal = Field(default=Decimal("0.5"), ge=0, lt=1)
     context_tokens: int = Field(gt=0)
+    # The longest answer the model can give (requests asking for more overflow to the chain).
+    max_output_tokens: int | None = Field(default=None, gt=0)
+    capabilities: frozenset[Capability] = frozenset()
+    # Optional quality per task kind (0..1, e.g. accuracy on a benchmark of that kind).
+    quality: dict[str, float] = Field(default_factory=dict)
+    # Models tried in order when this one cannot take a job (provider outage, context
+    # overflow, refusal, model no longer served, saturated queue).
+    fallbacks: list[str] = Field(default_factory=list)
+    # The provider's queue limit for this model (OpenAI's enqueued tokens per model) and
+    # the requests in flight a self-hosted server takes; unset means no limit is known.
+    enqueued_token_limit: int | None = Field(default=None, gt=0)
+    max_concurrent_requests: int | None = Field(default=None, gt=0)
+    # Where the prices come from and when they were read.
+    price_source: str | None = None
+    price_date: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$")
     # Batch window: flush at max_size jobs, max_tokens estimated input tokens, max_bytes of
     # batch file (never above the provider's limit), or when the oldest job waited max_wait.
     max_size: int = Field(default=1000, gt=0, le=50_000)
@@ -84,6 +122,13 @@ class ModelConfig(_Strict):
     # What an expired request does next: another batch, or the realtime path.
     on_expiry: Literal["resubmit", "realtime"] = "resubmit"
 
+    @model_validator(mode="after")
+    def _quality_in_range(self) -> ModelConfig:
+        for kind, score in self.quality.items():
+            if not 0 <= score <= 1:
+                raise ValueError(f"quality.{kind} must be within [0, 1], got {score}")
+        return self
+
 
 class Rule(_Strict):
     name: str
@@ -93,9 +138,20 @@ class Rule(_Strict):
     min_tokens: int | None = None
 
 
+class LearnedRouting(_Strict):
+    """The pair the learned router chooses between, and where its trained model lives."""
+
+    weak_model: str
+    strong_model: str
+    # A directory written by ``thrifty router train``; unset means the learned strategy is
+    # unavailable (tenants asking for it get a 422).
+    router_dir: str | None = None
+
+
 class Catalog(_Strict):
     naive_model: str
     default_tier: str
+    learned: LearnedRouting | None = None
     providers: dict[str, ProviderConfig]
     models: list[ModelConfig] = Field(min_length=1)
     rules: list[Rule] = Field(default_factory=list)
@@ -114,6 +170,17 @@ class Catalog(_Strict):
         for tier in [self.default_tier, *(r.tier for r in self.rules)]:
             if tier not in tiers:
                 raise ValueError(f"tier {tier} has no model")
+        for model in self.models:
+            for step in model.fallbacks:
+                if step not in names:
+                    raise ValueError(f"model {model.name}: fallbacks names unknown model {step}")
+                if step == model.name:
+                    raise ValueError(f"model {model.name}: fallbacks must not name itself")
+        if self.learned is not None:
+            for field in ("weak_model", "strong_model"):
+                name = getattr(self.learned, field)
+                if name not in names:
+                    raise ValueError(f"learned.{field} {name} is not in the catalog")
         return self
 
     @property
@@ -130,10 +197,39 @@ class Catalog(_Strict):
         return any(m.name == name for m in self.models)
 
 
+    def fallback_chain(self, name: str) -> list[ModelConfig]:
+        """The models after ``name`` in its chain, each once (a chain's chains follow it)."""
+        seen, chain, queue = {name}, [], list(self.model(name).fallbacks)
+        while queue:
+            step = queue.pop(0)
+            if step in seen:
+                continue
+            seen.add(step)
+            model = self.model(step)
+            chain.append(model)
+            queue.extend(model.fallbacks)
+        return chain
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"{where}: {item['msg']}")
+    return "; ".join(lines)
+
+
 def load_catalog(path: Path) -> Catalog:
-    with path.open("rb") as fh:
-        # parse_float=Decimal: a price is the decimal written in the file, not a binary float.
-        return Catalog.model_validate(tomllib.load(fh, parse_float=Decimal))
+    try:
+        with path.open("rb") as fh:
+            # parse_float=Decimal: a price is the decimal written in the file, not a float.
+            data = tomllib.load(fh, parse_float=Decimal)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise CatalogError(f"catalog {path}: {exc}") from exc
+    try:
+        return Catalog.model_validate(data)
+    except ValidationError as exc:
+        raise CatalogError(f"catalog {path}: {_describe(exc)}") from exc
 
 
 @lru_cache

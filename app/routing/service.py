@@ -87,6 +87,15 @@ def route(
 
     chosen = _cheapest_fitting(catalog, tier, tokens)
     if chosen is None:
+        # Context overflow: the tier's cheapest model's fallback chain first, then any model.
+        first = min(
+            (m for m in catalog.models if m.tier == tier),
+            key=lambda m: (m.input_per_mtok, m.output_per_mtok),
+        )
+        for step in catalog.fallback_chain(first.name):
+            if step.context_tokens >= tokens:
+                reason += f"; {first.name} cannot hold {tokens} tokens, next in its chain"
+                return Route(step.provider, step.name, reason)
         fitting = [m for m in catalog.models if m.context_tokens >= tokens]
         if not fitting:
             raise NoRoute(f"input of about {tokens} tokens exceeds every model's context window")

@@ -214,7 +214,7 @@ def test_unknown_tier_hint_lists_the_catalog_tiers(catalog: Catalog) -> None:
     with pytest.raises(ValidationFailed) as caught:
         validate_hints(catalog, model=None, tier="platinum")
 
-    assert "economy, premium, standard" in caught.value.message
+    assert "anthropic, economy, flagship, nano, premium, standard" in caught.value.message
 
 
 # --- catalog validation -------------------------------------------------------------------
