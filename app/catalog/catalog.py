@@ -23,8 +23,16 @@ class CatalogError(Exception):
 
 # What a model is good for; the router's candidates for a task kind are the models that list it.
 Capability = Literal[
-    "summarise", "extract", "classify", "qa", "code", "reasoning", "maths", "long-context",
-    "vision", "tools",
+    "summarise",
+    "extract",
+    "classify",
+    "qa",
+    "code",
+    "reasoning",
+    "maths",
+    "long-context",
+    "vision",
+    "tools",
 ]
 
 
@@ -195,7 +203,6 @@ class Catalog(_Strict):
 
     def has_model(self, name: str) -> bool:
         return any(m.name == name for m in self.models)
-
 
     def fallback_chain(self, name: str) -> list[ModelConfig]:
         """The models after ``name`` in its chain, each once (a chain's chains follow it)."""

@@ -1,8 +1,9 @@
 """The ``thrifty`` command: one Typer app, one module per command group.
 
 ``stack`` (up, down, demo, migrate), ``tenant`` (tenant create; key create|list|revoke),
-``cache`` (eval cache, cache train) and ``simulator``. Modules import the heavy parts of
-Thrifty inside their commands, so ``thrifty --help`` and the simulator start fast.
+``cache`` (eval cache, cache train), ``router`` (router train, eval router) and
+``simulator``. Modules import the heavy parts of Thrifty inside their commands, so
+``thrifty --help`` and the simulator start fast.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 
 import typer
 
-from app.cli import cache, simulator, stack, tenant
+from app.cli import cache, router, simulator, stack, tenant
 from app.cli.console import fail
 
 app = typer.Typer(
@@ -29,6 +30,7 @@ app.add_typer(tenant.app, name="tenant", help="manage tenants")
 app.add_typer(tenant.keys, name="key", help="manage a tenant's API keys")
 app.add_typer(cache.eval_app, name="eval", help="measure parts of Thrifty on labelled data")
 app.add_typer(cache.app, name="cache", help="semantic cache tools")
+app.add_typer(router.app, name="router", help="learned router tools")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
