@@ -55,8 +55,12 @@ class Params:
     domain_c: float = 1.0
     prior_strength: float = 5.0
     folds: int = 5
-    # the meta-features the combiner reads (the others get weight 0)
-    columns: tuple[str, ...] = ()
+    # The meta-features the combiner reads (the others get weight 0); chosen on
+    # leave-domains-out folds (docs/routing.md): the soft domain prior and the prompt's
+    # length transfer to unseen domains better than the kNN and ridge terms, which add
+    # nothing on held-out prompts of the training domains. Data without domains uses
+    # NO_DOMAIN_COLUMNS.
+    columns: tuple[str, ...] = ("prior_gain", "log_chars", "log_question_chars")
 
 
 def knn_stats(train: Array, labels: Array, queries: Array, k: int) -> Array:
@@ -98,6 +102,7 @@ class Components:
         return meta
 
 
+NO_DOMAIN_COLUMNS = ("knn_gain", "ridge_gain", "log_chars", "log_question_chars")
 META_NAMES = (
     "knn_gain",
     "knn_weak",

@@ -14,6 +14,7 @@ from app.routing.learned import (
     FORMAT,
     KIND,
     META_NAMES,
+    NO_DOMAIN_COLUMNS,
     Array,
     Components,
     Params,
@@ -62,7 +63,8 @@ class Fitted:
         self.parts, self.domains = parts, domains
         self.mean = meta.mean(axis=0)
         self.scale = meta.std(axis=0) + 1e-9
-        used = np.array([not params.columns or n in params.columns for n in META_NAMES])
+        columns = params.columns if domains else NO_DOMAIN_COLUMNS
+        used = np.array([not columns or n in columns for n in META_NAMES])
         z = (meta - self.mean) / self.scale
         combiner = Ridge(alpha=params.combiner_alpha).fit(z[:, used], labels[:, 0])
         self.coef = np.zeros(len(META_NAMES))

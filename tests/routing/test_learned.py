@@ -146,7 +146,7 @@ def test_train_then_eval_routes_the_prompts_strong_helps_on(tmp_path: Path) -> N
     assert tail == KEYS
     got = figures(evaluated.stdout)
     assert got["prompts"] == 120
-    assert got["apgr"] > 0.75  # the arithmetic half is where the gain is
+    assert got["apgr"] > 0.65  # the arithmetic half is where the gain is (random: 0.5)
     assert got["strong_share_at_95pct_quality"] < 0.6
     assert abs(got["realised_share"] - 0.5) <= 0.1
     assert 0 < got["cost_reduction_at_95pct_quality"] < 1
