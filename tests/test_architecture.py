@@ -21,7 +21,7 @@ LAYERS: list[set[str]] = [
     {"catalog", "tenants"},
     {"providers"},
     {"embeddings", "routing", "accounting"},
-    {"cache", "delivery"},
+    {"cache", "delivery", "ledger"},
     {"jobs"},
     {"batching"},
     {"intake"},
@@ -51,6 +51,9 @@ TABLE_OWNERS = {
     "WebhookDelivery": "delivery",
     "WebhookAttempt": "delivery",
     "ApiKey": "tenants",
+    "CostRecord": "ledger",
+    "CostRollup": "ledger",
+    "CostMinute": "ledger",
 }
 
 

@@ -10,7 +10,6 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
-from app.accounting import service as accounting_service
 from app.batching import repository
 from app.cache import service as cache_service
 from app.catalog.catalog import Catalog, ModelConfig
@@ -18,6 +17,7 @@ from app.jobs import repository as job_repository
 from app.jobs import transitions
 from app.jobs.transitions import JobOutcome, Retry
 from app.kit import queue
+from app.ledger import service as ledger_service
 from app.models import BatchState, JobMode, JobState, ProviderBatch, utcnow
 from app.providers.base import BatchProvider, BatchResult, BatchStatus, ProviderError
 from app.providers.registry import shared_provider
@@ -161,6 +161,9 @@ def batch_prices(batch: ProviderBatch, catalog: Catalog) -> ModelConfig:
         input_per_mtok=batch.input_per_mtok,
         output_per_mtok=batch.output_per_mtok,
         batch_discount=batch.batch_discount or Decimal(0),
+        # Prompt-cache prices are not recorded per batch: the catalog's, while it has them.
+        cached_input_per_mtok=config.cached_input_per_mtok if config else None,
+        cache_write_per_mtok=config.cache_write_per_mtok if config else None,
         context_tokens=config.context_tokens if config else 1,
     )
 
@@ -182,12 +185,6 @@ def apply_outcomes(
     completed (it did not try every request), else failed.
     """
     model = batch_prices(batch, catalog)
-    # Realtime calls pay list price; batch calls get the model's batch discount.
-    price = (
-        accounting_service.list_price
-        if batch.mode == JobMode.realtime
-        else accounting_service.batch_price
-    )
     jobs = {
         str(job.id): job
         for job in job_repository.batch_members(
@@ -214,6 +211,15 @@ def apply_outcomes(
             else:
                 outcomes.append(JobOutcome.failed(job.id, error=reason, at=now))
             continue
+        # Realtime calls pay list price, batch calls get the model's batch discount, tokens
+        # read from or written to the provider's prompt cache their own prices.
+        usage = ledger_service.TokenUsage(
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+            cached_input_tokens=result.cached_input_tokens,
+            cache_write_tokens=result.cache_write_tokens,
+        )
+        costs = ledger_service.chain(catalog, model=model, mode=batch.mode, usage=usage)
         outcomes.append(
             JobOutcome(
                 job.id,
@@ -222,10 +228,9 @@ def apply_outcomes(
                 None,
                 result.input_tokens,
                 result.output_tokens,
-                price(model, input_tokens=result.input_tokens, output_tokens=result.output_tokens),
-                accounting_service.naive_price(
-                    catalog, input_tokens=result.input_tokens, output_tokens=result.output_tokens
-                ),
+                result.cached_input_tokens,
+                result.cache_write_tokens,
+                costs,
                 now,
             )
         )

@@ -6,12 +6,10 @@ import logging
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from decimal import Decimal
 
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
-from app.accounting import service as accounting_service
 from app.cache import service as cache_service
 from app.catalog.catalog import Catalog
 from app.embeddings import service as embedding_service
@@ -21,6 +19,7 @@ from app.jobs import repository as job_repository
 from app.jobs import transitions
 from app.jobs.rows import CachedAnswer, RoutedJob
 from app.kit import queue
+from app.ledger import service as ledger_service
 from app.models import JobState, utcnow
 
 log = logging.getLogger(__name__)
@@ -118,6 +117,7 @@ def _ingest(
     )
     waiting: list[RoutedJob] = []
     answered: list[CachedAnswer] = []
+    costs: dict[uuid.UUID, ledger_service.CostChain] = {}
     for job_id, placement in routed.items():
         cache_key = lookup.keys.get(job_id)
         hit = lookup.hits.get(job_id)
@@ -125,6 +125,19 @@ def _ingest(
             waiting.append(_routed(job_id, placement, cache_key=cache_key, now=now))
             continue
         entry = hit.entry
+        # A hit pays nothing and records what it would have cost on its routed path.
+        chain = ledger_service.chain(
+            catalog,
+            model=placement.model or entry.model,
+            mode=placement.mode,
+            usage=ledger_service.TokenUsage(
+                input_tokens=entry.input_tokens, output_tokens=entry.output_tokens
+            ),
+            answered_by=ledger_service.AnsweredBy.cache_semantic
+            if hit.semantic
+            else ledger_service.AnsweredBy.cache_exact,
+        )
+        costs[job_id] = chain
         answer = placement._replace(
             state=JobState.completed, model=entry.model, error=None, completed_at=now
         )
@@ -140,14 +153,12 @@ def _ingest(
                 result=entry.result,
                 input_tokens=entry.input_tokens,
                 output_tokens=entry.output_tokens,
-                cost_usd=Decimal(0),
-                naive_cost_usd=accounting_service.naive_price(
-                    catalog, input_tokens=entry.input_tokens, output_tokens=entry.output_tokens
-                ),
+                cost_usd=chain.actual,
+                naive_cost_usd=chain.naive,
             )
         )
     transitions.write_outcomes(session, waiting + failed)
-    transitions.write_outcomes(session, answered)
+    transitions.write_outcomes(session, answered, costs=costs)
     if waiting:
         queue.enqueue(session, queue.COLLECT)
     return len(jobs)

@@ -366,3 +366,31 @@ def stranded_submitted(
         .with_for_update(skip_locked=True)
     )
     return [BatchMember(*row) for row in session.execute(query)]
+
+
+class EndedFacts(NamedTuple):
+    """What the ledger records of an ended job (besides its cost chain)."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    group_id: uuid.UUID | None
+    state: JobState
+    provider: str | None
+    model: str | None
+    mode: JobMode | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cached_input_tokens: int | None
+    cache_write_tokens: int | None
+    created_at: datetime
+    completed_at: datetime | None
+    deadline: datetime | None
+
+
+_ENDED_COLUMNS = tuple(getattr(Job, name) for name in EndedFacts._fields)
+
+
+def ended_facts(session: Session, *, ids: Sequence[uuid.UUID]) -> list[EndedFacts]:
+    """The facts of the jobs among ``ids`` that have ended."""
+    query = select(*_ENDED_COLUMNS).where(in_array(Job.id, ids), Job.state.in_(TERMINAL_STATES))
+    return [EndedFacts(*row) for row in session.execute(query)]

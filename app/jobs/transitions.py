@@ -2,15 +2,15 @@
 
 queued → waiting → batched → submitted → completed | failed | cancelled (docs/design.md).
 Each transition re-checks the state it starts from in its UPDATE, so a concurrent writer that
-got there first wins and the second is a no-op. A transition that ends jobs calls
-``events.jobs_finished`` in the same transaction, so a result is never stored without the
-webhook deliveries it owes.
+got there first wins and the second is a no-op. A transition that ends jobs records their
+costs in the ledger and calls ``events.jobs_finished`` in the same transaction (``_finished``),
+so a result is never stored without its cost record and the webhook deliveries it owes.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -19,9 +19,10 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, Select, Table, or_, update
 from sqlalchemy.orm import Session
 
-from app.jobs import events
+from app.jobs import events, repository
 from app.jobs.rows import NewJob, RoutedJob
 from app.kit.db import attribute_arrays, execute_binary, in_array, update_columns, update_rows_by_id
+from app.ledger import service as ledger_service
 from app.models import (
     TERMINAL_STATES,
     Job,
@@ -30,6 +31,43 @@ from app.models import (
     JobState,
     utcnow,
 )
+
+Costs = Mapping[uuid.UUID, ledger_service.CostChain]
+
+
+def _finished(session: Session, job_ids: Sequence[uuid.UUID], costs: Costs | None = None) -> None:
+    """What every transition that ends jobs does in its transaction: the ledger records each
+    ended job's cost (``costs``: the chain each completed job was priced with), then the
+    webhook events are recorded."""
+    if not job_ids:
+        return
+    now = utcnow()
+    known = costs or {}
+    ended = [
+        ledger_service.EndedJob(
+            job_id=row.id,
+            tenant_id=row.tenant_id,
+            group_id=row.group_id,
+            state=row.state.value,
+            provider=row.provider,
+            model=row.model,
+            mode=row.mode.value if row.mode else None,
+            usage=ledger_service.TokenUsage(
+                input_tokens=row.input_tokens or 0,
+                output_tokens=row.output_tokens or 0,
+                cached_input_tokens=row.cached_input_tokens or 0,
+                cache_write_tokens=row.cache_write_tokens or 0,
+            ),
+            costs=known.get(row.id),
+            created_at=row.created_at,
+            ended_at=row.completed_at or now,
+            deadline=row.deadline,
+        )
+        for row in repository.ended_facts(session, ids=job_ids)
+    ]
+    ledger_service.record(session, ended)
+    events.jobs_finished(session, job_ids=job_ids)
+
 
 # Admission, ingest and cancellation (app/intake, app/jobs) ------------------------------------
 
@@ -133,15 +171,18 @@ def insert_many(session: Session, rows: Sequence[NewJob]) -> set[uuid.UUID]:
         with execute_binary(session, sql, arrays) as cursor:
             inserted.update(row[0] for row in cursor.fetchall())
     ended = [row.id for row in rows if row.state in TERMINAL_STATES and row.id in inserted]
-    events.jobs_finished(session, job_ids=ended)
+    _finished(session, ended)
     return inserted
 
 
-def write_outcomes(session: Session, rows: Sequence[RoutedJob]) -> None:
+def write_outcomes(
+    session: Session, rows: Sequence[RoutedJob], *, costs: Costs | None = None
+) -> None:
     """Store what ingest decided for queued jobs it holds locked (rows all of one type:
-    routed or failed jobs, or cache answers); the jobs that ended are announced."""
+    routed or failed jobs, or cache answers with their cost chains in ``costs``); the jobs
+    that ended are recorded in the ledger and announced."""
     update_rows_by_id(session, cast(Table, Job.__table__), rows)
-    events.jobs_finished(session, job_ids=[row.id for row in rows if row.state in TERMINAL_STATES])
+    _finished(session, [row.id for row in rows if row.state in TERMINAL_STATES], costs)
 
 
 def _cancel(session: Session, *where: ColumnElement[bool], now: datetime) -> list[uuid.UUID]:
@@ -161,7 +202,7 @@ def _cancel(session: Session, *where: ColumnElement[bool], now: datetime) -> lis
         .returning(Job.id)
     )
     cancelled = list(session.scalars(statement))
-    events.jobs_finished(session, job_ids=cancelled)
+    _finished(session, cancelled)
     return cancelled
 
 
@@ -184,7 +225,8 @@ _JOBS = cast(Table, Job.__table__)
 
 @dataclass(frozen=True, slots=True)
 class JobOutcome:
-    """A job's end, as a provider batch gave it: ``completed`` with its result and cost, or
+    """A job's end, as a provider batch gave it: ``completed`` with its result, usage and
+    cost chain (the ledger's record; ``cost_usd`` / ``naive_cost_usd`` are its ends), or
     ``failed`` with the reason."""
 
     job_id: uuid.UUID
@@ -193,18 +235,27 @@ class JobOutcome:
     error: str | None
     input_tokens: int | None
     output_tokens: int | None
-    cost_usd: Decimal | None
-    naive_cost_usd: Decimal | None
+    cached_input_tokens: int | None
+    cache_write_tokens: int | None
+    costs: ledger_service.CostChain | None
     completed_at: datetime
+
+    @property
+    def cost_usd(self) -> Decimal | None:
+        return None if self.costs is None else self.costs.actual
+
+    @property
+    def naive_cost_usd(self) -> Decimal | None:
+        return None if self.costs is None else self.costs.naive
 
     @classmethod
     def failed(cls, job_id: uuid.UUID, *, error: str, at: datetime) -> JobOutcome:
-        return cls(job_id, JobState.failed, None, error, None, None, None, None, at)
+        return cls(job_id, JobState.failed, None, error, None, None, None, None, None, at)
 
 
 # What an outcome writes besides the state (``updated_at`` is its ``completed_at``).
-_OUTCOME_COLUMNS = ("result", "error", "input_tokens", "output_tokens", "cost_usd",
-                    "naive_cost_usd", "completed_at")  # fmt: skip
+_OUTCOME_COLUMNS = ("result", "error", "input_tokens", "output_tokens", "cached_input_tokens",
+                    "cache_write_tokens", "cost_usd", "naive_cost_usd", "completed_at")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,7 +370,7 @@ def fail_batch(session: Session, *, batch_id: uuid.UUID, error: str, at: datetim
         .returning(Job.id)
         .execution_options(synchronize_session=False)
     )
-    events.jobs_finished(session, job_ids=list(session.scalars(statement)))
+    _finished(session, list(session.scalars(statement)))
 
 
 def fail(
@@ -338,7 +389,7 @@ def fail(
         .returning(Job.id)
         .execution_options(synchronize_session=False)
     )
-    events.jobs_finished(session, job_ids=list(session.scalars(statement)))
+    _finished(session, list(session.scalars(statement)))
 
 
 def apply_results(
@@ -361,7 +412,8 @@ def apply_results(
     }
     # The guard is fixed text: the state is one of our enum's values.
     update_columns(session, _JOBS, columns, guard=f"jobs.state = '{from_state.value}'")
-    events.jobs_finished(session, job_ids=columns["id"])
+    costs = {o.job_id: o.costs for o in outcomes if o.costs is not None}
+    _finished(session, columns["id"], costs)
 
 
 def requeue(session: Session, retries: Sequence[Retry], *, from_state: JobState) -> None:

@@ -4,6 +4,8 @@ from app.models.api_key import ApiKey
 from app.models.base import Base, utcnow
 from app.models.cache_entry import EMBEDDING_DIMENSIONS, CacheEntry
 from app.models.cache_settings import CacheSettings
+from app.models.cost_record import CostRecord
+from app.models.cost_rollup import NO_GROUP, CostMinute, CostRollup
 from app.models.job import TERMINAL_STATES, CacheMode, Job, JobMode, JobState, RequestedMode
 from app.models.job_embedding import JobEmbedding
 from app.models.job_group import JobGroup
@@ -16,6 +18,7 @@ from app.models.webhook_secret import WebhookSecret
 
 __all__ = [
     "EMBEDDING_DIMENSIONS",
+    "NO_GROUP",
     "TERMINAL_STATES",
     "ApiKey",
     "Base",
@@ -23,6 +26,9 @@ __all__ = [
     "CacheEntry",
     "CacheMode",
     "CacheSettings",
+    "CostMinute",
+    "CostRecord",
+    "CostRollup",
     "DeliveryState",
     "Job",
     "JobEmbedding",

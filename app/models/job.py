@@ -147,8 +147,13 @@ class Job(IdMixin, CreatedAtMixin, Base):
     cache_similarity: Mapped[float | None]
     input_tokens: Mapped[int | None]
     output_tokens: Mapped[int | None]
-    cost_usd: Mapped[Decimal | None] = mapped_column(Numeric(18, 8))
-    naive_cost_usd: Mapped[Decimal | None] = mapped_column(Numeric(18, 8))
+    # Of input_tokens, those read from / written to the provider's prompt cache.
+    cached_input_tokens: Mapped[int | None]
+    cache_write_tokens: Mapped[int | None]
+    # What the job cost and what it would have cost naively, exactly as its cost record in the
+    # ledger has them (app/ledger; 12 decimal places).
+    cost_usd: Mapped[Decimal | None] = mapped_column(Numeric(24, 12))
+    naive_cost_usd: Mapped[Decimal | None] = mapped_column(Numeric(24, 12))
 
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     routed_at: Mapped[datetime | None]

@@ -120,8 +120,11 @@ class ContentBlock(TypedDict, total=False):
 
 
 class Usage(TypedDict, total=False):
+    # Input tokens after the last cache breakpoint; the cached ones are counted apart.
     input_tokens: int | None
     output_tokens: int | None
+    cache_read_input_tokens: int | None
+    cache_creation_input_tokens: int | None
 
 
 class Message(TypedDict, total=False):
@@ -229,12 +232,17 @@ def parse_result_line(raw: str) -> BatchResult:
             if block.get("type") == "text"
         )
         usage = message.get("usage") or {}
+        read = int(usage.get("cache_read_input_tokens") or 0)
+        written = int(usage.get("cache_creation_input_tokens") or 0)
         return BatchResult(
             custom_id,
             text,
-            int(usage.get("input_tokens") or 0),
+            # Every input token, as OpenAI counts them: uncached, read and written.
+            int(usage.get("input_tokens") or 0) + read + written,
             int(usage.get("output_tokens") or 0),
             None,
+            cached_input_tokens=read,
+            cache_write_tokens=written,
         )
     if kind == "errored":
         outer = result.get("error") or {}

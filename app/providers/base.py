@@ -72,6 +72,11 @@ class BatchResult:
     # request again may succeed (expired, cancelled, rate-limited or 5xx: yes; a 4xx: no).
     error_code: str | None = None
     retryable: bool = False
+    # Of ``input_tokens`` (every input token), those the provider read from its prompt cache
+    # (OpenAI ``prompt_tokens_details.cached_tokens``, Anthropic ``cache_read_input_tokens``)
+    # and those it wrote to it (Anthropic ``cache_creation_input_tokens``).
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 @dataclass(frozen=True)

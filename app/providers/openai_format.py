@@ -147,9 +147,15 @@ class BatchPage(TypedDict, total=False):
     has_more: bool
 
 
+class PromptTokensDetails(TypedDict, total=False):
+    cached_tokens: int | None
+
+
 class Usage(TypedDict, total=False):
     prompt_tokens: int
     completion_tokens: int
+    # Of prompt_tokens, those served from OpenAI's prompt cache.
+    prompt_tokens_details: PromptTokensDetails | None
 
 
 class ChoiceMessage(TypedDict):
@@ -259,7 +265,14 @@ def parse_result_line(raw: str | bytes) -> BatchResult:
         int(usage.get("prompt_tokens", 0)),
         int(usage.get("completion_tokens", 0)),
         None,
+        cached_input_tokens=cached_tokens(usage),
     )
+
+
+def cached_tokens(usage: Usage) -> int:
+    """The prompt tokens OpenAI read from its prompt cache (0 when it does not say)."""
+    details = usage.get("prompt_tokens_details") or {}
+    return int(details.get("cached_tokens") or 0)
 
 
 def completion_result(custom_id: str, completion: ResponseBody) -> BatchResult:
@@ -275,6 +288,7 @@ def completion_result(custom_id: str, completion: ResponseBody) -> BatchResult:
         int(usage.get("prompt_tokens") or 0),
         int(usage.get("completion_tokens") or 0),
         None,
+        cached_input_tokens=cached_tokens(usage),
     )
 
 
