@@ -23,6 +23,7 @@ from app.jobs.schemas import JobIn
 from app.kit.bodies import BodyLimits
 from app.kit.errors import ErrorBody, ErrorResponse, ThriftyError
 from app.kit.json_input import StrictJSONRoute
+from app.ledger.endpoints import router as stats_router
 from app.metrics import registry
 from app.tenants.deps import OperatorScope
 from app.tenants.endpoints import router as keys_router
@@ -72,7 +73,14 @@ def create_app() -> FastAPI:
     app = FastAPI(title="Thrifty", version="0.1.0", description=DESCRIPTION)
     app.router.route_class = StrictJSONRoute
     app.add_middleware(BodyLimits)
-    routers = [intake_router, jobs_router, cache_router, webhooks_router, keys_router]
+    routers = [
+        intake_router,
+        jobs_router,
+        cache_router,
+        webhooks_router,
+        keys_router,
+        stats_router,
+    ]
     for router in [*routers, health_router]:
         app.include_router(router)
 

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from pydantic import (
@@ -18,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from app.kit.money import Money
 from app.models import CacheMode, JobMode, JobState, RequestedMode
 
 DEADLINE_RANGE = (datetime(2000, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))
@@ -149,11 +149,15 @@ class Usage(BaseModel):
 
 
 class Cost(BaseModel):
-    cost_usd: Decimal | None = Field(description="What this job cost (zero for a cache hit).")
-    naive_cost_usd: Decimal | None = Field(
+    cost_usd: Money | None = Field(description="What this job cost (zero for a cache hit).")
+    naive_cost_usd: Money | None = Field(
         description="List price of the catalog's naive model, called one request at a time."
     )
-    saved_usd: Decimal | None
+    saved_usd: Money | None = Field(
+        description="naive_cost_usd - cost_usd: the savings of every layer (routing, batching, "
+        "prompt caching, and for a cache hit the cache: what the job would have cost routed "
+        "and batched); GET /v1/stats has them by layer."
+    )
 
 
 class Timings(BaseModel):

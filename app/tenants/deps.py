@@ -74,5 +74,9 @@ WebhooksWrite = Annotated[
 ]
 CacheWrite = Annotated[Tenant, Depends(TenantAuthenticator(required_scopes={Scope.cache_write}))]
 StatsRead = Annotated[Tenant, Depends(TenantAuthenticator(required_scopes={Scope.stats_read}))]
+# Stats of the key's tenant, or with the operator scope every tenant's (the caller decides).
+StatsReader = Annotated[
+    Principal, Depends(Authenticator(required_scopes={Scope.stats_read, Scope.operator}))
+]
 KeysWrite = Annotated[Principal, Depends(Authenticator(required_scopes={Scope.keys_write}))]
 OperatorScope = Annotated[Principal, Depends(Authenticator(required_scopes={Scope.operator}))]

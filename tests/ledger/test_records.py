@@ -67,11 +67,13 @@ def test_results_write_cost_records_and_rollups_in_their_transaction(
     assert {r.job_id for r in records} == {j.id for j in jobs}
     stored = {j.id: j for j in db.scalars(select(Job)).all()}
     for record in records:
-        assert record.state == "completed" and record.answered_by == "provider"
+        assert record.state == "completed"
+        assert record.answered_by == "provider"
         # The public cost of the job is the ledger's, to the last decimal.
         assert stored[record.job_id].cost_usd == record.actual_usd
         assert stored[record.job_id].naive_cost_usd == record.naive_usd
-        assert record.latency_seconds is not None and record.latency_seconds >= 0
+        assert record.latency_seconds is not None
+        assert record.latency_seconds >= 0
     completed, cost, naive, saved = rollup_totals(db)
     assert completed == 5
     assert cost == sum((o.costs.actual for o in outcomes if o.costs), Decimal(0))
@@ -95,11 +97,19 @@ def test_a_transition_run_twice_counts_each_job_once(
     # And the ledger itself refuses a second record of a job.
     ended = [
         ledger_service.EndedJob(
-            job_id=job.id, tenant_id=tenant[0].id, group_id=None, state="completed",
-            provider="openai", model="gpt-4o-mini", mode="batch",
-            usage=ledger_service.TokenUsage(1000, 200), costs=outcomes[0].costs,
-            created_at=utcnow(), ended_at=utcnow(), deadline=None,
-        )  # fmt: skip
+            job_id=job.id,
+            tenant_id=tenant[0].id,
+            group_id=None,
+            state="completed",
+            provider="openai",
+            model="gpt-4o-mini",
+            mode="batch",
+            usage=ledger_service.TokenUsage(1000, 200),
+            costs=outcomes[0].costs,
+            created_at=utcnow(),
+            ended_at=utcnow(),
+            deadline=None,
+        )
         for job in jobs
     ]
     ledger_service.record(db, ended)
@@ -121,7 +131,9 @@ def test_a_cancelled_job_records_no_cost_and_its_late_result_is_not_counted(
     row = db.execute(select(func.sum(CostRollup.cancelled), func.sum(CostRollup.completed))).one()
     assert tuple(row) == (1, 1)
     cancelled = db.get(CostRecord, jobs[0].id)
-    assert cancelled is not None and cancelled.actual_usd == 0 and cancelled.naive_usd == 0
+    assert cancelled is not None
+    assert cancelled.actual_usd == 0
+    assert cancelled.naive_usd == 0
 
 
 def test_cost_records_are_immutable(db: Session, tenant: tuple[Tenant, str]) -> None:

@@ -6,8 +6,8 @@ mode and group (with a latency histogram, app/ledger/histogram.py), ``cost_minut
 completions per tenant and minute; both are added to by the same statement that writes the
 records. Jobs get the prompt-cache token counts, and their costs the ledger's 12 decimals.
 
-Revision ID: 0006_ledger
-Revises: 0005_collector_speed
+Revision ID: 0007_ledger
+Revises: 0006_api_security
 Create Date: 2026-12-02 01:00:00
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006_ledger"
-down_revision: str | None = "0005_collector_speed"
+revision: str = "0007_ledger"
+down_revision: str | None = "0006_api_security"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

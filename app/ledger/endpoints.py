@@ -1,0 +1,42 @@
+"""``GET /v1/stats``: cost, savings by layer, latency and throughput from the ledger."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from app.kit.deps import SessionDep
+from app.kit.errors import error_responses
+from app.ledger import ranges, stats
+from app.ledger.schemas import GroupBy, StatsOut
+from app.models import utcnow
+from app.tenants.deps import StatsReader
+from app.tenants.scopes import Scope
+
+router = APIRouter(prefix="/v1", tags=["stats"])
+
+
+@router.get(
+    "/stats", response_model=StatsOut, responses=error_responses(401, 403, 422), summary="Stats"
+)
+def get_stats(
+    principal: StatsReader,
+    session: SessionDep,
+    since: Annotated[
+        str | None,
+        Query(description="Start (inclusive): ISO 8601, a Unix time, or before now (`24h`)."),
+    ] = None,
+    until: Annotated[str | None, Query(description="End (exclusive); default now.")] = None,
+    group_by: Annotated[GroupBy | None, Query(description="Also answer per value.")] = None,
+) -> StatsOut:
+    """Jobs that ended in the range: counts by state, cost per request (actual and naive),
+    savings by layer, latency per request (p50/p95/p99, overall and per mode), deadlines met,
+    throughput (mean and peak minute), cache hit rate and tokens; money as decimal strings.
+
+    Answered from rollups kept as jobs end. Unknown `group_by`, an unparsable or reversed
+    range, and a range over 366 days (31 with `group_by=hour`) are 422s. Needs `stats:read`
+    (the key's tenant) or `operator` (every tenant)."""
+    start, end = ranges.resolve(since, until, group_by=group_by, now=utcnow())
+    tenant_id = None if Scope.operator in principal.scopes else principal.tenant.id
+    return stats.stats(session, tenant_id=tenant_id, since=start, until=end, group_by=group_by)
