@@ -1,4 +1,4 @@
-"""The ledger's tables created by the 0007_ledger revision match the models."""
+"""The ledger's tables created by the 0012_ledger revision match the models."""
 
 from __future__ import annotations
 

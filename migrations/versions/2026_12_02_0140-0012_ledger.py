@@ -6,8 +6,8 @@ mode and group (with a latency histogram, app/ledger/histogram.py), ``cost_minut
 completions per tenant and minute; both are added to by the same statement that writes the
 records. Jobs get the prompt-cache token counts, and their costs the ledger's 12 decimals.
 
-Revision ID: 0007_ledger
-Revises: 0006_api_security
+Revision ID: 0012_ledger
+Revises: 0015_faults
 Create Date: 2026-12-02 01:00:00
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007_ledger"
-down_revision: str | None = "0006_api_security"
+revision: str = "0012_ledger"
+down_revision: str | None = "0015_faults"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -49,7 +49,7 @@ def upgrade() -> None:
                 "cache_write_tokens",
                 "output_tokens",
             )
-        ),  # fmt: skip
+        ),
         *(
             sa.Column(name, MONEY, nullable=False)
             for name in (
@@ -64,7 +64,7 @@ def upgrade() -> None:
                 "saved_batching_usd",
                 "saved_prompt_cache_usd",
             )
-        ),  # fmt: skip
+        ),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("ended_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("deadline", sa.DateTime(timezone=True), nullable=True),
@@ -77,7 +77,7 @@ def upgrade() -> None:
             ["tenants.id"],
             name="fk_cost_records_tenant_id_tenants",
             ondelete="CASCADE",
-        ),  # fmt: skip
+        ),
         sa.PrimaryKeyConstraint("job_id", name="pk_cost_records"),
     )
     op.create_index("ix_cost_records_tenant_ended_at", "cost_records", ["tenant_id", "ended_at"])
@@ -111,7 +111,7 @@ def upgrade() -> None:
                 "cache_write_tokens",
                 "output_tokens",
             )
-        ),  # fmt: skip
+        ),
         *(
             sa.Column(name, MONEY, nullable=False)
             for name in (
@@ -123,7 +123,7 @@ def upgrade() -> None:
                 "saved_batching_usd",
                 "saved_prompt_cache_usd",
             )
-        ),  # fmt: skip
+        ),
         sa.Column("latency_sum_seconds", sa.Float(), nullable=False),
         sa.Column("deadline_jobs", sa.BigInteger(), nullable=False),
         sa.Column("deadline_met", sa.BigInteger(), nullable=False),
@@ -136,7 +136,7 @@ def upgrade() -> None:
             ["tenants.id"],
             name="fk_cost_rollups_tenant_id_tenants",
             ondelete="CASCADE",
-        ),  # fmt: skip
+        ),
         sa.PrimaryKeyConstraint(
             "tenant_id", "hour", "model", "mode", "group_id", name="pk_cost_rollups"
         ),
@@ -153,7 +153,7 @@ def upgrade() -> None:
             ["tenants.id"],
             name="fk_cost_minutes_tenant_id_tenants",
             ondelete="CASCADE",
-        ),  # fmt: skip
+        ),
         sa.PrimaryKeyConstraint("tenant_id", "minute", name="pk_cost_minutes"),
     )
     op.create_index("ix_cost_minutes_minute", "cost_minutes", ["minute"])
