@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, gt=0, lt=65536)
     simulator_port: int = Field(default=8100, gt=0, lt=65536)
     flower_port: int = Field(default=5555, gt=0, lt=65536)
+    # The operator's Prometheus endpoint (every tenant's metrics): never the API's port.
+    metrics_port: int = Field(default=9464, gt=0, lt=65536)
 
     max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     max_jobs_per_request: int = Field(default=10_000, gt=0)

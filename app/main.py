@@ -9,9 +9,8 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.cache.endpoints import router as cache_router
@@ -24,8 +23,6 @@ from app.kit.bodies import BodyLimits
 from app.kit.errors import ErrorBody, ErrorResponse, ThriftyError
 from app.kit.json_input import StrictJSONRoute
 from app.ledger.endpoints import router as stats_router
-from app.metrics import registry
-from app.tenants.deps import OperatorScope
 from app.tenants.endpoints import router as keys_router
 
 log = logging.getLogger(__name__)
@@ -119,10 +116,8 @@ def create_app() -> FastAPI:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return _error(500, "internal_error", "internal error; the server log has details")
 
-    @app.get("/metrics", include_in_schema=False)
-    def metrics(operator: OperatorScope) -> PlainTextResponse:
-        # Every tenant's counts and costs: only for a key with the operator scope.
-        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    # Metrics (every tenant's counts and costs) are not served here: the operator metrics
+    # server has its own port (app/metrics.py, THRIFTY_METRICS_PORT).
 
     def openapi() -> dict[str, Any]:
         # The submit endpoint reads its body by hand (object or list, size-limited), so its

@@ -12,6 +12,7 @@ from app.catalog.catalog import get_catalog
 from app.config import get_settings
 from app.kit import queue
 from app.providers.registry import batch_limits, shared_provider
+from workers import metrics as _task_metrics  # noqa: F401  (task duration signals)
 
 log = logging.getLogger(__name__)
 settings = get_settings()

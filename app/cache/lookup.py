@@ -15,7 +15,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from app.cache import neardup, repository
+from app.cache import metrics, neardup, repository
 from app.cache.documents import DocumentQuery, lookup_documents
 from app.cache.keys import DOCUMENT, cache_key, kind_of, request_text, scope_key, semantic_allowed
 from app.cache.policy import Policy, policy
@@ -160,6 +160,10 @@ def lookup_jobs(
             hits[item.job.id] = Hit(best[0].entry, best[0].similarity, semantic=True)
             hit_entries.append(best[0].entry.id)
     repository.count_hits(session, entry_ids=hit_entries, now=now)
+    semantic = sum(1 for hit in hits.values() if hit.semantic)
+    metrics.count_lookups(
+        exact=len(hits) - semantic, semantic=semantic, misses=len(keys) - len(hits)
+    )
     embeddings = {p.job.id: p.embedding for p in prompts if p.embedding is not None}
     return Lookup(hits, keys, embeddings)
 

@@ -34,7 +34,7 @@ def print_access(info: StackInfo, home: Path) -> None:
         ("API", info.api_url),
         ("API docs", info.docs_url),
         ("Flower", f"{info.flower_url}  (user {user}, password {password})"),
-        ("metrics", f"{info.api_url}/metrics"),
+        ("metrics", f"{info.metrics_url}  (operator port, every tenant)"),
         ("simulator", f"{info.simulator_url}/v1"),
         ("database", info.database_url),
         ("broker", info.redis_url),

@@ -52,6 +52,7 @@ class AnthropicBatchProvider:
             base_url=root,
             headers=wire.auth_headers(api_key, version=anthropic_version),
             secret=api_key,
+            provider="anthropic_batch",
             **options,
         )
         self._default_max_tokens = default_max_tokens

@@ -31,6 +31,7 @@ import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from app.kit.http import retry_after, tls_context
+from app.providers import metrics
 from app.providers.base import ProviderError
 
 log = logging.getLogger(__name__)
@@ -90,8 +91,10 @@ class ProviderHTTP:
         policy: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        provider: str = "provider",
     ) -> None:
         self._secret = secret
+        self._provider = provider
         self._policy = policy or RetryPolicy()
         self._sleep = sleep
         self.client = httpx.Client(
@@ -118,6 +121,7 @@ class ProviderHTTP:
         return wait
 
     def _log_retry(self, state: RetryCallState) -> None:
+        metrics.PROVIDER_RETRIES.labels(self._provider).inc()
         exc = state.outcome.exception() if state.outcome else None
         log.info(
             "provider call failed (%s), retry %d/%d",
@@ -145,6 +149,7 @@ class ProviderHTTP:
                 with attempt:
                     response = self.client.request(method, path, **kwargs)
                     response.raise_for_status()
+                    metrics.PROVIDER_REQUESTS.labels(self._provider, "ok").inc()
                     return response
         except (httpx.HTTPStatusError, httpx.TransportError) as exc:
             raise self._error(method, path, exc) from None
@@ -179,12 +184,20 @@ class ProviderHTTP:
                     except (httpx.HTTPStatusError, httpx.TransportError) as exc:
                         in_doubt = in_doubt or not never_sent(exc)
                         raise
+                    metrics.PROVIDER_REQUESTS.labels(self._provider, "ok").inc()
                     return parse(response)
         except (httpx.HTTPStatusError, httpx.TransportError) as exc:
             raise self._error(method, path, exc) from None
         raise AssertionError("unreachable: tenacity either returns or reraises")
 
     def _error(self, method: str, path: str, exc: Exception) -> ProviderError:
+        """The call's failure after its retries, counted by outcome."""
+        outcome = (
+            f"http_{exc.response.status_code}"
+            if isinstance(exc, httpx.HTTPStatusError)
+            else "transport_error"
+        )
+        metrics.PROVIDER_REQUESTS.labels(self._provider, outcome).inc()
         if isinstance(exc, httpx.HTTPStatusError):
             response = exc.response
             return ProviderError(

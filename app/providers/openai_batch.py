@@ -39,7 +39,11 @@ class OpenAIBatchProvider:
         **options: Unpack[HTTPOptions],
     ) -> None:
         self._http = ProviderHTTP(
-            base_url=base_url, headers=wire.auth_headers(api_key), secret=api_key, **options
+            base_url=base_url,
+            headers=wire.auth_headers(api_key),
+            secret=api_key,
+            provider="openai_batch",
+            **options,
         )
         self._completion_window = completion_window
         self.limits = limits

@@ -25,7 +25,11 @@ class OpenAIEmbeddings:
         **options: Unpack[HTTPOptions],
     ) -> None:
         self._http = ProviderHTTP(
-            base_url=base_url, headers=wire.auth_headers(api_key), secret=api_key, **options
+            base_url=base_url,
+            headers=wire.auth_headers(api_key),
+            secret=api_key,
+            provider="openai_embeddings",
+            **options,
         )
         self.model = model
         self.dimensions = dimensions

@@ -23,7 +23,11 @@ class OpenAIRealtimeProvider:
     def __init__(self, *, base_url: str, api_key: str, **options: Unpack[HTTPOptions]) -> None:
         options.setdefault("timeout", TIMEOUT)
         self._http = ProviderHTTP(
-            base_url=base_url, headers=wire.auth_headers(api_key), secret=api_key, **options
+            base_url=base_url,
+            headers=wire.auth_headers(api_key),
+            secret=api_key,
+            provider="openai_realtime",
+            **options,
         )
 
     def close(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,16 +31,18 @@ class Ports:
     api: int
     simulator: int
     flower: int
+    metrics: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Ports:
         """The ports the settings give (``THRIFTY_PG_PORT``, ``_API_PORT``, ``_SIMULATOR_PORT``,
-        ``_FLOWER_PORT``)."""
+        ``_FLOWER_PORT``, ``_METRICS_PORT``)."""
         return cls(
             postgres=settings.pg_port,
             api=settings.api_port,
             simulator=settings.simulator_port,
             flower=settings.flower_port,
+            metrics=settings.metrics_port,
         )
 
 
@@ -48,6 +51,7 @@ class StackInfo:
     api_url: str
     docs_url: str
     flower_url: str
+    metrics_url: str
     simulator_url: str
     database_url: str
     redis_url: str
@@ -76,6 +80,10 @@ class EmbeddedStack:
         self.api_url = f"http://127.0.0.1:{self.ports.api}"
         self.simulator_url = f"http://127.0.0.1:{self.ports.simulator}"
         self.flower_url = f"http://127.0.0.1:{self.ports.flower}"
+        self.metrics_url = f"http://127.0.0.1:{self.ports.metrics}/metrics"
+        # prometheus-client's multiprocess mode: every child writes its counters here and the
+        # metrics server adds them up.
+        self.metrics_dir = self.home / "run" / "prometheus"
 
     def already_running(self) -> bool:
         return bool(running_children(self.supervisor.state_file))
@@ -89,6 +97,7 @@ class EmbeddedStack:
             THRIFTY_ANTHROPIC_BASE_URL=self.simulator_url,
             THRIFTY_REALTIME_BASE_URL=f"{self.simulator_url}/v1",
             THRIFTY_HOME=str(self.home),
+            PROMETHEUS_MULTIPROC_DIR=str(self.metrics_dir),
             PYTHONUNBUFFERED="1",
         )
         # One machine: webhook receivers on it are allowed, and payload links point here.
@@ -102,6 +111,7 @@ class EmbeddedStack:
             ("API", self.ports.api),
             ("simulator", self.ports.simulator),
             ("Flower", self.ports.flower),
+            ("metrics", self.ports.metrics),
         ):
             if port_in_use(port):
                 raise RuntimeError(
@@ -116,6 +126,9 @@ class EmbeddedStack:
 
     def _start(self, say: Callable[[str], None]) -> StackInfo:
         env = self._child_env()
+        # Counters of an earlier run's processes would be added to this run's.
+        shutil.rmtree(self.metrics_dir, ignore_errors=True)
+        self.metrics_dir.mkdir(parents=True)
         py = sys.executable
         user, password = self.settings.flower_user, self._flower_password()
         say(f"postgres   embedded Postgres + pgvector on 127.0.0.1:{self.ports.postgres}")
@@ -165,6 +178,12 @@ class EmbeddedStack:
             env=env,
             cwd=PROJECT_ROOT,
         )
+        self.supervisor.start(
+            "metrics",
+            [py, "-m", "app.metrics", "--port", str(self.ports.metrics)],
+            env=env,
+            cwd=PROJECT_ROOT,
+        )
         check = self.supervisor.check_alive
         wait_until(
             lambda: http_ok(f"{self.simulator_url}/healthz"),
@@ -181,6 +200,8 @@ class EmbeddedStack:
         for pool in queue.POOLS:
             say(f"{pool.name:<16} {pool.kind} x{pool.concurrency} on " + ", ".join(pool.queues))
         say("beat       running")
+        wait_until(lambda: http_ok(self.metrics_url), timeout=60, what="metrics", on_poll=check)
+        say(f"metrics    {self.metrics_url} (operator port; every tenant's metrics)")
         self.supervisor.start(
             "flower",
             [py, "-m", "app.stack.flower", "--address=127.0.0.1", f"--port={self.ports.flower}"],
@@ -199,6 +220,7 @@ class EmbeddedStack:
             api_url=self.api_url,
             docs_url=f"{self.api_url}/docs",
             flower_url=self.flower_url,
+            metrics_url=self.metrics_url,
             simulator_url=self.simulator_url,
             database_url=self.database_url,
             redis_url=self.redis_url,
