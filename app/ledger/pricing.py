@@ -13,6 +13,7 @@ import enum
 from dataclasses import dataclass
 from decimal import Decimal
 
+from app.accounting import service as accounting_service
 from app.catalog.catalog import Catalog, ModelConfig
 from app.models import JobMode
 
@@ -97,8 +98,9 @@ def _q(amount: Decimal) -> Decimal:
 def list_price(model: ModelConfig, usage: TokenUsage) -> Decimal:
     """Realtime list price of the usage on ``model``, no prompt caching."""
     return _q(
-        (model.input_per_mtok * usage.input_tokens + model.output_per_mtok * usage.output_tokens)
-        / _MILLION
+        accounting_service.list_price(
+            model, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens
+        )
     )
 
 

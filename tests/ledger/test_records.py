@@ -202,3 +202,14 @@ def test_spent_usd_counts_whole_hours_and_the_partial_first_hour(
         "0.400000000004"
     )
     assert spent(db, tenant_id=uuid.uuid4(), since=hour) == 0
+
+
+def test_failed_jobs_are_recorded_at_no_cost(db: Session, tenant: tuple[Tenant, str]) -> None:
+    jobs = submitted_jobs(db, tenant[0], 2)
+    transitions.fail(
+        db, job_ids=[j.id for j in jobs], error="boom", at=utcnow(), from_state=JobState.submitted
+    )
+    db.commit()
+    records = db.scalars(select(CostRecord)).all()
+    assert {(r.state, r.actual_usd, r.latency_seconds) for r in records} == {("failed", 0, None)}
+    assert db.scalar(select(func.sum(CostRollup.failed))) == 2
