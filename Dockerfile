@@ -13,7 +13,8 @@ RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
     && pip install .
 ENV HF_HUB_OFFLINE=1
 
-RUN useradd --create-home thrifty
+RUN useradd --create-home thrifty \
+    && mkdir -p /var/lib/thrifty-metrics && chown thrifty /var/lib/thrifty-metrics
 USER thrifty
 EXPOSE 8000
 CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000"]

@@ -23,6 +23,8 @@ from app.kit.bodies import BodyLimits
 from app.kit.errors import ErrorBody, ErrorResponse, ThriftyError
 from app.kit.json_input import StrictJSONRoute
 from app.ledger.endpoints import router as stats_router
+from app.ledger.report import router as report_router
+from app.ledger.report import static_files as report_static
 from app.tenants.endpoints import router as keys_router
 
 log = logging.getLogger(__name__)
@@ -77,9 +79,11 @@ def create_app() -> FastAPI:
         webhooks_router,
         keys_router,
         stats_router,
+        report_router,
     ]
     for router in [*routers, health_router]:
         app.include_router(router)
+    app.mount("/report/static", report_static, name="report-static")
 
     @app.exception_handler(ThriftyError)
     async def _thrifty_error(request: Request, exc: ThriftyError) -> JSONResponse:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Thrifty needs on a fresh Debian/Ubuntu machine: Debian packages where
-# missing (Python venv support, a Redis server when none answers), then the virtualenv.
+# missing (Python venv support, a Redis server when none answers, chromium for the report
+# page's browser test), then the virtualenv.
 set -euo pipefail
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
@@ -46,6 +47,12 @@ fi
 # The webhook TLS test makes a throwaway certificate with the openssl command.
 if ! command -v openssl >/dev/null 2>&1; then
     apt_install openssl
+fi
+
+# The cost report page's browser test drives Debian's chromium with playwright (no browser
+# download: playwright is told where this one is).
+if ! command -v chromium >/dev/null 2>&1; then
+    apt_install chromium
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then

@@ -1,7 +1,8 @@
 """The ``thrifty`` command: one Typer app, one module per command group.
 
-``stack`` (up, down, demo, migrate), ``tenant`` (tenant create; key create|list|revoke),
-``cache`` (eval cache, cache train), ``router`` (router train, eval router) and
+``stack`` (up, down, demo, migrate), ``jobs`` (submit, status, stats over HTTP), ``tenant``
+(tenant create; key create|list|revoke), ``cache`` (eval cache, cache train), ``router``
+(router train, eval router) and
 ``simulator``. Modules import the heavy parts of Thrifty inside their commands, so
 ``thrifty --help`` and the simulator start fast.
 """
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 
 import typer
 
-from app.cli import cache, router, simulator, stack, tenant
+from app.cli import cache, jobs, router, simulator, stack, tenant
 from app.cli.console import fail
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(stack.app)
+app.add_typer(jobs.app)
 app.add_typer(simulator.app)
 app.add_typer(tenant.app, name="tenant", help="manage tenants")
 app.add_typer(tenant.keys, name="key", help="manage a tenant's API keys")

@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from importlib import resources
 from typing import Any
@@ -72,6 +73,7 @@ def run(
     ]
     with httpx.Client(base_url=info.api_url, headers=headers, timeout=60) as client:
         started = time.monotonic()
+        submitted_at = datetime.now(UTC) - timedelta(seconds=1)
         response = client.post("/v1/jobs", json=jobs)
         response.raise_for_status()
         group_id = response.json()["group_id"]
@@ -122,4 +124,22 @@ def run(
         say(f"  naive cost        {_usd(naive)}  (every request realtime to the naive model)")
         say(f"  saved             {_usd(naive - actual)}  ({saved:.1f}%)")
         say(f"  wall time         {time.monotonic() - started:.1f}s")
+        _ledger_summary(client, since=submitted_at, say=say)
         return bool(group["counts"]["completed"] == len(jobs))
+
+
+def _ledger_summary(client: httpx.Client, *, since: datetime, say: Callable[[str], None]) -> None:
+    """Savings by layer and latency percentiles of the run, from ``GET /v1/stats``."""
+    response = client.get("/v1/stats", params={"since": since.isoformat()})
+    if response.status_code != 200:
+        say(f"\n(stats unavailable: HTTP {response.status_code})")
+        return
+    stats = response.json()
+    say("\nSavings by layer (GET /v1/stats)")
+    for layer in ("cache", "coalescing", "routing", "batching", "prompt_cache"):
+        say(f"  {layer.replace('_', ' '):<17} {_usd(stats['savings_usd'][layer])}")
+    say(f"  {'all layers':<17} {_usd(stats['saved_usd'])}")
+    lpr = stats["lpr_seconds"]
+    say("\nLatency per request (submission to result)")
+    shown = [f"{q} {lpr[q]:.1f}s" for q in ("p50", "p95", "p99") if lpr[q] is not None]
+    say("  " + "   ".join(shown))
