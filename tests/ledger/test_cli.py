@@ -77,7 +77,7 @@ def test_submit_waits_with_progress_and_writes_the_results_in_order(
     assert "cost $" in out  # the progress bar's cost so far
     results = [orjson.loads(line) for line in output.read_text().splitlines()]
     assert [r["state"] for r in results] == ["completed"] * 7
-    stored = dict(db.execute(select(Job.id, Job.prompt)).tuples())
+    stored = {job_id: prompt for job_id, prompt in db.execute(select(Job.id, Job.prompt))}
     assert [stored[uuid.UUID(r["id"])] for r in results] == prompts
 
     group = out.split("group_id=")[1].split()[0]
