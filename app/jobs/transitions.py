@@ -119,7 +119,7 @@ def quarantine(
             .execution_options(synchronize_session=False)
         )
         failed += session.scalars(statement)
-    events.jobs_finished(session, job_ids=failed)
+    _finished(session, failed)
     return failed
 
 
