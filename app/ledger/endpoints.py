@@ -7,18 +7,19 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.kit.deps import SessionDep
-from app.kit.errors import error_responses
+from app.kit.errors import API_ERROR_CODES, error_responses
+from app.kit.json_input import StrictJSONRoute
 from app.ledger import ranges, stats
 from app.ledger.schemas import GroupBy, StatsOut
 from app.models import utcnow
 from app.tenants.deps import StatsReader
 from app.tenants.scopes import Scope
 
-router = APIRouter(prefix="/v1", tags=["stats"])
+router = APIRouter(prefix="/v1", tags=["stats"], route_class=StrictJSONRoute)
 
 
 @router.get(
-    "/stats", response_model=StatsOut, responses=error_responses(401, 403, 422), summary="Stats"
+    "/stats", response_model=StatsOut, responses=error_responses(*API_ERROR_CODES), summary="Stats"
 )
 def get_stats(
     principal: StatsReader,

@@ -17,6 +17,9 @@ MAX_HOURLY_RANGE = timedelta(days=31)
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DATETIME = TypeAdapter(datetime)
+# Times a range may name (hours are rounded up from them, so not datetime.max).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 def parse_moment(value: str, *, name: str, now: datetime) -> datetime:
@@ -36,7 +39,13 @@ def parse_moment(value: str, *, name: str, now: datetime) -> datetime:
             "time, or a duration before now like 24h)",
             details=_at(name, exc.errors()[0]["msg"]),
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if not EARLIEST <= moment <= LATEST:
+        raise ValidationFailed(
+            f"{name}: {value!r} is outside {EARLIEST.year}-{LATEST.year}",
+            details=_at(name, "time out of range"),
+        )
+    return moment
 
 
 def _at(name: str, message: str = "invalid time") -> list[dict[str, object]]:

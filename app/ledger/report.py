@@ -10,9 +10,11 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from app.kit.json_input import StrictJSONRoute
+
 STATIC = Path(__file__).resolve().parent / "static"
 
-router = APIRouter(tags=["report"])
+router = APIRouter(tags=["report"], route_class=StrictJSONRoute)
 static_files = StaticFiles(directory=STATIC)
 
 

@@ -7,7 +7,7 @@ completions per tenant and minute; both are added to by the same statement that 
 records. Jobs get the prompt-cache token counts, and their costs the ledger's 12 decimals.
 
 Revision ID: 0012_ledger
-Revises: 0015_faults
+Revises: 0014_cache_speed
 Create Date: 2026-12-02 01:00:00
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012_ledger"
-down_revision: str | None = "0015_faults"
+down_revision: str | None = "0014_cache_speed"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

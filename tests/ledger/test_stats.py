@@ -206,6 +206,8 @@ def test_the_stats_endpoint(api: TestClient, history: list[ledger_service.EndedJ
         ({"since": "2026-11-30T12:00:00Z", "until": "2026-11-30T10:00:00Z"}, "before"),
         ({"since": "2020-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "too large"),
         ({"since": "40d", "group_by": "hour"}, "too large"),
+        ({"since": "9999-12-31T23:59:59Z", "until": "9999-12-31T23:59:59.5Z"}, "outside"),
+        ({"until": "99999999999999999999"}, "until"),
     ],
 )
 def test_bad_ranges_and_groupings_are_422s(
