@@ -59,7 +59,9 @@ def test_a_cache_hit_records_its_routed_batched_cost_as_the_cache_saving(
 
 
 def test_prompt_cache_prices_cached_reads_and_writes(catalog: Catalog) -> None:
-    base = catalog.model("claude-3-5-haiku-latest")
+    base = catalog.model("claude-3-5-haiku-latest").model_copy(
+        update={"cached_input_per_mtok": None, "cache_write_per_mtok": None}
+    )
     model = base.model_copy(
         update={"cached_input_per_mtok": Decimal("0.08"), "cache_write_per_mtok": Decimal("1.00")}
     )
