@@ -90,7 +90,9 @@ FROM (
             ((200 + (n * 7919) %% 3000) * (ARRAY[0.15, 0.40, 2.50, 0.80])[1 + n %% 4]
              + (20 + (n * 104729) %% 400) * (ARRAY[0.60, 1.60, 10.0, 4.00])[1 + n %% 4])
                 / 1000000 AS routed0,
-            %(start)s::timestamptz + make_interval(secs => %(span)s * random()) AS ended_at,
+            -- Jobs end in submission order, a group's within minutes of each other.
+            %(start)s::timestamptz + make_interval(
+                secs => %(span)s * (n::float8 / %(jobs)s) + 120 * random()) AS ended_at,
             CASE WHEN n %% 7 = 0 THEN 0.3 + 5 * random() ELSE 5 + 3600 * random() ^ 3 END
                 AS latency
         FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS n,
@@ -117,8 +119,8 @@ def _load(session: Any, *, jobs: int, tenants: list[Any], days: int, now: dateti
             last = min(jobs, first + chunk - 1)
             began = time.perf_counter()
             cursor.execute(LOAD_SQL, {"first": first, "last": last, "start": start,
-                                      "span": days * 86400.0, "tenants": tenants,
-                                      "groups": groups})  # fmt: skip
+                                      "span": days * 86400.0 - 120, "jobs": jobs,
+                                      "tenants": tenants, "groups": groups})  # fmt: skip
             connection.commit()
             print(f"  cost records {last:,}/{jobs:,} ({time.perf_counter() - began:.1f} s)")
     sums = repository.aggregates()
