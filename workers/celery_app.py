@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from celery import Celery
@@ -25,6 +26,8 @@ celery_app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
+    # An ingest process loads its embedder in worker_process_init; give it time to report up.
+    worker_proc_alive_timeout=180,
     task_ignore_result=True,
     # Flower follows tasks through the workers' events (received, started, succeeded ...).
     worker_send_task_events=True,
@@ -57,8 +60,37 @@ celery_app.conf.broker_transport_options = {
 app = celery_app
 
 
+def _consumes_ingest(argv: list[str]) -> bool:
+    """Whether this worker consumes the ingest queue (every queue when ``-Q`` is not given)."""
+    for i, arg in enumerate(argv):
+        if arg in ("-Q", "--queues") and i + 1 < len(argv):
+            return queue.TASK_QUEUES[queue.INGEST] in argv[i + 1].split(",")
+        if arg.startswith("--queues="):
+            return queue.TASK_QUEUES[queue.INGEST] in arg.split("=", 1)[1].split(",")
+    return True
+
+
+def _load_embedder() -> None:
+    # An ingest process loads its embedder at start (one forward pass, so the first job
+    # does not wait for the load either); processes of other pools never load it.
+    from app.embeddings import service as embedding_service
+
+    try:
+        if settings.embedding_backend == "local":
+            import torch
+
+            # one intra-op thread per process: the pool's processes share the cores, and
+            # more threads than cores per process only contend
+            torch.set_num_threads(1)
+        embedding_service.get_embedder().embed(["warm up"])
+    except Exception:  # the first ingest reports it (and the exact layer works without)
+        log.warning("could not load the embedder ahead of time", exc_info=True)
+
+
 @worker_process_init.connect
 def _prepare_process(**_: Any) -> None:
+    if _consumes_ingest(sys.argv):
+        _load_embedder()
     # Each pool process builds its provider clients once, at start, not in its first task.
     try:
         catalog = get_catalog()
