@@ -26,8 +26,12 @@ from app.kit.prompts import DEFAULT_INSTRUCTION
 from app.models import CacheMode, JobState, Tenant, utcnow
 from app.routing import service as routing_service
 
-# Job ids per ingest message: big enough to batch the work, small enough to spread it.
-INGEST_CHUNK = 1000
+# Job ids per ingest message: big enough to batch the work (one exact query, one
+# near-duplicate query, one embedding call per chunk), small enough to spread a bulk
+# submission over every ingest process: at 1,000 a submission of 1,000 documents was one
+# task on one process for 34.5 s while the others idled; a chunk of 250 documents took 4.5-5 s
+# on the loaded 2-core machine (docs/benchmarks.md, bench.ingest).
+INGEST_CHUNK = 250
 
 
 def _validate(items: list[JobIn], *, keys: list[str], catalog: Catalog) -> None:
