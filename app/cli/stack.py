@@ -35,25 +35,32 @@ def up(
         bool, typer.Option("--detach", help="leave it running in the background")
     ] = False,
 ) -> None:
-    from app.stack.embedded import EmbeddedStack
+    from app.stack.embedded import EmbeddedStack, start_detached
 
     settings = get_settings()
     stack = EmbeddedStack(settings)
     if stack.already_running():
         say("a Thrifty stack is already running; stop it with `thrifty down`")
         raise typer.Exit(1)
-    info = stack.start(say=say)
-    print_access(info, settings.home)
     if detach:
+        # The stack runs under a `thrifty up` of its own in the background, which supervises
+        # the children as this one would; this process waits for it to be up and leaves.
+        info = start_detached(settings, say=say)
+        print_access(info, settings.home)
         say("\nLeft running in the background; stop it with `thrifty down`.")
         return
-    say("\nPress Ctrl-C to stop.")
-    _wait_for_signal()
+    stop = _stop_on_signal()
+    info = stack.start(say=say)
+    stack.mark_ready(info)
+    print_access(info, settings.home)
+    say("\nPress Ctrl-C to stop. Children that exit are restarted (with backoff).")
+    while not stop.wait(1.0):
+        stack.supervisor.restart_exited(say=say)
     say("stopping...")
     stack.stop()
 
 
-def _wait_for_signal() -> None:
+def _stop_on_signal() -> threading.Event:
     stop = threading.Event()
 
     def handler(signum: int, frame: FrameType | None) -> None:
@@ -61,7 +68,11 @@ def _wait_for_signal() -> None:
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
-    stop.wait()
+    return stop
+
+
+def _wait_for_signal() -> None:
+    _stop_on_signal().wait()
 
 
 @app.command(help="stop a stack left running by `thrifty up --detach`")

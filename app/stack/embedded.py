@@ -3,12 +3,17 @@ Flower and the provider simulator, as child processes of ``thrifty up`` / ``thri
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import secrets
 import shutil
+import signal
+import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import httpx
 from alembic import command
@@ -17,7 +22,15 @@ from alembic.config import Config
 from app.config import PROJECT_ROOT, Settings
 from app.kit import queue
 from app.stack.postgres import EmbeddedPostgres
-from app.stack.processes import Supervisor, http_ok, port_in_use, running_children, wait_until
+from app.stack.processes import (
+    Supervisor,
+    http_ok,
+    pid_alive,
+    port_in_use,
+    running_children,
+    tail,
+    wait_until,
+)
 from app.stack.redis import answers as redis_answers
 from app.stack.redis import ensure_redis
 
@@ -85,8 +98,23 @@ class EmbeddedStack:
         # metrics server adds them up.
         self.metrics_dir = self.home / "run" / "prometheus"
 
+    @property
+    def ready_file(self) -> Path:
+        """Written once the stack answers: its StackInfo, and the supervising process's pid."""
+        return self.home / "run" / "ready.json"
+
     def already_running(self) -> bool:
-        return bool(running_children(self.supervisor.state_file))
+        return (
+            bool(running_children(self.supervisor.state_file)) or supervising_pid(self) is not None
+        )
+
+    def mark_ready(self, info: StackInfo) -> None:
+        """Record that the stack is up, and which process supervises it (``thrifty down``
+        asks that process to stop everything, so it does not restart what is stopped)."""
+        data = {**asdict(info), "supervisor_pid": os.getpid()}
+        self.ready_file.parent.mkdir(parents=True, exist_ok=True)
+        self.ready_file.write_text(json.dumps(data))
+        self.ready_file.chmod(0o600)
 
     def _child_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -290,13 +318,60 @@ class EmbeddedStack:
         """Stop the children this stack started, then Postgres."""
         self.supervisor.stop_all()
         self.postgres.stop()
+        self.ready_file.unlink(missing_ok=True)
+
+
+def supervising_pid(stack: EmbeddedStack) -> int | None:
+    """The pid of the ``thrifty up`` that supervises a running stack, if one does."""
+    try:
+        pid = int(json.loads(stack.ready_file.read_text())["supervisor_pid"])
+    except (OSError, ValueError, KeyError):
+        return None
+    return pid if pid != os.getpid() and pid_alive(pid) else None
+
+
+def start_detached(settings: Settings, *, say: Callable[[str], None]) -> StackInfo:
+    """Run ``thrifty up`` in the background (its own session, output in logs/stack.log), so
+    the stack is supervised as in the foreground; returns once it is up."""
+    stack = EmbeddedStack(settings)
+    stack.ready_file.unlink(missing_ok=True)
+    log = stack.home / "logs" / "stack.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "up"],
+            cwd=PROJECT_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    say(f"starting in the background (pid {proc.pid}, log {log})")
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"thrifty up exited with code {proc.returncode}:\n{tail(log)}")
+        return stack.ready_file.exists()
+
+    wait_until(ready, timeout=600, what="the stack")
+    data = json.loads(stack.ready_file.read_text())
+    data.pop("supervisor_pid", None)
+    data["flower_auth"] = tuple(data["flower_auth"])
+    return StackInfo(**data)
 
 
 def stop_running(settings: Settings) -> bool:
     """Stop a stack left running by an earlier ``thrifty up``. Returns False if none was."""
     stack = EmbeddedStack(settings)
+    supervisor = supervising_pid(stack)
+    if supervisor is not None:
+        # Its own shutdown stops the children (and Postgres) without restarting them.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(supervisor, signal.SIGTERM)
+        with contextlib.suppress(RuntimeError):
+            wait_until(lambda: not pid_alive(supervisor), timeout=120, what="thrifty up to stop")
     children = running_children(stack.supervisor.state_file)
     for child in children:
         stack.supervisor.children.append(child)
     stack.stop()
-    return bool(children)
+    return bool(children) or supervisor is not None

@@ -23,16 +23,48 @@ class Child:
     log: Path
 
 
+# Restart backoff: 1 s after the first exit, doubling up to a minute; a child that ran for
+# RESET_AFTER seconds before it died starts again from 1 s.
+RESTART_BACKOFF_MAX = 60.0
+RESET_AFTER = 60.0
+
+
+@dataclass
+class _Spec:
+    """How a child was started, to start it again; and its restart history."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    started: float
+    failures: int = 0
+    due: float | None = None  # when the next restart is due, once it has exited
+
+
 @dataclass
 class Supervisor:
-    """Runs children in their own process groups and remembers them in a state file."""
+    """Runs children in their own process groups and remembers them in a state file;
+    ``restart_exited`` starts a child that died again, with backoff, as compose's
+    ``restart: unless-stopped`` does."""
 
     state_file: Path
     log_dir: Path
     children: list[Child] = field(default_factory=list)
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _specs: dict[str, _Spec] = field(default_factory=dict)
 
     def start(self, name: str, argv: list[str], *, env: dict[str, str], cwd: Path) -> Child:
+        proc, log = self._spawn(name, argv, env=env, cwd=cwd)
+        child = Child(name, proc.pid, log)
+        self.children.append(child)
+        self._procs[name] = proc
+        self._specs[name] = _Spec(argv, env, cwd, time.monotonic())
+        self.save()
+        return child
+
+    def _spawn(
+        self, name: str, argv: list[str], *, env: dict[str, str], cwd: Path
+    ) -> tuple[subprocess.Popen[bytes], Path]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / f"{name}.log"
         with log.open("ab") as out:
@@ -45,11 +77,43 @@ class Supervisor:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        child = Child(name, proc.pid, log)
-        self.children.append(child)
-        self._procs[name] = proc
-        self.save()
-        return child
+        return proc, log
+
+    def restart_exited(self, *, say: Callable[[str], None] = lambda _: None) -> list[str]:
+        """Start again every child that has exited, each once its backoff has passed; says
+        (and writes in the child's log) what it does. Returns the names restarted."""
+        restarted = []
+        now = time.monotonic()
+        for child in self.children:
+            proc, spec = self._procs.get(child.name), self._specs.get(child.name)
+            if proc is None or spec is None or proc.poll() is None:
+                continue
+            if spec.due is None:
+                spec.failures = 1 if now - spec.started >= RESET_AFTER else spec.failures + 1
+                delay = min(RESTART_BACKOFF_MAX, 2.0 ** (spec.failures - 1))
+                spec.due = now + delay
+                self._note(
+                    child,
+                    say,
+                    f"{child.name} exited with code {proc.returncode}; restarting it in "
+                    f"{delay:.0f}s (restart {spec.failures})",
+                )
+            if now < spec.due:
+                continue
+            proc, _ = self._spawn(child.name, spec.argv, env=spec.env, cwd=spec.cwd)
+            self._procs[child.name] = proc
+            child.pid = proc.pid
+            spec.started, spec.due = now, None
+            self._note(child, say, f"{child.name} restarted (pid {proc.pid})")
+            restarted.append(child.name)
+        if restarted:
+            self.save()
+        return restarted
+
+    def _note(self, child: Child, say: Callable[[str], None], message: str) -> None:
+        say(f"supervisor: {message}")
+        with child.log.open("a") as out:
+            out.write(f"[thrifty supervisor] {message}\n")
 
     def check_alive(self) -> None:
         for name, proc in self._procs.items():
@@ -73,12 +137,14 @@ class Supervisor:
         stop_pids([child.pid])
         self.children.remove(child)
         self._procs.pop(child.name, None)
+        self._specs.pop(child.name, None)
         self.save()
 
     def stop_all(self) -> None:
         stop_pids([c.pid for c in reversed(self.children)])
         self.children.clear()
         self._procs.clear()
+        self._specs.clear()
         self.state_file.unlink(missing_ok=True)
 
 
