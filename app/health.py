@@ -5,6 +5,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from app.kit.db import session_scope
+from app.kit.errors import DATABASE_RETRY_AFTER
 from app.kit.json_input import StrictJSONRoute
 from app.kit.queue import get_sender
 
@@ -31,4 +32,5 @@ def health() -> JSONResponse:
     return JSONResponse(
         status_code=200 if healthy else 503,
         content={"status": "ok" if healthy else "degraded", **checks},
+        headers=None if healthy else {"Retry-After": str(DATABASE_RETRY_AFTER)},
     )

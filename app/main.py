@@ -6,6 +6,8 @@ import logging
 import re
 from typing import Any
 
+import psycopg
+import sqlalchemy.exc
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -20,7 +22,7 @@ from app.intake.endpoints import router as intake_router
 from app.jobs.endpoints import router as jobs_router
 from app.jobs.schemas import JobIn
 from app.kit.bodies import BodyLimits
-from app.kit.errors import ErrorBody, ErrorResponse, ThriftyError
+from app.kit.errors import ErrorBody, ErrorResponse, ThriftyError, database_unavailable
 from app.kit.json_input import StrictJSONRoute
 from app.ledger.endpoints import router as stats_router
 from app.ledger.report import router as report_router
@@ -114,6 +116,17 @@ def create_app() -> FastAPI:
             allowed = {m for pattern, ms in route_methods if pattern.match(path) for m in ms}
             headers = {**(headers or {}), "Allow": ", ".join(sorted(allowed))}
         return _error(exc.status_code, type_, str(exc.detail), headers=headers)
+
+    @app.exception_handler(sqlalchemy.exc.OperationalError)
+    @app.exception_handler(sqlalchemy.exc.InterfaceError)
+    @app.exception_handler(sqlalchemy.exc.TimeoutError)
+    @app.exception_handler(psycopg.OperationalError)
+    async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+        # Postgres is down or unreachable (a restart, a failover): the request's transaction
+        # was rolled back, and the pool reconnects by itself (pre-ping) once it is back.
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        down = database_unavailable()
+        return _error(down.status_code, down.type, down.message, down.details, down.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

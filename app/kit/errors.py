@@ -106,6 +106,32 @@ class TooManyRequests(ThriftyError):
 API_ERROR_CODES = (400, 401, 403, 404, 409, 413, 415, 422, 429)
 
 
+class ServiceUnavailable(ThriftyError):
+    """503 with ``Retry-After``: a dependency (Postgres) is down; the request may be sent
+    again unchanged once it is back."""
+
+    status_code = 503
+    type = "service_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(
+            message,
+            details=[{"retry_after": retry_after}],
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+# Seconds a client waits before trying again while the database is unreachable.
+DATABASE_RETRY_AFTER = 5
+
+
+def database_unavailable() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "the database is unavailable; nothing was changed, retry later",
+        retry_after=DATABASE_RETRY_AFTER,
+    )
+
+
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for an endpoint's error statuses, all in the one error schema."""
     return {code: {"model": ErrorResponse} for code in codes}
