@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from app.batching import repository
+from app.batching.fairness import fair_quotas, interleave
 from app.batching.windows import WindowSettings, fitting_prefix, window_settings
 from app.catalog.catalog import Catalog, ModelConfig
 from app.jobs import repository as job_repository
@@ -21,6 +22,7 @@ from app.kit.db import session_scope
 from app.models import JobMode, utcnow
 from app.providers.base import ProviderLimits
 from app.providers.registry import batch_limits
+from app.tenants import service as tenant_service
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +140,28 @@ def enqueue_ingest(session: Session, job_ids: Sequence[uuid.UUID]) -> None:
         )
 
 
+def _fair_rows(
+    session: Session, *, provider: str, model: str, mode: JobMode, limit: int
+) -> list[tuple[uuid.UUID, int | None, int | None]]:
+    """Up to ``limit`` waiting jobs of a window, locked, in a weighted fair share across its
+    tenants (``fairness``), highest priority first inside each tenant's share."""
+    waiting = job_repository.window_tenants(session, provider=provider, model=model, mode=mode)
+    if len(waiting) <= 1:
+        return job_repository.lock_waiting(
+            session, provider=provider, model=model, mode=mode, limit=limit
+        )
+    weights = tenant_service.share_weights(session, tenant_ids=list(waiting))
+    quotas = fair_quotas(waiting, weights, limit)
+    rows = {
+        tenant_id: job_repository.lock_waiting(
+            session, provider=provider, model=model, mode=mode, limit=quota, tenant_id=tenant_id
+        )
+        for tenant_id, quota in quotas.items()
+        if quota > 0
+    }
+    return interleave(rows, weights)
+
+
 def claim(
     session: Session,
     *,
@@ -147,16 +171,15 @@ def claim(
     settings: WindowSettings,
     prices: ModelConfig | None = None,
 ) -> Claimed | None:
-    """Move waiting jobs, highest priority then oldest first, into a new pending batch.
+    """Move waiting jobs into a new pending batch: a weighted fair share of the window's
+    tenants, highest priority then oldest first inside each tenant's share.
 
     Takes at most ``max_size`` jobs and stops before the estimated tokens or bytes would pass
     their caps (a single job over a cap still goes, alone). The jobs are locked with
     ``SKIP LOCKED``, so concurrent collectors take disjoint rows and no job is ever in two
     batches.
     """
-    rows = job_repository.lock_waiting(
-        session, provider=provider, model=model, mode=mode, limit=settings.max_size
-    )
+    rows = _fair_rows(session, provider=provider, model=model, mode=mode, limit=settings.max_size)
     count, tokens, nbytes = fitting_prefix(
         [(row[1], row[2]) for row in rows],
         max_tokens=settings.max_tokens,

@@ -240,15 +240,39 @@ def has_waiting(session: Session, *, provider: str, model: str, mode: JobMode) -
     return session.scalar(query) is not None
 
 
+def window_tenants(
+    session: Session, *, provider: str, model: str, mode: JobMode
+) -> dict[uuid.UUID, int]:
+    """How many jobs each tenant has waiting in a window."""
+    query = (
+        select(Job.tenant_id, func.count())
+        .where(
+            Job.state == JobState.waiting,
+            Job.provider == provider,
+            Job.model == model,
+            Job.mode == mode,
+        )
+        .group_by(Job.tenant_id)
+    )
+    return {tenant_id: int(count) for tenant_id, count in session.execute(query)}
+
+
 def lock_waiting(
-    session: Session, *, provider: str, model: str, mode: JobMode, limit: int
+    session: Session,
+    *,
+    provider: str,
+    model: str,
+    mode: JobMode,
+    limit: int,
+    tenant_id: uuid.UUID | None = None,
 ) -> list[tuple[uuid.UUID, int | None, int | None]]:
-    """Lock up to ``limit`` waiting jobs of a window, highest priority then oldest first:
-    (id, estimated tokens, estimated bytes).
+    """Lock up to ``limit`` waiting jobs of a window (of one tenant's, if given), highest
+    priority then oldest first: (id, estimated tokens, estimated bytes).
 
     ``FOR UPDATE SKIP LOCKED`` makes concurrent collectors take disjoint rows, so no job is
     ever claimed into two batches.
     """
+    tenant = [] if tenant_id is None else [Job.tenant_id == tenant_id]
     query = (
         select(Job.id, Job.estimated_tokens, Job.estimated_bytes)
         .where(
@@ -256,6 +280,7 @@ def lock_waiting(
             Job.provider == provider,
             Job.model == model,
             Job.mode == mode,
+            *tenant,
         )
         .order_by(Job.priority.desc(), Job.routed_at, Job.id)
         .limit(limit)

@@ -71,6 +71,17 @@ class Job(IdMixin, CreatedAtMixin, Base):
             "routed_at",
             postgresql_where=text("state = 'waiting'"),
         ),
+        # The fair share of a window: each tenant's waiting jobs, in claiming order.
+        Index(
+            "ix_jobs_window_tenant",
+            "provider",
+            "model",
+            "mode",
+            "tenant_id",
+            "priority",
+            "routed_at",
+            postgresql_where=text("state = 'waiting'"),
+        ),
         # The sweeper scans jobs that have not ended, by state and age.
         Index(
             "ix_jobs_open_state_updated_at",

@@ -57,3 +57,8 @@ def touch(session: Session, *, key_id: uuid.UUID, now: datetime, every: timedelt
         )
         .values(last_used_at=now)
     )
+
+
+def share_weights(session: Session, *, tenant_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    query = select(Tenant.id, Tenant.share_weight).where(Tenant.id.in_(tenant_ids))
+    return {tenant_id: int(weight) for tenant_id, weight in session.execute(query)}

@@ -182,3 +182,9 @@ def rotate_key(
     old.expires_at = ends if old.expires_at is None else min(old.expires_at, ends)
     session.flush()
     return new, key
+
+
+def share_weights(session: Session, *, tenant_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """Each tenant's weight in the fair share of a window (1 unless set; at least 1)."""
+    found = repository.share_weights(session, tenant_ids=tenant_ids)
+    return {tenant_id: max(1, found.get(tenant_id, 1)) for tenant_id in tenant_ids}

@@ -1,9 +1,11 @@
-"""faults and fairness: the prices a batch was sent at, and tenants' fair-share weights
+"""faults and fairness: the prices a batch was sent at, tenants' fair-share weights, and
+the index a window's fair share is claimed through
 
 ``provider_batches.input_per_mtok`` / ``output_per_mtok`` / ``batch_discount`` are the
 routed model's prices when the batch was claimed: a batch whose model has since left the
 catalog is still polled, applied and priced. ``tenants.share_weight`` is a tenant's weight
-in the weighted fair share of a window's claims.
+in the weighted fair share of a window's claims; ``ix_jobs_window_tenant`` finds one
+tenant's waiting jobs of a window in claiming order without passing another tenant's.
 
 Revision ID: 0015_faults
 Revises: 0006_api_security
@@ -29,9 +31,16 @@ def upgrade() -> None:
     op.add_column(
         "tenants", sa.Column("share_weight", sa.Integer(), server_default="1", nullable=False)
     )
+    op.create_index(
+        "ix_jobs_window_tenant",
+        "jobs",
+        ["provider", "model", "mode", "tenant_id", "priority", "routed_at"],
+        postgresql_where=sa.text("state = 'waiting'"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_jobs_window_tenant", table_name="jobs")
     op.drop_column("tenants", "share_weight")
     for name in PRICES:
         op.drop_column("provider_batches", name)
