@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # `Retry-After` on polling responses while a job or group is still running.
     poll_retry_after_seconds: int = Field(default=5, ge=1)
     webhook_timeout_seconds: float = Field(default=15.0, gt=0)
+    # Attempts in flight (and hints queued) per receiver (scheme://host:port): a slow receiver
+    # holds at most this many delivery threads, whatever its backlog.
+    webhook_receiver_concurrency: int = Field(default=4, gt=0)
     # Delay before attempt 1, 2, 3, ...; the last delay repeats until max_attempts.
     webhook_retry_schedule: list[float] = Field(
         default=[0, 5, 300, 1800, 7200, 18000, 36000], min_length=1

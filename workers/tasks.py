@@ -63,9 +63,13 @@ def sweep() -> dict[str, int]:
 
 @celery_app.task(name=queue.DISPATCH_WEBHOOKS)
 def dispatch_webhooks() -> int:
-    stale_after = timedelta(seconds=get_settings().stale_after_seconds)
+    settings = get_settings()
+    stale_after = timedelta(seconds=settings.stale_after_seconds)
     with session_scope() as session:
-        return len(delivery_service.dispatch_due(session, stale_after=stale_after))
+        hinted = delivery_service.dispatch_due(
+            session, stale_after=stale_after, per_receiver=settings.webhook_receiver_concurrency
+        )
+        return len(hinted)
 
 
 @celery_app.task(name=queue.DELIVER_WEBHOOK)

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 # Deliveries per dispatcher run; the next run takes the rest.
 DISPATCH_LIMIT = 1000
+# How long a delivery waits when its receiver already has every slot busy (not an attempt).
+BUSY_RECEIVER_DELAY = timedelta(seconds=2)
 
 
 def retry_delay(
@@ -41,12 +43,21 @@ def retry_delay(
 
 
 def dispatch_due(
-    session: Session, *, stale_after: timedelta, now: datetime | None = None
+    session: Session,
+    *,
+    stale_after: timedelta,
+    now: datetime | None = None,
+    per_receiver: int | None = None,
 ) -> list[uuid.UUID]:
-    """Send a hint for every due delivery whose hint is missing or stale (beat calls this)."""
+    """Send a hint for every due delivery whose hint is missing or stale (beat calls this),
+    at most ``per_receiver`` out at once for any one receiver."""
     now = now or utcnow()
     ids = repository.claim_due(
-        session, now=now, stale_before=now - stale_after, limit=DISPATCH_LIMIT
+        session,
+        now=now,
+        stale_before=now - stale_after,
+        limit=DISPATCH_LIMIT,
+        per_receiver=per_receiver,
     )
     for delivery_id in ids:
         queue.enqueue(session, queue.DELIVER_WEBHOOK, str(delivery_id))
@@ -78,6 +89,16 @@ def deliver(
         delivery.last_error = f"endpoint disabled: {endpoint.disabled_reason}"
         session.flush()
         return delivery.state
+
+    if not repository.take_receiver_slot(
+        session, url=delivery.url, slots=config.receiver_concurrency
+    ):
+        # As many attempts to this receiver are in flight as it may have: a slow receiver
+        # holds that many threads, never the whole pool. Not an attempt; tried again soon.
+        delivery.next_attempt_at = now + BUSY_RECEIVER_DELAY
+        delivery.enqueued_at = None
+        session.flush()
+        return None
 
     number = repository.last_attempt_number(session, delivery_id=delivery.id) + 1
     delivery.attempt_count += 1

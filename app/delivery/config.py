@@ -21,6 +21,7 @@ class WebhookConfig:
     max_inline_result_bytes: int
     secret_grace_seconds: float
     public_base_url: str
+    receiver_concurrency: int = 4
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> WebhookConfig:
@@ -38,4 +39,5 @@ class WebhookConfig:
             max_inline_result_bytes=settings.webhook_max_inline_result_bytes,
             secret_grace_seconds=settings.webhook_secret_grace_seconds,
             public_base_url=settings.public_base_url.rstrip("/"),
+            receiver_concurrency=settings.webhook_receiver_concurrency,
         )

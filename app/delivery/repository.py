@@ -139,23 +139,60 @@ def lock_due(session: Session, *, delivery_id: uuid.UUID, now: datetime) -> Webh
     return session.scalars(query).one_or_none()
 
 
+# A delivery's receiver: the scheme, host and port of its URL.
+_RECEIVER = func.substring(WebhookDelivery.url, r"^[^:]+://[^/?#]+")
+
+
 def claim_due(
-    session: Session, *, now: datetime, stale_before: datetime, limit: int
+    session: Session,
+    *,
+    now: datetime,
+    stale_before: datetime,
+    limit: int,
+    per_receiver: int | None = None,
 ) -> list[uuid.UUID]:
-    """Due deliveries with no fresh hint in flight; marks them hinted now.
+    """Due deliveries with no fresh hint in flight; marks them hinted now. With
+    ``per_receiver``, no receiver gets more than that many fresh hints in all (those already
+    out count), so a slow receiver's backlog never fills the delivery queue.
 
     ``SKIP LOCKED`` leaves alone the rows a worker is attempting at this moment.
     """
-    candidates = (
-        select(WebhookDelivery.id)
-        .where(
-            WebhookDelivery.state == DeliveryState.pending,
-            WebhookDelivery.next_attempt_at <= now,
-            (WebhookDelivery.enqueued_at.is_(None)) | (WebhookDelivery.enqueued_at < stale_before),
+    due = [
+        WebhookDelivery.state == DeliveryState.pending,
+        WebhookDelivery.next_attempt_at <= now,
+        (WebhookDelivery.enqueued_at.is_(None)) | (WebhookDelivery.enqueued_at < stale_before),
+    ]
+    candidates = select(WebhookDelivery.id).where(*due)
+    if per_receiver is not None:
+        hinted = (
+            select(_RECEIVER.label("receiver"), func.count().label("out"))
+            .where(
+                WebhookDelivery.state == DeliveryState.pending,
+                WebhookDelivery.enqueued_at >= stale_before,
+            )
+            .group_by(_RECEIVER)
+            .subquery()
         )
-        .order_by(WebhookDelivery.next_attempt_at)
+        ranked = (
+            select(
+                WebhookDelivery.id.label("id"),
+                _RECEIVER.label("receiver"),
+                func.row_number()
+                .over(partition_by=_RECEIVER, order_by=WebhookDelivery.next_attempt_at)
+                .label("rank"),
+            )
+            .where(*due)
+            .subquery()
+        )
+        candidates = (
+            candidates.join(ranked, ranked.c.id == WebhookDelivery.id)
+            .outerjoin(hinted, hinted.c.receiver == ranked.c.receiver)
+            .where(ranked.c.rank + func.coalesce(hinted.c.out, 0) <= per_receiver)
+        )
+    candidates = (
+        candidates.order_by(WebhookDelivery.next_attempt_at)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, of=WebhookDelivery)
     )
     ids = list(session.scalars(candidates))
     if ids:
@@ -163,6 +200,17 @@ def claim_due(
             update(WebhookDelivery).where(WebhookDelivery.id.in_(ids)).values(enqueued_at=now)
         )
     return ids
+
+
+def take_receiver_slot(session: Session, *, url: str, slots: int) -> bool:
+    """Take one of ``slots`` transaction-long locks of the URL's receiver; False when every
+    one is held (that many attempts to it are in flight already)."""
+    query = text(
+        "SELECT s FROM generate_series(0, :last) AS s "
+        "WHERE pg_try_advisory_xact_lock(hashtext(substring(:url from '^[^:]+://[^/?#]+')), s) "
+        "LIMIT 1"
+    )
+    return session.execute(query, {"last": slots - 1, "url": url}).first() is not None
 
 
 def get_delivery(
