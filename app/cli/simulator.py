@@ -79,6 +79,13 @@ def simulator(
             help="share of batch creates carried out whose answer is then lost",
         ),
     ] = _DEFAULTS.lose_create_rate,
+    expire_rate: Annotated[
+        float,
+        typer.Option(
+            envvar=_env("expire_rate"),
+            help="share of (OpenAI) batches that expire half-way through processing",
+        ),
+    ] = _DEFAULTS.expire_rate,
     retry_after_seconds: Annotated[
         float,
         typer.Option(
@@ -110,6 +117,7 @@ def simulator(
             server_error_rate=server_error_rate,
             retry_after_seconds=retry_after_seconds,
             lose_create_rate=lose_create_rate,
+            expire_rate=expire_rate,
             embedding_dimensions=embedding_dimensions,
             seed=seed,
         )

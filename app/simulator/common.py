@@ -49,6 +49,7 @@ class SimulatorSettings:
     server_error_rate: float = 0.0
     retry_after_seconds: float = 1.0
     lose_create_rate: float = 0.0
+    expire_rate: float = 0.0
     embedding_dimensions: int = 256
 
     def __post_init__(self) -> None:
@@ -62,7 +63,13 @@ class SimulatorSettings:
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
-        for name in ("error_rate", "rate_limit_rate", "server_error_rate", "lose_create_rate"):
+        for name in (
+            "error_rate",
+            "rate_limit_rate",
+            "server_error_rate",
+            "lose_create_rate",
+            "expire_rate",
+        ):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be between 0 and 1")
         if self.expire_after_seconds is not None and self.expire_after_seconds <= 0:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import random
 import threading
 import time
 from collections.abc import Sequence
@@ -138,6 +139,7 @@ class Store:
         self.files: dict[str, StoredFile] = {}
         self.batches: dict[str, Batch] = {}
         self._hex = HexIds()
+        self._dice = random.Random(settings.seed)
 
     # Files -------------------------------------------------------------------------------
 
@@ -200,12 +202,19 @@ class Store:
                 metadata=dict(request.metadata) if request.metadata is not None else None,
                 created_wall=time.time(),
                 created_monotonic=time.monotonic(),
-                expiry_seconds=self.settings.expiry_seconds,
+                expiry_seconds=self._expiry(),
                 requests=requests,
                 validation_errors=errors,
             )
             self.batches[batch.id] = batch
             return batch
+
+    def _expiry(self) -> float:
+        """The completion window of a new batch; ``expire_rate`` of them run out half-way."""
+        settings = self.settings
+        if settings.expire_rate and self._dice.random() < settings.expire_rate:
+            return settings.validating_seconds + settings.processing_seconds / 2
+        return settings.expiry_seconds
 
     def get_batch(self, batch_id: str) -> BatchObject:
         with self.lock:
