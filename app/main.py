@@ -128,6 +128,14 @@ def create_app() -> FastAPI:
         down = database_unavailable()
         return _error(down.status_code, down.type, down.message, down.details, down.headers)
 
+    @app.exception_handler(sqlalchemy.exc.DataError)
+    async def _unstorable(request: Request, exc: sqlalchemy.exc.DataError) -> JSONResponse:
+        # A value Postgres refuses (a NUL in text, a number out of range) that validation let
+        # through: the request is refused, not the server broken.
+        reason = str(exc.orig).splitlines()[0] if exc.orig else "invalid value"
+        log.warning("refused a value Postgres cannot store on %s: %s", request.url.path, reason)
+        return _error(422, "validation_error", f"a value cannot be stored: {reason}")
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)

@@ -63,3 +63,9 @@ def test_reading_and_cancelling_an_unreadable_job_never_answers_500(
     assert "deadline" in read.json()["error"]
     assert read.json()["deadline"] is None
     assert_error(api.delete(f"/v1/jobs/{poison.id}"), 409)
+
+
+def test_a_value_postgres_refuses_is_a_422_not_a_500(api: TestClient) -> None:
+    response = api.post("/v1/jobs", json={"prompt": "a NUL \u0000 inside"})
+    assert_error(response, 422, "validation_error")
+    assert api.post("/v1/jobs", json={"prompt": "fine"}).status_code == 202
