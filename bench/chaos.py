@@ -229,6 +229,7 @@ class Watch:
 
     def __init__(self) -> None:
         self.stalled = 0.0
+        self.stalled_from = 0.0  # when the longest stall began (monotonic)
         self.last_move = time.monotonic()
         self.last: tuple[Any, ...] | None = None
         self.pending = 1
@@ -255,8 +256,8 @@ class Watch:
             sample = (ended, moved)
             if ended is not None and sample != self.last:
                 self.last, self.last_move = sample, now
-            elif self.pending:
-                self.stalled = max(self.stalled, now - self.last_move)
+            elif self.pending and now - self.last_move > self.stalled:
+                self.stalled, self.stalled_from = now - self.last_move, self.last_move
             self.pending = int(pending or 0)
 
 
@@ -485,6 +486,7 @@ def _run(args: argparse.Namespace, stack: Stack, catalog: Path, say: Callable[[s
     say("\nfaults:\n" + "\n".join(events))
     say("failures by reason: " + "; ".join(f"{n} x {e}" for e, n in errors))
     say(f"wall time {wall:.0f}s; stale timeout {STALE_AFTER}s; states {counts}")
+    say(f"the longest stall began at {watch.stalled_from - t0:.1f}s")
     say(f"jobs={jobs}")
     say(f"completed={counts.get('completed', 0)}")
     say(f"failed={counts.get('failed', 0)}")
