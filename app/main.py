@@ -129,10 +129,13 @@ def create_app() -> FastAPI:
         return _error(down.status_code, down.type, down.message, down.details, down.headers)
 
     @app.exception_handler(sqlalchemy.exc.DataError)
-    async def _unstorable(request: Request, exc: sqlalchemy.exc.DataError) -> JSONResponse:
+    @app.exception_handler(psycopg.DataError)
+    async def _unstorable(request: Request, exc: Exception) -> JSONResponse:
         # A value Postgres refuses (a NUL in text, a number out of range) that validation let
-        # through: the request is refused, not the server broken.
-        reason = str(exc.orig).splitlines()[0] if exc.orig else "invalid value"
+        # through: the request is refused, not the server broken. The bulk writers send
+        # their arrays past SQLAlchemy, so psycopg's own error arrives here too.
+        cause = exc.orig if isinstance(exc, sqlalchemy.exc.DataError) else exc
+        reason = str(cause).splitlines()[0] if cause else "invalid value"
         log.warning("refused a value Postgres cannot store on %s: %s", request.url.path, reason)
         return _error(422, "validation_error", f"a value cannot be stored: {reason}")
 
