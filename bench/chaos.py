@@ -354,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
 
     say(f"starting the stack under {home} (log {home / 'logs' / 'up.log'})")
+    # SIGTERM unwinds like Ctrl-C, so the stack is stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     stack = Stack(home, env)
     try:
         return _run(args, stack, catalog, say)

@@ -18,12 +18,21 @@ from workers.celery_app import celery_app
 from workers.retry import retry
 
 
+# Jobs per ingest transaction: a hint of 1,000 jobs commits in steps, so its work shows (and
+# survives a killed worker) step by step instead of only after minutes of embeddings.
+INGEST_STEP = 100
+
+
 @celery_app.task(name=queue.INGEST)
 def ingest(job_ids: list[str]) -> int:
-    with session_scope() as session:
-        return intake_ingest.ingest(
-            session, job_ids=[uuid.UUID(i) for i in job_ids], catalog=get_catalog()
-        )
+    ids = [uuid.UUID(i) for i in job_ids]
+    handled = 0
+    for start in range(0, len(ids), INGEST_STEP):
+        with session_scope() as session:
+            handled += intake_ingest.ingest(
+                session, job_ids=ids[start : start + INGEST_STEP], catalog=get_catalog()
+            )
+    return handled
 
 
 @celery_app.task(name=queue.COLLECT)
