@@ -17,7 +17,6 @@ from app.kit.db import session_scope
 from workers.celery_app import celery_app
 from workers.retry import retry
 
-
 # Jobs per ingest transaction: a hint of 1,000 jobs commits in steps, so its work shows (and
 # survives a killed worker) step by step instead of only after minutes of embeddings.
 INGEST_STEP = 100
