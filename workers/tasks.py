@@ -17,9 +17,10 @@ from app.kit.db import session_scope
 from workers.celery_app import celery_app
 from workers.retry import retry
 
-# Jobs per ingest transaction: a hint of 1,000 jobs commits in steps, so its work shows (and
-# survives a killed worker) step by step instead of only after minutes of embeddings.
-INGEST_STEP = 100
+# Jobs per ingest transaction, a submission's hint (app/intake/submit.py INGEST_CHUNK): a
+# larger hint (the sweeper's 500) commits in steps, so its work shows (and survives a killed
+# worker) step by step instead of only after minutes of embeddings.
+INGEST_STEP = 250
 
 
 @celery_app.task(name=queue.INGEST)
