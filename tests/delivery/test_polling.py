@@ -128,7 +128,16 @@ def test_a_cancelled_job_is_not_completed_by_a_late_result(api: TestClient, db: 
     db.commit()
     assert api.post(f"/v1/groups/{group_id}/cancel").json()["cancelled"] == 1
     late = transitions.JobOutcome(
-        uuid.UUID(ids[0]), JobState.completed, "late", None, 1, 1, None, None, utcnow()
+        job_id=uuid.UUID(ids[0]),
+        state=JobState.completed,
+        result="late",
+        error=None,
+        input_tokens=1,
+        output_tokens=1,
+        cached_input_tokens=0,
+        cache_write_tokens=0,
+        costs=None,
+        completed_at=utcnow(),
     )
     transitions.apply_results(db, [late], from_state=JobState.submitted)
     db.commit()
