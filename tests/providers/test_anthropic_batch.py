@@ -115,7 +115,9 @@ def test_errored_and_expired_results(start_simulator: Callable[..., Sim]) -> Non
     )
     provider = _provider(server)
     try:
-        handle = provider.submit(reference="r3", model=MODEL, requests=_requests(40))
+        # A quarter of the requests run before the batch expires; with 200 of them, some are
+        # sure to draw the simulator's 30% error rate (with 40, 0.7**10 = 3% of runs drew none).
+        handle = provider.submit(reference="r3", model=MODEL, requests=_requests(200))
         status = _wait_ended(provider, handle.external_id, [])
         results = provider.results(status)
     finally:
