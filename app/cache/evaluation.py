@@ -36,6 +36,7 @@ from app.cache.scoring import Outcome
 from app.cache.verification import PromptVerifier, prompt_verifier, verified
 from app.config import get_settings
 from app.embeddings.base import Embedder
+from app.kit.prompts import ChatMessage
 from app.models import utcnow
 from app.tenants import service as tenant_service
 
@@ -54,6 +55,7 @@ class EvalRequest:
     system: str | None = None
     max_output_tokens: int | None = None
     temperature: float | None = None
+    history: list[ChatMessage] | None = None
 
 
 def _request(kind: str, body: str, *, pair: int | None) -> EvalRequest:

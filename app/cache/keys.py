@@ -1,6 +1,7 @@
 """What a request is cached under: its exact key, its semantic scope, and its text.
 
-Scope is tenant, model tier, instruction, system prompt, output limit and temperature, so an
+Scope is tenant, model tier, instruction, system prompt, a conversation's earlier turns,
+output limit and temperature, so an
 answer is only reused for the same question asked the same way by the same tenant (the
 tenant is a column beside the key, not part of it).
 """
@@ -10,7 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 
-from app.kit.prompts import CacheableRequest, Request, instruction_text, user_content
+from app.kit.prompts import (
+    CacheableRequest,
+    ChatMessage,
+    Request,
+    instruction_text,
+    user_content,
+)
 from app.kit.text import normalise
 from app.models import CacheMode
 
@@ -27,7 +34,15 @@ def cache_key(job: Request, *, tier: str) -> str:
     }
     if job.temperature is not None:
         scope["temperature"] = round(job.temperature, 4)
+    if job.history:
+        scope["history"] = _history(job.history)
     return hashlib.sha256(json.dumps(scope, sort_keys=True).encode()).hexdigest()
+
+
+def _history(history: list[ChatMessage]) -> list[list[str]]:
+    """A conversation's earlier turns as the scope holds them (added only when there are
+    some, so the keys of single-turn requests stay what they were)."""
+    return [[m["role"], normalise(m["content"])] for m in history]
 
 
 def kind_of(job: Request) -> str:
@@ -46,6 +61,8 @@ def scope_key(job: Request, *, tier: str) -> str:
         "max_output_tokens": job.max_output_tokens,
         "temperature": round(job.temperature, 4) if job.temperature is not None else None,
     }
+    if job.history:
+        scope["history"] = _history(job.history)
     return hashlib.sha256(json.dumps(scope, sort_keys=True).encode()).hexdigest()
 
 

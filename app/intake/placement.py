@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 from app.batching import service as batching_service
 from app.catalog.catalog import Catalog
-from app.kit.prompts import Request, user_content
+from app.kit.prompts import Request, history_text, user_content
 from app.kit.text import estimate_tokens
 from app.models import JobMode, JobState, RequestedMode
 from app.routing import service as routing_service
@@ -47,6 +47,8 @@ def place(
     its mode; a job no model can take fails here, with the reason as its error."""
     text = user_content(job)
     tokens = estimate_tokens(text) + estimate_tokens(job.system or "")
+    if job.history:
+        tokens += estimate_tokens(history_text(job.history))
     try:
         route = routing_service.route(
             catalog,

@@ -87,6 +87,7 @@ def submit(
             document=item.document,
             instruction=instruction,
             system=item.system,
+            history=item.history,
             max_output_tokens=item.max_output_tokens,
             model_hint=item.model,
             tier_hint=item.tier,

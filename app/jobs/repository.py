@@ -13,6 +13,7 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.kit.db import in_array
+from app.kit.prompts import ChatMessage
 from app.models import (
     TERMINAL_STATES,
     CacheMode,
@@ -81,6 +82,7 @@ class QueuedJob:
     system: str | None
     max_output_tokens: int | None
     temperature: float | None
+    history: list[ChatMessage] | None
     model_hint: str | None
     tier_hint: str | None
     cache_mode: CacheMode
@@ -300,6 +302,7 @@ class BatchJob:
     system: str | None
     max_output_tokens: int | None
     temperature: float | None
+    history: list[ChatMessage] | None
 
 
 _BATCH_JOB_COLUMNS = tuple(getattr(Job, f.name) for f in fields(BatchJob))

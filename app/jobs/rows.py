@@ -12,6 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+from app.kit.prompts import ChatMessage
 from app.models import CacheMode, JobMode, JobState, RequestedMode
 
 
@@ -55,6 +56,8 @@ class NewJob(NamedTuple):
     provider_batch_id: uuid.UUID | None
     # SHA-256 of the submitted job, for keyed jobs (a reused key with another payload is refused).
     request_hash: str | None = None
+    # A conversation's earlier turns (``messages``), between ``system`` and ``prompt``.
+    history: list[ChatMessage] | None = None
 
 
 @dataclass(frozen=True, slots=True)

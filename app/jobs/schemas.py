@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     AnyHttpUrl,
@@ -10,6 +10,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictBool,
     StrictFloat,
     StrictInt,
@@ -18,13 +19,24 @@ from pydantic import (
 )
 
 from app.kit.money import Money
+from app.kit.prompts import ChatMessage, split_messages
 from app.models import CacheMode, JobMode, JobState, RequestedMode
 
 DEADLINE_RANGE = (datetime(2000, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))
 
 
+class MessageIn(BaseModel):
+    """One chat message: leading `system` messages, then the conversation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(max_length=10_000_000)
+
+
 class JobIn(BaseModel):
-    """One job: a `prompt`, or a `document` plus an `instruction` (default "summarise")."""
+    """One job: a `prompt`, a `document` plus an `instruction` (default "summarise"), or a
+    chat conversation as `messages`."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -48,6 +60,14 @@ class JobIn(BaseModel):
         "or free text. Defaults to summarise.",
     )
     system: str | None = Field(default=None, max_length=20_000, description="A system prompt.")
+    messages: list[MessageIn] | None = Field(
+        default=None,
+        min_length=1,
+        description="A chat conversation instead of `prompt`: optional leading `system` "
+        "messages, then user and assistant turns, ending with a `user` message. The whole "
+        "conversation is the cache scope; the last user message is what is routed and "
+        "compared.",
+    )
     max_output_tokens: StrictInt | None = Field(default=None, ge=1, le=32_768)
     model: str | None = Field(default=None, description="Pin a model from the catalog.")
     tier: str | None = Field(default=None, description="Pick the cheapest model of a tier.")
@@ -118,15 +138,42 @@ class JobIn(BaseModel):
                 raise ValueError("must be between 2000-01-01 and 9000-01-01 (UTC)")
         return value
 
+    _history: list[ChatMessage] | None = PrivateAttr(default=None)
+
+    @property
+    def history(self) -> list[ChatMessage] | None:
+        """The turns between the system messages and the last user message (``messages``)."""
+        return self._history
+
     @model_validator(mode="after")
     def _prompt_or_document(self) -> JobIn:
+        if self.messages is not None:
+            self._split_messages()
         if (self.prompt is None) == (self.document is None):
-            raise ValueError("give exactly one of `prompt` or `document`")
+            raise ValueError("give exactly one of `prompt`, `document` or `messages`")
         if self.instruction is not None and self.document is None:
             raise ValueError("`instruction` applies to a `document`; put it in the `prompt`")
         if self.model is not None and self.tier is not None:
             raise ValueError("give `model` or `tier`, not both")
         return self
+
+    def _split_messages(self) -> None:
+        """Store a conversation as its system prompt, history and last user message."""
+        assert self.messages is not None
+        if self.prompt is not None or self.document is not None or self.system is not None:
+            raise ValueError("`messages` replaces `prompt`, `document` and `system`; give one")
+        roles = [m.role for m in self.messages]
+        if roles[-1] != "user":
+            raise ValueError("the last of `messages` must be a `user` message")
+        lead = next(i for i, role in enumerate(roles) if role != "system")
+        if "system" in roles[lead:]:
+            raise ValueError("`system` messages must come before the conversation")
+        if not self.messages[-1].content.strip():
+            raise ValueError("the last `user` message must not be blank")
+        system, history, prompt = split_messages(
+            [ChatMessage(role=m.role, content=m.content) for m in self.messages]
+        )
+        self.system, self.prompt, self._history = system, prompt, history
 
 
 class SubmittedJob(BaseModel):

@@ -1,4 +1,10 @@
-"""How a job becomes chat messages: named instructions expand to templates."""
+"""How a job becomes chat messages: named instructions expand to templates.
+
+A job sent as chat ``messages`` is stored as its leading system messages (``system``), the
+last user message (``prompt``) and the turns between them (``history``), so routing, the
+cache and the estimates see the question itself while the provider gets the whole
+conversation, in order.
+"""
 
 from __future__ import annotations
 
@@ -37,6 +43,8 @@ class Request(Protocol):
     def max_output_tokens(self) -> int | None: ...
     @property
     def temperature(self) -> float | None: ...
+    @property
+    def history(self) -> list[ChatMessage] | None: ...
 
 
 class CacheableRequest(Request, Protocol):
@@ -67,5 +75,24 @@ def build_messages(job: Request) -> list[ChatMessage]:
     messages: list[ChatMessage] = []
     if job.system:
         messages.append({"role": "system", "content": job.system})
+    messages.extend(job.history or ())
     messages.append({"role": "user", "content": user_content(job)})
     return messages
+
+
+def history_text(history: list[ChatMessage] | None) -> str:
+    """The earlier turns of a conversation as one text (for estimates)."""
+    return "\n".join(m["content"] for m in history or ())
+
+
+def split_messages(
+    messages: list[ChatMessage],
+) -> tuple[str | None, list[ChatMessage] | None, str]:
+    """A conversation as (system, history, prompt): the leading system messages joined, the
+    turns between them and the last message, and the last (user) message's text."""
+    lead = 0
+    while lead < len(messages) and messages[lead]["role"] == "system":
+        lead += 1
+    system = "\n\n".join(m["content"] for m in messages[:lead]) or None
+    history = [ChatMessage(role=m["role"], content=m["content"]) for m in messages[lead:-1]]
+    return system, history or None, messages[-1]["content"]

@@ -10,6 +10,7 @@ from sqlalchemy import Enum, ForeignKey, Index, Numeric, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.kit.prompts import ChatMessage
 from app.models.base import Base, CreatedAtMixin, IdMixin, StrEnumText, utcnow
 
 
@@ -110,6 +111,9 @@ class Job(IdMixin, CreatedAtMixin, Base):
     document: Mapped[str | None] = mapped_column(Text)
     instruction: Mapped[str | None] = mapped_column(Text)
     system: Mapped[str | None] = mapped_column(Text)
+    # A chat conversation's turns between the system prompt and the last user message
+    # (``prompt``), as ``[{"role": ..., "content": ...}]`` (app/kit/prompts.py).
+    history: Mapped[list[ChatMessage] | None] = mapped_column(JSONB)
     max_output_tokens: Mapped[int | None]
     model_hint: Mapped[str | None] = mapped_column(String(200))
     tier_hint: Mapped[str | None] = mapped_column(String(50))
