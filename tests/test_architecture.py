@@ -53,7 +53,9 @@ TABLE_OWNERS = {
     "ApiKey": "tenants",
     "CostRecord": "ledger",
     "CostRollup": "ledger",
-    "CostMinute": "ledger",
+    "CostDayRollup": "ledger",
+    "CostGroupRollup": "ledger",
+    "CostPeak": "ledger",
 }
 
 

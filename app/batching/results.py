@@ -21,6 +21,7 @@ from app.ledger import service as ledger_service
 from app.models import BatchState, JobMode, JobState, ProviderBatch, utcnow
 from app.providers.base import BatchProvider, BatchResult, BatchStatus, ProviderError
 from app.providers.registry import shared_provider
+from app.tenants import service as tenant_service
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,9 @@ def apply_outcomes(
         )
     }
     now = utcnow()
+    baselines = tenant_service.baseline_models(
+        session, tenant_ids=[job.tenant_id for job in jobs.values()]
+    )
     outcomes: list[JobOutcome] = []
     retries: list[Retry] = []
     answers: list[tuple[job_repository.BatchMember, str, str, BatchResult]] = []
@@ -219,7 +223,13 @@ def apply_outcomes(
             cached_input_tokens=result.cached_input_tokens,
             cache_write_tokens=result.cache_write_tokens,
         )
-        costs = ledger_service.chain(catalog, model=model, mode=batch.mode, usage=usage)
+        costs = ledger_service.chain(
+            catalog,
+            model=model,
+            mode=batch.mode,
+            usage=usage,
+            naive_model=baselines.get(job.tenant_id),
+        )
         outcomes.append(
             JobOutcome(
                 job.id,

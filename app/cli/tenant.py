@@ -1,4 +1,5 @@
-"""``thrifty tenant create NAME`` and ``thrifty key create|list|revoke --tenant NAME``.
+"""``thrifty tenant create|limits|baseline NAME``, ``thrifty key create|list|revoke --tenant
+NAME``.
 
 They print ``key=value`` lines for scripts (``tenant=``, ``key_id=``, ``api_key=``). The
 database is ``THRIFTY_DATABASE_URL``, or the embedded stack's on ``THRIFTY_PG_PORT``.
@@ -73,6 +74,32 @@ def limits(
     say(f"requests_per_minute={requests_per_minute or settings.tenant_requests_per_minute}")
     say(f"jobs_per_minute={jobs_per_minute or settings.tenant_jobs_per_minute}")
     say(f"max_unfinished_jobs={max_unfinished_jobs or settings.tenant_max_unfinished_jobs}")
+
+
+@app.command(help="set the model a tenant's naive cost is priced on (no --model: the catalog's)")
+def baseline(
+    name: Annotated[str, typer.Argument(show_default=False)],
+    model: Annotated[
+        str | None, typer.Option(help="a catalog model; unset: the catalog's naive_model")
+    ] = None,
+) -> None:
+    from app.catalog.catalog import get_catalog
+    from app.kit.db import session_scope
+    from app.tenants import service as tenant_service
+
+    catalog = get_catalog()
+    if model is not None and not catalog.has_model(model):
+        known = ", ".join(m.name for m in catalog.models)
+        fail(f"no model {model!r} in the catalog; known: {known}")
+        raise typer.Exit(2)
+    with session_scope() as session:
+        tenant = tenant_service.get_tenant(session, name=name)
+        if tenant is None:
+            fail(f"no tenant {name!r}")
+            raise typer.Exit(1)
+        tenant_service.set_baseline_model(session, tenant=tenant, model=model)
+    say(f"tenant={name}")
+    say(f"baseline_model={model or catalog.naive_model}")
 
 
 @keys.command("create", help="issue an API key for a tenant (every tenant scope by default)")

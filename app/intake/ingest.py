@@ -21,6 +21,7 @@ from app.jobs.rows import CachedAnswer, RoutedJob
 from app.kit import queue
 from app.ledger import service as ledger_service
 from app.models import JobState, utcnow
+from app.tenants import service as tenant_service
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,8 @@ def _ingest(
     waiting: list[RoutedJob] = []
     answered: list[CachedAnswer] = []
     costs: dict[uuid.UUID, ledger_service.CostChain] = {}
+    tenant_of = {job.id: job.tenant_id for job in jobs}
+    baselines = tenant_service.baseline_models(session, tenant_ids=list(tenant_of.values()))
     for job_id, placement in routed.items():
         cache_key = lookup.keys.get(job_id)
         hit = lookup.hits.get(job_id)
@@ -136,6 +139,7 @@ def _ingest(
             answered_by=ledger_service.AnsweredBy.cache_semantic
             if hit.semantic
             else ledger_service.AnsweredBy.cache_exact,
+            naive_model=baselines.get(tenant_of[job_id]),
         )
         costs[job_id] = chain
         answer = placement._replace(

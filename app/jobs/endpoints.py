@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from app.config import get_settings
 from app.jobs import service as job_service
 from app.jobs.schemas import GroupCancelled, GroupOut, JobOut, JobPage
-from app.jobs.views import to_out
+from app.jobs.views import to_outs
 from app.kit.db import session_scope
 from app.kit.deps import SessionDep
 from app.kit.errors import API_ERROR_CODES, error_responses
@@ -38,7 +38,7 @@ def get_job(job_id: uuid.UUID, tenant: JobsRead, session: SessionDep, response: 
     `Retry-After` is set while the job has not ended."""
     job = job_service.get_job(session, tenant=tenant, job_id=job_id)
     _retry_after(response, running=job.state not in TERMINAL_STATES)
-    return to_out(job)
+    return to_outs(session, [job])[0]
 
 
 @router.delete("/jobs/{job_id}", response_model=JobOut, responses=ERRORS, summary="Cancel a job")
@@ -46,7 +46,7 @@ def cancel_job(job_id: uuid.UUID, tenant: JobsWrite, session: SessionDep) -> Job
     """Cancel a job that has not ended: before submission it leaves its window; after
     submission its late result is ignored. 409 when the job already ended."""
     job = job_service.cancel_job(session, tenant=tenant, job_id=job_id)
-    return to_out(job)
+    return to_outs(session, [job])[0]
 
 
 @router.get("/groups/{group_id}", response_model=GroupOut, responses=ERRORS, summary="Get a group")

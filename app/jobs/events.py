@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from app.delivery import service as delivery_service
 from app.jobs import repository
 from app.jobs.views import group_out, to_out
+from app.ledger import service as ledger_service
 
 
 def jobs_finished(
@@ -41,6 +42,8 @@ def jobs_finished(
         return []
 
     jobs = repository.ended_jobs(session, ids=job_ids)
+    # Their cost records were written before, in this transaction.
+    savings = ledger_service.savings_of(session, job_ids=[job.id for job in jobs])
     ended = [
         delivery_service.JobEnded(
             tenant_id=job.tenant_id,
@@ -48,7 +51,7 @@ def jobs_finished(
             group_id=job.group_id,
             state=job.state,
             webhook_url=job.webhook_url,
-            payload=to_out(job),
+            payload=to_out(job, savings.get(job.id)),
             path=f"/v1/jobs/{job.id}",
             result_bytes=len(job.result.encode()) if job.result else 0,
         )

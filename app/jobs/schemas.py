@@ -20,6 +20,7 @@ from pydantic import (
 
 from app.kit.money import Money
 from app.kit.prompts import ChatMessage, split_messages
+from app.ledger.schemas import SavingsByLayer
 from app.models import CacheMode, JobMode, JobState, RequestedMode
 
 DEADLINE_RANGE = (datetime(2000, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))
@@ -198,12 +199,19 @@ class Usage(BaseModel):
 class Cost(BaseModel):
     cost_usd: Money | None = Field(description="What this job cost (zero for a cache hit).")
     naive_cost_usd: Money | None = Field(
-        description="List price of the catalog's naive model, called one request at a time."
+        description="List price of the tenant's baseline model (default the catalog's "
+        "naive_model), called one request at a time."
     )
     saved_usd: Money | None = Field(
         description="naive_cost_usd - cost_usd: the savings of every layer (routing, batching, "
         "prompt caching, and for a cache hit the cache: what the job would have cost routed "
-        "and batched); GET /v1/stats has them by layer."
+        "and batched)."
+    )
+    savings_usd: SavingsByLayer | None = Field(
+        default=None,
+        description="saved_usd by layer, from the job's cost record (they add up to it); "
+        "null until the job has ended, and in a group's totals (GET /v1/stats?group_by=group "
+        "has them).",
     )
 
 

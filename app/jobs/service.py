@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.jobs import repository, transitions
 from app.jobs.schemas import GroupCancelled, GroupOut, JobPage
-from app.jobs.views import group_out, to_out
+from app.jobs.views import group_out, to_outs
 from app.kit.errors import Conflict, NotFound
 from app.models import Job, Tenant, utcnow
 
@@ -49,7 +49,7 @@ def list_group_jobs(
         raise NotFound(f"no group {group_id}")
     jobs = repository.list_group_jobs(session, group_id=group.id, after=after, limit=limit)
     next_after = jobs[-1].id if len(jobs) == limit else None
-    return JobPage(data=[to_out(job) for job in jobs], next_after=next_after)
+    return JobPage(data=to_outs(session, jobs), next_after=next_after)
 
 
 def iter_group_results(session: Session, *, group_id: uuid.UUID, page: int = 500) -> Iterator[str]:
@@ -57,8 +57,8 @@ def iter_group_results(session: Session, *, group_id: uuid.UUID, page: int = 500
     after: uuid.UUID | None = None
     while True:
         jobs = repository.list_group_jobs(session, group_id=group_id, after=after, limit=page)
-        for job in jobs:
-            yield to_out(job).model_dump_json() + "\n"
+        for out in to_outs(session, jobs):
+            yield out.model_dump_json() + "\n"
         if len(jobs) < page:
             return
         after = jobs[-1].id

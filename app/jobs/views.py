@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 
@@ -9,6 +10,8 @@ from sqlalchemy.orm import Session
 
 from app.jobs import repository
 from app.jobs.schemas import Cost, GroupOut, JobOut, Timings, Usage
+from app.ledger import service as ledger_service
+from app.ledger.schemas import SavingsByLayer
 from app.models import TERMINAL_STATES, Job, JobGroup, JobState
 
 
@@ -20,7 +23,14 @@ def _saved(naive: Decimal | None, cost: Decimal | None) -> Decimal | None:
     return naive - cost if naive is not None and cost is not None else None
 
 
-def to_out(job: Job) -> JobOut:
+def to_outs(session: Session, jobs: Sequence[Job]) -> list[JobOut]:
+    """The public shape of each job, with its savings by layer from the ledger."""
+    savings = ledger_service.savings_of(session, job_ids=[job.id for job in jobs])
+    return [to_out(job, savings.get(job.id)) for job in jobs]
+
+
+def to_out(job: Job, savings: ledger_service.Savings | None = None) -> JobOut:
+    """``job``'s public shape; ``savings``: its cost record's savings by layer, if it ended."""
     total = (
         job.input_tokens + job.output_tokens
         if job.input_tokens is not None and job.output_tokens is not None
@@ -46,6 +56,15 @@ def to_out(job: Job) -> JobOut:
             cost_usd=job.cost_usd,
             naive_cost_usd=job.naive_cost_usd,
             saved_usd=_saved(job.naive_cost_usd, job.cost_usd),
+            savings_usd=None
+            if savings is None
+            else SavingsByLayer(
+                cache=savings.cache,
+                coalescing=savings.coalescing,
+                routing=savings.routing,
+                batching=savings.batching,
+                prompt_cache=savings.prompt_cache,
+            ),
         ),
         timings=Timings(
             created_at=job.created_at,

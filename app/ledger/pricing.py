@@ -1,10 +1,11 @@
 """What a job cost, and the counterfactual chain behind its savings by layer.
 
-naive (the baseline model, realtime list price) → routed (the routed model, realtime list
-price) → batched (its batch discount, when it went through a Batch API) → prompt-cached (the
-provider's cached-input and cache-write prices) → actual (what was paid; zero for a job
-answered by Thrifty's cache). Each saving is the difference of two neighbours, so the layers
-add up to naive minus actual exactly, per job and in every sum.
+naive (the tenant's baseline model, by default the catalog's naive_model, at realtime list
+price) → routed (the routed model, realtime list price) → batched (its batch discount, when
+it went through a Batch API) → prompt-cached (the provider's cached-input and cache-write
+prices) → actual (what was paid; zero for a job answered by Thrifty's cache). Each saving is
+the difference of two neighbours, so the layers add up to naive minus actual exactly, per
+job and in every sum.
 """
 
 from __future__ import annotations
@@ -139,9 +140,13 @@ def chain(
     on its routed path (model and mode as routed, batch discount included): that amount is
     what the cache saved, the rest of naive minus zero is routing's and batching's.
     ``model`` is a catalog model's name, or its prices (those a batch recorded when claimed).
+    ``naive_model`` is the tenant's baseline model; unset, or no longer in the catalog, it is
+    the catalog's ``naive_model``.
     """
     routed_model = catalog.model(model) if isinstance(model, str) else model
-    naive = list_price(catalog.model(naive_model or catalog.naive_model), usage)
+    if naive_model is None or not catalog.has_model(naive_model):
+        naive_model = catalog.naive_model
+    naive = list_price(catalog.model(naive_model), usage)
     routed = list_price(routed_model, usage)
     batched = _q(routed * _discount(routed_model, mode))
     prompt_cached = paid_price(routed_model, mode, usage)

@@ -1,4 +1,4 @@
-"""Queries and writes on the ledger's tables: cost records and their rollups."""
+"""Queries and writes on the ledger's tables: cost records, their rollups and peaks."""
 
 from __future__ import annotations
 
@@ -8,20 +8,37 @@ from decimal import Decimal
 from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, func, select, text
 from sqlalchemy.orm import Session
 
 from app.kit.db import execute_binary, typed_arrays
 from app.ledger import histogram
-from app.models import NO_GROUP, CostRecord, CostRollup
+from app.models import EVERY_TENANT, MINUTE_COLUMNS, CostRecord, CostRollup
 
 RECORDS = cast(Table, CostRecord.__table__)
 ROLLUPS = cast(Table, CostRollup.__table__)
 # The record columns a writer fills (recorded_at is the database's clock).
 RECORD_COLUMNS: tuple[str, ...] = tuple(c.name for c in RECORDS.columns if c.name != "recorded_at")
-# The rollup's key; everything else is a sum.
-KEY = ("tenant_id", "hour", "model", "mode", "group_id")
+# The savings layers, as the records' saved_<layer>_usd columns name them.
+LAYERS = ("cache", "coalescing", "routing", "batching", "prompt_cache")
+# The hourly rollup's key; everything else is a sum, the same in every rollup.
+KEY = ("tenant_id", "hour", "model", "mode")
 SUMS: tuple[str, ...] = tuple(c.name for c in ROLLUPS.columns if c.name not in KEY)
+# Each rollup, its key and the key's expression over cost-record rows.
+_HOUR = "date_trunc('hour', ended_at, 'UTC')"
+_MODEL, _MODE = "coalesce(model, '')", "coalesce(mode, '')"
+ROLLUP_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
+    "cost_rollups": (("tenant_id", "tenant_id"), ("hour", _HOUR), ("model", _MODEL),
+                     ("mode", _MODE)),
+    "cost_day_rollups": (("tenant_id", "tenant_id"), ("day", "date_trunc('day', ended_at, 'UTC')"),
+                         ("model", _MODEL), ("mode", _MODE)),
+    "cost_group_rollups": (("tenant_id", "tenant_id"), ("hour", _HOUR), ("group_id", "group_id"),
+                           ("mode", _MODE)),
+}  # fmt: skip
+# The group rollup holds the jobs in a group only.
+_ROLLUP_FILTER = {"cost_group_rollups": "WHERE group_id IS NOT NULL"}
+# The groupings a peak is kept for: (dimension, key over cost-record rows).
+PEAK_KEYS = (("all", "''"), ("model", _MODEL), ("mode", _MODE), ("group", "group_id::text"))
 
 
 def aggregates() -> list[tuple[str, str]]:
@@ -63,39 +80,82 @@ def bucketed(relation: str) -> str:
     return f"SELECT *, width_bucket(latency_seconds, {bounds}) AS b FROM {relation}"  # noqa: S608
 
 
+def _rollup_sql(table: str, sums: list[tuple[str, str]]) -> str:
+    """Add the records in ``r`` to ``table`` (fixed text: column names, expressions)."""
+    key = ROLLUP_KEYS[table]
+    names = ", ".join(name for name, _ in key)
+    positions = ", ".join(str(i + 1) for i in range(len(key)))
+    updates = ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name, _ in sums)
+    return (
+        f"INSERT INTO {table} ({names}, {', '.join(name for name, _ in sums)}) "  # noqa: S608
+        f"SELECT {', '.join(expression for _, expression in key)}, "
+        f"{', '.join(expression for _, expression in sums)} FROM r {_ROLLUP_FILTER.get(table, '')} "
+        f"GROUP BY {positions} ORDER BY {positions} "
+        f"ON CONFLICT ({names}) DO UPDATE SET {updates} RETURNING 1"
+    )
+
+
+def _peaks_sql() -> str:
+    """Add the completed records in ``rec`` to the minute counts of ``cost_peaks``, for their
+    tenant and for every tenant, per grouping value, and keep each hour's busiest minute."""
+    keys = ", ".join(
+        f"({tenant}, '{dimension}', {expression})"
+        for tenant in ("tenant_id", f"'{EVERY_TENANT}'::uuid")
+        for dimension, expression in PEAK_KEYS
+    )
+    counts = ", ".join(
+        f"count(*) FILTER (WHERE x.m = {i}) AS {name}" for i, name in enumerate(MINUTE_COLUMNS)
+    )
+    added = [f"cost_peaks.{m} + excluded.{m}" for m in MINUTE_COLUMNS]
+    return (
+        "peaks AS (INSERT INTO cost_peaks "  # noqa: S608
+        f"(tenant_id, dimension, hour, key, {', '.join(MINUTE_COLUMNS)}, peak) "
+        f"SELECT *, greatest({', '.join(MINUTE_COLUMNS)}) FROM ("
+        f"SELECT v.t, v.d, date_trunc('hour', ended_at, 'UTC') AS h, v.k, {counts} "
+        f"FROM rec, LATERAL (VALUES {keys}) AS v(t, d, k), "
+        "LATERAL (SELECT extract(minute FROM ended_at AT TIME ZONE 'UTC')::int AS m) AS x "
+        "WHERE state = 'completed' AND v.k IS NOT NULL GROUP BY 1, 2, 3, 4) AS c "
+        "ORDER BY 1, 2, 3, 4 "
+        "ON CONFLICT (tenant_id, dimension, hour, key) DO UPDATE "
+        f"SET {', '.join(f'{m} = {e}' for m, e in zip(MINUTE_COLUMNS, added, strict=True))}, "
+        f"peak = greatest({', '.join(added)}) RETURNING 1)"
+    )
+
+
+def _maintenance_sql() -> str:
+    """The CTEs that add the records of CTE ``rec`` to every rollup and to the peaks."""
+    sums = aggregates()
+    rollups = ", ".join(f"{table} AS ({_rollup_sql(table, sums)})" for table in ROLLUP_KEYS)
+    return f"r AS ({bucketed('rec')}), {rollups}, {_peaks_sql()}"
+
+
 def _record_sql(placeholders: Sequence[str]) -> str:
     columns = ", ".join(RECORD_COLUMNS)
-    sums = aggregates()
-    key = (
-        "tenant_id, date_trunc('hour', ended_at, 'UTC'), coalesce(model, ''), "
-        f"coalesce(mode, ''), coalesce(group_id, '{NO_GROUP}'::uuid)"
-    )
-    updates = ", ".join(f"{name} = cost_rollups.{name} + excluded.{name}" for name, _ in sums)
-    # Fixed text throughout: the table's own column names and the histogram's bounds; every
+    # Fixed text throughout: the tables' own column names and the histogram's bounds; every
     # value is a parameter. A record already written (the job ended before, a transition run
     # twice) conflicts and is not returned, so it is never added to a rollup twice. Keys are
     # upserted in order, so two transactions never wait on each other's rows in a cycle.
     return (
         f"WITH rec AS (INSERT INTO cost_records ({columns}) "  # noqa: S608
         f"SELECT * FROM unnest({', '.join(placeholders)}) "
-        "ON CONFLICT (job_id) DO NOTHING RETURNING *), "
-        f"hours AS (INSERT INTO cost_rollups ({', '.join(KEY)}, "
-        f"{', '.join(name for name, _ in sums)}) "
-        f"SELECT {key}, {', '.join(expression for _, expression in sums)} "
-        f"FROM ({bucketed('rec')}) AS r GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5 "
-        f"ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET {updates} RETURNING 1), "
-        "minutes AS (INSERT INTO cost_minutes (tenant_id, minute, completed) "
-        "SELECT tenant_id, date_trunc('minute', ended_at, 'UTC'), count(*) FROM rec "
-        "WHERE state = 'completed' GROUP BY 1, 2 ORDER BY 1, 2 "
-        "ON CONFLICT (tenant_id, minute) DO UPDATE "
-        "SET completed = cost_minutes.completed + excluded.completed RETURNING 1) "
+        f"ON CONFLICT (job_id) DO NOTHING RETURNING *), {_maintenance_sql()} "
         "SELECT job_id FROM rec"
     )
 
 
+def add_stored_records(session: Session, *, since: datetime, until: datetime) -> int:
+    """Add the cost records already stored that ended in ``[since, until)`` to the rollups and
+    peaks, as the writer does (for a benchmark's records loaded in SQL); returns how many."""
+    sql = (
+        "WITH rec AS (SELECT * FROM cost_records WHERE ended_at >= :since "  # noqa: S608
+        f"AND ended_at < :until), {_maintenance_sql()} SELECT count(*) FROM rec"
+    )
+    return int(session.scalar(text(sql), {"since": since, "until": until}) or 0)
+
+
 def insert_records(session: Session, columns: dict[str, list[Any]]) -> set[UUID]:
-    """Write cost records (one list of values per record column) and add them to the rollups,
-    in one statement; returns the jobs newly recorded."""
+    """Write cost records (one list of values per record column) and add them to the rollups
+    and the peaks, in one statement; returns the jobs newly recorded."""
     if not columns["job_id"]:
         return set()
     placeholders, arrays = typed_arrays(
@@ -125,3 +185,14 @@ def spent(session: Session, *, tenant_id: UUID, since: datetime) -> Decimal:
     )
     total = Decimal(session.scalar(hours) or 0) + Decimal(session.scalar(edge) or 0)
     return total
+
+
+def savings(session: Session, *, job_ids: Sequence[UUID]) -> dict[UUID, tuple[Decimal, ...]]:
+    """The recorded savings by layer of the jobs that have a cost record, in ``LAYERS`` order."""
+    if not job_ids:
+        return {}
+    columns = [RECORDS.c[f"saved_{layer}_usd"] for layer in LAYERS]
+    rows = session.execute(
+        select(CostRecord.job_id, *columns).where(CostRecord.job_id.in_(list(job_ids)))
+    )
+    return {row[0]: tuple(row[1:]) for row in rows}

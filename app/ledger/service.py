@@ -35,6 +35,7 @@ __all__ = [
     "chain",
     "paid_price",
     "record",
+    "savings_of",
     "spent_usd",
 ]
 
@@ -87,6 +88,12 @@ def record(session: Session, jobs: Sequence[EndedJob]) -> None:
             columns[name].append(values[name])
     recorded = repository.insert_records(session, columns)
     metrics.observe_ended(session, [job for job in jobs if job.job_id in recorded])
+
+
+def savings_of(session: Session, *, job_ids: Sequence[UUID]) -> dict[UUID, Savings]:
+    """The savings by layer of the jobs that have ended (from their cost records)."""
+    recorded = repository.savings(session, job_ids=job_ids)
+    return {job_id: Savings(*amounts) for job_id, amounts in recorded.items()}
 
 
 def spent_usd(session: Session, *, tenant_id: UUID, since: datetime) -> Decimal:

@@ -1,7 +1,9 @@
-"""``GET /v1/stats`` from the rollups: whole hours from ``cost_rollups``, the partial hours at
+"""``GET /v1/stats`` from the rollups: whole days from ``cost_day_rollups``, the whole hours
+around them from ``cost_rollups`` (``cost_group_rollups`` per group), the partial hours at
 either end of the range from the cost records themselves (at most two hours of them), peaks
-from ``cost_minutes``. Nothing scans the jobs table, so the answer costs the same with ten
-jobs stored or ten million.
+from ``cost_peaks``. Nothing scans the jobs table, so the answer costs the same with ten
+jobs stored or ten million: it follows the rollup rows in the range (a 30-day range reads 28
+days' and 48 hours' rows per model and mode).
 """
 
 from __future__ import annotations
@@ -27,26 +29,38 @@ from app.ledger.schemas import (
     StatsOut,
     Tokens,
 )
-from app.models import NO_GROUP
+from app.models import EVERY_TENANT, NO_GROUP
 
 RESOLUTION = (
     f"latency percentiles from {histogram.BUCKETS} fixed buckets growing by 2^(1/3) from "
     f"{histogram.FIRST} s: within about 13 % of the exact value"
 )
-_KEYS: dict[str | None, str] = {
+# A grouping's key over rollup rows (``t``: their hour or day column) and over cost records.
+_ROLLUP_KEYS: dict[str | None, str] = {
     None: "''",
     "model": "model",
     "mode": "mode",
-    "day": "date_trunc('day', hour, 'UTC')",
-    "hour": "hour",
+    "day": "date_trunc('day', t, 'UTC')",
+    "hour": "t",
     "group": "group_id::text",
 }
-_MINUTE_KEYS: dict[str | None, str] = {
+_RECORD_KEYS: dict[str | None, str] = {
     None: "''",
-    "day": "date_trunc('day', minute, 'UTC')",
-    "hour": "date_trunc('hour', minute, 'UTC')",
+    "model": "coalesce(model, '')",
+    "mode": "coalesce(mode, '')",
+    "day": "date_trunc('day', ended_at, 'UTC')",
+    "hour": "date_trunc('hour', ended_at, 'UTC')",
+    "group": "group_id::text",
+}
+# The peaks kept per grouping (app/ledger/repository.PEAK_KEYS) and their key over them.
+_PEAK_DIMENSIONS: dict[str | None, str] = {"model": "model", "mode": "mode", "group": "group"}
+_PEAK_KEYS: dict[str | None, str] = {
+    None: "''",
+    "day": "date_trunc('day', hour, 'UTC')",
+    "hour": "hour",
 }
 _SPAN = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
+_EDGES = "((ended_at >= :a1 AND ended_at < :b1) OR (ended_at >= :a2 AND ended_at < :b2))"
 Totals = dict[str, Any]
 
 
@@ -54,59 +68,118 @@ def _floor_hour(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
-def _sql(group_by: str | None, *, all_tenants: bool) -> str:
-    """The stats query (fixed text: column names, the histogram's bounds; values are bound)."""
+def _floor_day(moment: datetime) -> datetime:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _next_day(moment: datetime) -> datetime:
+    floor = _floor_day(moment)
+    return floor if floor == moment else floor + timedelta(days=1)
+
+
+def _sql(group_by: str | None, *, all_tenants: bool, groups_only: bool = False) -> str:
+    """The stats query (fixed text: column names, the histogram's bounds; values are bound):
+    whole days from the daily rollup, the whole hours around them from the hourly one (or,
+    for ``groups_only``, every whole hour of the group rollup), the partial hours at the ends
+    from the records. Postgres sums per key and mode, per key, per mode and overall."""
     tenant = "" if all_tenants else "tenant_id = :tenant AND "
     names = [name for name, _ in repository.aggregates()]
     columns = ", ".join(names)
+    key = _ROLLUP_KEYS[group_by]
+    if groups_only:
+        rollups = (
+            f"SELECT {key} AS key, mode, {columns} FROM "  # noqa: S608
+            "(SELECT *, hour AS t FROM cost_group_rollups) AS g "
+            f"WHERE {tenant}hour >= :h0 AND hour < :h1"
+        )
+    else:
+        rollups = (
+            f"SELECT {key} AS key, mode, {columns} FROM "  # noqa: S608
+            "(SELECT *, day AS t FROM cost_day_rollups) AS d "
+            f"WHERE {tenant}day >= :d0 AND day < :d1 UNION ALL "
+            f"SELECT {key} AS key, mode, {columns} FROM "
+            "(SELECT *, hour AS t FROM cost_rollups) AS h "
+            f"WHERE {tenant}((hour >= :h0 AND hour < :d0) OR (hour >= :d1 AND hour < :h1))"
+        )
+    grouped = " AND group_id IS NOT NULL" if groups_only else ""
     edges = (
-        "SELECT tenant_id, date_trunc('hour', ended_at, 'UTC') AS hour, "  # noqa: S608
-        f"coalesce(model, '') AS model, coalesce(mode, '') AS mode, "
-        f"coalesce(group_id, '{NO_GROUP}'::uuid) AS group_id, "
+        f"SELECT {_RECORD_KEYS[group_by]} AS key, coalesce(mode, '') AS mode, "  # noqa: S608
         + ", ".join(f"{expression} AS {name}" for name, expression in repository.aggregates())
         + " FROM ("
-        + repository.bucketed(
-            f"cost_records WHERE {tenant}((ended_at >= :a1 AND ended_at < :b1) "
-            "OR (ended_at >= :a2 AND ended_at < :b2))"
-        )
-        + ") AS r GROUP BY 1, 2, 3, 4, 5"
-    )
-    hours = (
-        f"SELECT tenant_id, hour, model, mode, group_id, {columns} FROM cost_rollups "  # noqa: S608
-        f"WHERE {tenant}hour >= :h0 AND hour < :h1"
+        + repository.bucketed(f"cost_records WHERE {tenant}{_EDGES}{grouped}")
+        + ") AS r GROUP BY 1, 2"
     )
     sums = ", ".join(f"sum({name}) AS {name}" for name in names)
     return (
-        f"SELECT {_KEYS[group_by]} AS key, mode, {sums} "  # noqa: S608
-        f"FROM ({hours} UNION ALL {edges}) AS u GROUP BY 1, 2"
+        f"SELECT key, mode, GROUPING(key, mode) AS level, {sums} "  # noqa: S608
+        f"FROM ({rollups} UNION ALL {edges}) AS u "
+        "GROUP BY GROUPING SETS ((key, mode), (key), (mode), ())"
     )
 
 
 def _peaks_sql(group_by: str | None, *, all_tenants: bool) -> str:
-    key = _MINUTE_KEYS[group_by]
-    if all_tenants:
-        return (
-            f"SELECT key, max(n) FROM (SELECT {key} AS key, minute, sum(completed) AS n "  # noqa: S608
-            "FROM cost_minutes WHERE minute >= :m0 AND minute < :until GROUP BY 1, 2) AS x "
-            "GROUP BY 1"
-        )
+    """The busiest minute per key: whole hours' peaks, the partial hours' minutes counted
+    from the records."""
+    tenant = "" if all_tenants else "tenant_id = :tenant AND "
+    dimension = _PEAK_DIMENSIONS.get(group_by, "all")
+    key = "key" if dimension != "all" else _PEAK_KEYS[group_by]
+    grouped = " AND group_id IS NOT NULL" if group_by == "group" else ""
     return (
-        f"SELECT {key} AS key, max(completed) FROM cost_minutes "  # noqa: S608
-        "WHERE tenant_id = :tenant AND minute >= :m0 AND minute < :until GROUP BY 1"
+        f"SELECT key, max(n) FROM (SELECT {key} AS key, peak AS n FROM cost_peaks "  # noqa: S608
+        f"WHERE tenant_id = :peaks AND dimension = '{dimension}' "
+        "AND hour >= :h0 AND hour < :h1 UNION ALL "
+        f"SELECT {_RECORD_KEYS[group_by]} AS key, count(*) AS n FROM cost_records "
+        f"WHERE {tenant}state = 'completed' AND {_EDGES}{grouped} "
+        "GROUP BY 1, date_trunc('minute', ended_at, 'UTC')) AS u GROUP BY 1"
     )
 
 
 def _peaks(
     session: Session, group_by: str | None, *, all_tenants: bool, params: dict[str, Any]
 ) -> dict[Any, int]:
-    """The busiest minute's completions, per day or hour bucket (or overall: key '')."""
+    """The busiest minute's completions per key of ``group_by`` (overall: key '')."""
     rows = session.execute(text(_peaks_sql(group_by, all_tenants=all_tenants)), params)
     return {key: int(count) for key, count in rows}
 
 
-def _add(into: Totals, row: Totals) -> None:
-    for name, value in row.items():
-        into[name] = into.get(name, 0) + (value or 0)
+def _totals(
+    session: Session,
+    group_by: str | None,
+    *,
+    all_tenants: bool,
+    params: dict[str, Any],
+    groups_only: bool = False,
+) -> tuple[Totals, dict[str, Totals], dict[Any, Totals], dict[Any, dict[str, Totals]]]:
+    """Overall, per mode, per key, per key and mode."""
+    overall: Totals = {}
+    by_mode: dict[str, Totals] = {}
+    groups: dict[Any, Totals] = {}
+    groups_by_mode: dict[Any, dict[str, Totals]] = defaultdict(dict)
+    sql = _sql(group_by, all_tenants=all_tenants, groups_only=groups_only)
+    for row in session.execute(text(sql), params).mappings():
+        values = {name: value or 0 for name, value in row.items() if name not in _LABELS}
+        level, key, mode = row["level"], row["key"], row["mode"] or "none"
+        if level == 0:
+            groups_by_mode[key][mode] = values
+        elif level == 1:
+            groups[key] = values
+        elif level == 2:
+            by_mode[mode] = values
+        else:
+            overall = values
+    return overall, by_mode, groups, groups_by_mode
+
+
+_LABELS = ("key", "mode", "level")
+
+
+def _minus(whole: Totals, parts: list[Totals]) -> Totals:
+    """``whole`` less the sum of ``parts`` (the jobs in no group)."""
+    rest = dict(whole)
+    for part in parts:
+        for name, value in part.items():
+            rest[name] = (rest.get(name) or 0) - (value or 0)
+    return rest
 
 
 def _money(value: Any) -> Decimal:
@@ -201,36 +274,50 @@ def stats(
     first_hour = repository.next_hour(since)
     last_hour = _floor_hour(until)
     if first_hour >= last_hour:  # inside one hour, or two partial ones: records only
+        first_hour = last_hour = until
         edges = (since, until, until, until)
     else:
         edges = (since, first_hour, last_hour, until)
+    # Whole days inside the whole hours, unless the answer is per hour.
+    first_day, last_day = _next_day(first_hour), _floor_day(last_hour)
+    if first_day >= last_day or group_by == "hour":
+        first_day = last_day = last_hour
     params: dict[str, Any] = {
         "tenant": tenant_id,
+        "peaks": tenant_id or EVERY_TENANT,
         "h0": first_hour,
         "h1": last_hour,
+        "d0": first_day,
+        "d1": last_day,
         "a1": edges[0],
         "b1": edges[1],
         "a2": edges[2],
         "b2": edges[3],
-        "m0": since.replace(second=0, microsecond=0),
-        "until": until,
     }
     all_tenants = tenant_id is None
-    overall: Totals = {}
-    overall_by_mode: dict[str, Totals] = defaultdict(dict)
-    groups: dict[Any, Totals] = defaultdict(dict)
-    groups_by_mode: dict[Any, dict[str, Totals]] = defaultdict(lambda: defaultdict(dict))
-    for row in session.execute(text(_sql(group_by, all_tenants=all_tenants)), params).mappings():
-        values = {name: value for name, value in row.items() if name not in ("key", "mode")}
-        mode = row["mode"] or "none"
-        _add(overall, values)
-        _add(overall_by_mode[mode], values)
-        _add(groups[row["key"]], values)
-        _add(groups_by_mode[row["key"]][mode], values)
-    # Busiest minutes per day or hour for those groupings; overall for every other one.
-    by_span = group_by if group_by in _SPAN else None
-    peaks = _peaks(session, by_span, all_tenants=all_tenants, params=params)
-    overall_peak = max(peaks.values(), default=0) if by_span else peaks.get("", 0)
+    if group_by == "group":
+        overall, overall_by_mode, _, _ = _totals(session, None, all_tenants=all_tenants,
+                                                 params=params)  # fmt: skip
+        _, _, groups, groups_by_mode = _totals(
+            session, group_by, all_tenants=all_tenants, params=params, groups_only=True
+        )
+        if overall.get("completed") or overall.get("failed") or overall.get("cancelled"):
+            none = _minus(overall, list(groups.values()))
+            if any(none.get(name) for name in ("completed", "failed", "cancelled")):
+                groups[""] = none
+                groups_by_mode[""] = {
+                    mode: _minus(values, [g[mode] for g in groups_by_mode.values() if mode in g])
+                    for mode, values in overall_by_mode.items()
+                }
+    else:
+        overall, overall_by_mode, groups, groups_by_mode = _totals(
+            session, group_by, all_tenants=all_tenants, params=params
+        )
+    peaks = _peaks(session, group_by, all_tenants=all_tenants, params=params)
+    if group_by in _PEAK_DIMENSIONS:
+        overall_peak = _peaks(session, None, all_tenants=all_tenants, params=params).get("", 0)
+    else:
+        overall_peak = max(peaks.values(), default=0)
     seconds = (until - since).total_seconds()
     out_groups: list[StatsGroup] = []
     if group_by is not None:
@@ -243,7 +330,8 @@ def stats(
                 groups[key],
                 groups_by_mode[key],
                 seconds=span,
-                peak=peaks.get(key) if group_by in _SPAN else None,
+                # The jobs in no group have no peak kept (a peak is not a difference).
+                peak=None if group_by == "group" and key == "" else peaks.get(key, 0),
             )
             out_groups.append(StatsGroup(key=_key_text(key), **block))
     return StatsOut(

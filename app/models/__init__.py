@@ -5,7 +5,15 @@ from app.models.base import Base, utcnow
 from app.models.cache_entry import EMBEDDING_DIMENSIONS, CacheEntry
 from app.models.cache_settings import CacheSettings
 from app.models.cost_record import CostRecord
-from app.models.cost_rollup import NO_GROUP, CostMinute, CostRollup
+from app.models.cost_rollup import (
+    EVERY_TENANT,
+    MINUTE_COLUMNS,
+    NO_GROUP,
+    CostDayRollup,
+    CostGroupRollup,
+    CostPeak,
+    CostRollup,
+)
 from app.models.job import TERMINAL_STATES, CacheMode, Job, JobMode, JobState, RequestedMode
 from app.models.job_embedding import JobEmbedding
 from app.models.job_group import JobGroup
@@ -18,6 +26,8 @@ from app.models.webhook_secret import WebhookSecret
 
 __all__ = [
     "EMBEDDING_DIMENSIONS",
+    "EVERY_TENANT",
+    "MINUTE_COLUMNS",
     "NO_GROUP",
     "TERMINAL_STATES",
     "ApiKey",
@@ -26,7 +36,9 @@ __all__ = [
     "CacheEntry",
     "CacheMode",
     "CacheSettings",
-    "CostMinute",
+    "CostDayRollup",
+    "CostGroupRollup",
+    "CostPeak",
     "CostRecord",
     "CostRollup",
     "DeliveryState",

@@ -19,3 +19,6 @@ class Tenant(IdMixin, CreatedAtMixin, Base):
     max_unfinished_jobs: Mapped[int | None]
     # Weight in the weighted fair share of a window's claims (2 gets twice the share of 1).
     share_weight: Mapped[int] = mapped_column(default=1, server_default="1")
+    # What a job's naive cost is priced on (a catalog model); NULL means the catalog's
+    # naive_model.
+    baseline_model: Mapped[str | None] = mapped_column(String(200))

@@ -59,6 +59,13 @@ def touch(session: Session, *, key_id: uuid.UUID, now: datetime, every: timedelt
     )
 
 
+def baseline_models(session: Session, *, tenant_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    query = select(Tenant.id, Tenant.baseline_model).where(
+        Tenant.id.in_(tenant_ids), Tenant.baseline_model.is_not(None)
+    )
+    return {tenant_id: str(model) for tenant_id, model in session.execute(query)}
+
+
 def share_weights(session: Session, *, tenant_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
     query = select(Tenant.id, Tenant.share_weight).where(Tenant.id.in_(tenant_ids))
     return {tenant_id: int(weight) for tenant_id, weight in session.execute(query)}

@@ -184,6 +184,20 @@ def rotate_key(
     return new, key
 
 
+def set_baseline_model(session: Session, *, tenant: Tenant, model: str | None) -> None:
+    """What the tenant's naive cost is priced on (None: the catalog's naive_model). The
+    caller checks the model is in the catalog."""
+    tenant.baseline_model = model
+    session.flush()
+
+
+def baseline_models(session: Session, *, tenant_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The tenants that have their own baseline model, and that model."""
+    if not tenant_ids:
+        return {}
+    return repository.baseline_models(session, tenant_ids=sorted(set(tenant_ids)))
+
+
 def share_weights(session: Session, *, tenant_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
     """Each tenant's weight in the fair share of a window (1 unless set; at least 1)."""
     found = repository.share_weights(session, tenant_ids=tenant_ids)

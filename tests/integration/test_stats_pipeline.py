@@ -8,13 +8,23 @@ from decimal import Decimal
 import orjson
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 
+from app.catalog.catalog import get_catalog
+from app.ledger.pricing import TokenUsage, list_price
+from app.models import Tenant
+from app.tenants import service as tenant_service
 from tests.integration.test_pipeline import wait_for
 
 pytestmark = pytest.mark.usefixtures("worker")
 
 
-def test_stats_agree_with_the_jobs_to_the_last_decimal(api: TestClient) -> None:
+def test_stats_agree_with_the_jobs_to_the_last_decimal(
+    api: TestClient, db: Session, tenant: tuple[Tenant, str]
+) -> None:
+    # The tenant's own baseline: naive is priced on gpt-4.1, not the catalog's gpt-4o.
+    tenant_service.set_baseline_model(db, tenant=tenant[0], model="gpt-4.1")
+    db.commit()
     tag = uuid.uuid4().hex[:8]
     prompts = [f"What is the capital of country {i} ({tag})?" for i in range(12)]
     first = api.post(
@@ -35,6 +45,15 @@ def test_stats_agree_with_the_jobs_to_the_last_decimal(api: TestClient) -> None:
         for gid in (group, again)
         for line in api.get(f"/v1/groups/{gid}/results").text.splitlines()
     ]
+    baseline = get_catalog().model("gpt-4.1")
+    for job in jobs:
+        usage = TokenUsage(job["usage"]["input_tokens"], job["usage"]["output_tokens"])
+        assert Decimal(job["cost"]["naive_cost_usd"]) == list_price(baseline, usage)
+        # Each job's savings by layer, from its cost record, add up to its saving.
+        layers = job["cost"]["savings_usd"]
+        assert sum((Decimal(v) for v in layers.values()), Decimal(0)) == Decimal(
+            job["cost"]["saved_usd"]
+        )
     cost = sum((Decimal(j["cost"]["cost_usd"]) for j in jobs), Decimal(0))
     naive = sum((Decimal(j["cost"]["naive_cost_usd"]) for j in jobs), Decimal(0))
     stats = api.get("/v1/stats", params={"since": "1h", "group_by": "mode"}).json()
@@ -43,6 +62,9 @@ def test_stats_agree_with_the_jobs_to_the_last_decimal(api: TestClient) -> None:
     assert Decimal(stats["naive_cost_usd"]) == naive
     savings = sum((Decimal(v) for v in stats["savings_usd"].values()), Decimal(0))
     assert savings == naive - cost
+    for layer, amount in stats["savings_usd"].items():
+        per_job = sum((Decimal(j["cost"]["savings_usd"][layer]) for j in jobs), Decimal(0))
+        assert Decimal(amount) == per_job, layer
     assert Decimal(stats["savings_usd"]["cache"]) > 0
     assert Decimal(stats["savings_usd"]["batching"]) > 0
     assert stats["cache_hit_rate"]["exact"] == round(6 / 22, 6)

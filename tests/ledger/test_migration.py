@@ -1,4 +1,5 @@
-"""The ledger's tables created by the 0012_ledger revision match the models."""
+"""The ledger's tables created by the 0012_ledger and 0012b_ledger_speed revisions match
+the models."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ from app.kit.db import get_engine
 from app.models import Base
 from tests.delivery.test_migration import _table_of
 
-TABLES = {"cost_records", "cost_rollups", "cost_minutes", "jobs"}
+TABLES = {
+    "cost_records",
+    "cost_rollups",
+    "cost_day_rollups",
+    "cost_group_rollups",
+    "cost_peaks",
+    "jobs",
+    "tenants",
+}
 
 
 def test_models_and_migration_agree(database: str) -> None:

@@ -17,7 +17,18 @@ from app.jobs import transitions
 from app.jobs.transitions import JobOutcome
 from app.ledger import histogram
 from app.ledger import service as ledger_service
-from app.models import CostMinute, CostRecord, CostRollup, Job, JobState, Tenant, utcnow
+from app.models import (
+    EVERY_TENANT,
+    MINUTE_COLUMNS,
+    CostDayRollup,
+    CostPeak,
+    CostRecord,
+    CostRollup,
+    Job,
+    JobState,
+    Tenant,
+    utcnow,
+)
 from tests.factories import make_job
 
 
@@ -79,7 +90,16 @@ def test_results_write_cost_records_and_rollups_in_their_transaction(
     assert cost == sum((o.costs.actual for o in outcomes if o.costs), Decimal(0))
     assert naive == sum((o.costs.naive for o in outcomes if o.costs), Decimal(0))
     assert saved == naive - cost
-    assert db.scalar(select(func.sum(CostMinute.completed))) == 5
+    # The daily rollup holds the same sums; the peaks count the jobs for their tenant and for
+    # every tenant, in each grouping.
+    daily = db.execute(select(func.sum(CostDayRollup.completed), func.sum(CostDayRollup.cost_usd)))
+    assert tuple(daily.one()) == (5, cost)
+    minutes = [CostPeak.__table__.c[name] for name in MINUTE_COLUMNS]
+    rows = db.execute(select(CostPeak.tenant_id, CostPeak.dimension, *minutes)).all()
+    for owner in (tenant[0].id, EVERY_TENANT):
+        for dimension in ("all", "model", "mode"):
+            counted = sum(sum(row[2:]) for row in rows if row[:2] == (owner, dimension))
+            assert counted == 5, (owner, dimension)
     buckets = db.execute(select(*(CostRollup.__table__.c[c] for c in histogram.COLUMNS))).one()
     assert sum(buckets) == 5
 

@@ -1,0 +1,132 @@
+"""/v1/stats over days: the daily, hourly and group rollups and the records at the edges give
+the same sums as the jobs themselves, and the busiest minute per model, mode and group."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy.orm import Session
+
+from app.ledger import service as ledger_service
+from app.ledger.pricing import AnsweredBy
+from app.ledger.stats import stats
+from app.models import JobMode, Tenant
+from tests.conftest import make_tenant
+from tests.ledger.test_stats import ended
+
+DAY = datetime(2026, 11, 20, tzinfo=UTC)
+SINCE = DAY + timedelta(hours=5, minutes=13)  # mid-hour, so every tier is read
+UNTIL = DAY + timedelta(days=3, hours=7, minutes=44)
+
+
+@pytest.fixture
+def days(db: Session, tenant: tuple[Tenant, str]) -> list[ledger_service.EndedJob]:
+    """Four days of jobs of two models and modes, two groups and jobs in none, a busy minute
+    per model, and another tenant's jobs in the same minutes."""
+    groups = [uuid.uuid4(), uuid.uuid4()]
+    jobs: list[ledger_service.EndedJob] = []
+    for i in range(300):
+        at = DAY + timedelta(minutes=23 * i, seconds=i % 50)
+        jobs.append(
+            ended(
+                tenant[0],
+                at=at,
+                latency=2.0 + i % 40,
+                model="gpt-4o-mini" if i % 3 else "gpt-4.1-mini",
+                mode=JobMode.batch if i % 4 else JobMode.realtime,
+                answered_by=AnsweredBy.cache_exact if i % 9 == 0 else AnsweredBy.provider,
+                tokens=50 + 7 * i,
+                group_id=groups[i % 2] if i % 5 else None,
+                state="failed" if i % 37 == 0 else "completed",
+            )
+        )
+    # Busy minutes: seven gpt-4o-mini batch jobs of the first group on day 2, five
+    # gpt-4.1-mini realtime jobs in no group at the start of the range's last, partial hour.
+    busy = DAY + timedelta(days=1, hours=11, minutes=30)
+    jobs += [ended(tenant[0], at=busy + timedelta(seconds=s), latency=9, group_id=groups[0])
+             for s in range(7)]  # fmt: skip
+    edge = UNTIL.replace(minute=2)
+    jobs += [ended(tenant[0], at=edge + timedelta(seconds=s), latency=1, model="gpt-4.1-mini",
+                   mode=JobMode.realtime) for s in range(5)]  # fmt: skip
+    ledger_service.record(db, jobs)
+    other, _ = make_tenant(db, name="other")
+    ledger_service.record(
+        db, [ended(other, at=busy + timedelta(seconds=30 + s), latency=3) for s in range(4)]
+    )
+    db.commit()
+    return jobs
+
+
+def _key(job: ledger_service.EndedJob, group_by: str | None) -> str:
+    if group_by == "model":
+        return job.model or "none"
+    if group_by == "mode":
+        return job.mode or "none"
+    if group_by == "day":
+        return job.ended_at.replace(hour=0, minute=0, second=0).isoformat()
+    if group_by == "hour":
+        return job.ended_at.replace(minute=0, second=0).isoformat()
+    if group_by == "group":
+        return str(job.group_id) if job.group_id else "none"
+    return ""
+
+
+def _peak(jobs: list[ledger_service.EndedJob]) -> float:
+    minutes = Counter(j.ended_at.replace(second=0, microsecond=0) for j in jobs)
+    return round(max(minutes.values(), default=0) / 60, 6)
+
+
+@pytest.mark.parametrize("group_by", [None, "model", "mode", "day", "hour", "group"])
+def test_every_tier_adds_up_to_the_jobs(
+    db: Session,
+    tenant: tuple[Tenant, str],
+    days: list[ledger_service.EndedJob],
+    group_by: str | None,
+) -> None:
+    out = stats(db, tenant_id=tenant[0].id, since=SINCE, until=UNTIL, group_by=group_by)  # type: ignore[arg-type]
+    inside = [j for j in days if SINCE <= j.ended_at < UNTIL]
+    done = [j for j in inside if j.state == "completed"]
+    assert out.jobs["completed"] == len(done)
+    assert out.jobs["failed"] == len(inside) - len(done)
+    assert out.cost_usd == sum((j.costs.actual for j in done if j.costs), Decimal(0))
+    assert out.naive_cost_usd == sum((j.costs.naive for j in done if j.costs), Decimal(0))
+    assert out.peak_minute_jobs_per_s == _peak(done) == round(7 / 60, 6)
+    if group_by is None:
+        return
+    by_key = {g.key: g for g in out.groups}
+    expected: dict[str, list[ledger_service.EndedJob]] = {}
+    for job in inside:
+        expected.setdefault(_key(job, group_by), []).append(job)
+    assert set(by_key) == set(expected)
+    for key, jobs in expected.items():
+        group = by_key[key]
+        completed = [j for j in jobs if j.state == "completed"]
+        assert group.jobs["total"] == len(jobs), key
+        assert group.cost_usd == sum((j.costs.actual for j in completed if j.costs), Decimal(0))
+        layers = group.savings_usd
+        assert layers.cache + layers.routing + layers.batching + layers.prompt_cache == (
+            group.naive_cost_usd - group.cost_usd
+        )
+        modes = Counter(j.mode for j in completed)
+        assert {m: p.p50 is not None for m, p in group.lpr_seconds_by_mode.items()} == {
+            m: True for m in modes
+        }
+        if group_by == "group" and key == "none":
+            assert group.peak_minute_jobs_per_s is None  # a peak is not a difference
+        else:
+            assert group.peak_minute_jobs_per_s == _peak(completed), key
+
+
+def test_the_operator_peak_is_every_tenant_s_busiest_minute(
+    db: Session, tenant: tuple[Tenant, str], days: list[ledger_service.EndedJob]
+) -> None:
+    everyone = stats(db, tenant_id=None, since=SINCE, until=UNTIL, group_by="model")
+    # The other tenant's four jobs end in the busy minute: 7 + 4 gpt-4o-mini jobs.
+    assert everyone.peak_minute_jobs_per_s == round(11 / 60, 6)
+    by_model = {g.key: g.peak_minute_jobs_per_s for g in everyone.groups}
+    assert by_model["gpt-4o-mini"] == round(11 / 60, 6)
+    assert by_model["gpt-4.1-mini"] == round(5 / 60, 6)
