@@ -95,7 +95,8 @@ def test_one_prompt_is_stored_queued_and_readable(
     assert job["group_id"] is None
     assert {"usage", "cost", "timings"} <= set(job)
     assert set(job["usage"]) == {"input_tokens", "output_tokens", "total_tokens"}
-    assert set(job["cost"]) == {"cost_usd", "naive_cost_usd", "saved_usd"}
+    assert set(job["cost"]) == {"cost_usd", "naive_cost_usd", "saved_usd", "savings_usd"}
+    assert job["cost"]["savings_usd"] is None  # not ended: no cost record yet
     assert job["timings"]["created_at"] is not None
 
 
