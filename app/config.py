@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     large_body_bytes: int = Field(default=1024 * 1024, gt=0)
     max_large_bodies: int = Field(default=2, gt=0)
     large_body_wait_seconds: float = Field(default=30.0, gt=0)
+    # The OpenAI-compatible front door (app/frontdoor): an uploaded file's size and lines
+    # (OpenAI's Batch API limits; POST /v1/files alone may send a body this large), and how
+    # long POST /v1/chat/completions waits for its answer before a 504.
+    max_file_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
+    max_batch_lines: int = Field(default=50_000, gt=0)
+    chat_timeout_seconds: float = Field(default=120.0, gt=0)
 
     # Stage timing; beat drives the collector, poller and sweeper at these intervals.
     collect_interval_seconds: float = Field(default=1.0, gt=0)

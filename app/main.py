@@ -17,6 +17,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.cache.endpoints import router as cache_router
 from app.delivery.endpoints import router as webhooks_router
+from app.frontdoor.endpoints import UPLOAD_PATH
+from app.frontdoor.endpoints import router as openai_router
+from app.frontdoor.endpoints import uploads as openai_uploads
 from app.health import router as health_router
 from app.intake.endpoints import router as intake_router
 from app.jobs.endpoints import router as jobs_router
@@ -73,7 +76,7 @@ def _route_methods(routers: list[APIRouter]) -> list[tuple[re.Pattern[str], set[
 def create_app() -> FastAPI:
     app = FastAPI(title="Thrifty", version="0.1.0", description=DESCRIPTION)
     app.router.route_class = StrictJSONRoute
-    app.add_middleware(BodyLimits)
+    app.add_middleware(BodyLimits, upload_paths=frozenset({UPLOAD_PATH}))
     routers = [
         intake_router,
         jobs_router,
@@ -82,6 +85,8 @@ def create_app() -> FastAPI:
         keys_router,
         stats_router,
         report_router,
+        openai_uploads,
+        openai_router,
     ]
     for router in [*routers, health_router]:
         app.include_router(router)

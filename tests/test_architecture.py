@@ -25,6 +25,7 @@ LAYERS: list[set[str]] = [
     {"jobs"},
     {"batching"},
     {"intake"},
+    {"frontdoor"},
 ]
 # The edge: the HTTP app, the CLI, the embedded stack, the simulator. They may import each
 # other and everything above; nothing in a layer imports them.
@@ -56,6 +57,10 @@ TABLE_OWNERS = {
     "CostDayRollup": "ledger",
     "CostGroupRollup": "ledger",
     "CostPeak": "ledger",
+    "OpenAIFile": "frontdoor",
+    "OpenAIFilePart": "frontdoor",
+    "OpenAIBatch": "frontdoor",
+    "OpenAIBatchLine": "frontdoor",
 }
 
 

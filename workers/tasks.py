@@ -11,6 +11,7 @@ from app.batching import service as batching_service
 from app.catalog.catalog import get_catalog
 from app.config import get_settings
 from app.delivery import service as delivery_service
+from app.frontdoor import batches as frontdoor_batches
 from app.intake import ingest as intake_ingest
 from app.kit import queue
 from app.kit.db import session_scope
@@ -87,3 +88,10 @@ def deliver_webhook(delivery_id: str) -> str | None:
     with session_scope() as session:
         state = delivery_service.deliver(session, delivery_id=uuid.UUID(delivery_id), config=config)
         return state.value if state is not None else None
+
+
+@celery_app.task(name=queue.START_OPENAI_BATCH)
+@retry(max_retries=5)
+def start_openai_batch(batch_id: str) -> None:
+    with session_scope() as session:
+        frontdoor_batches.start(session, batch_id=uuid.UUID(batch_id), catalog=get_catalog())

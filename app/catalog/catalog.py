@@ -156,6 +156,26 @@ class LearnedRouting(_Strict):
     router_dir: str | None = None
 
 
+class AliasTarget(_Strict):
+    """What a model name means: pin a catalog model, or let the router choose in a tier."""
+
+    model: str | None = None
+    tier: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> AliasTarget:
+        if (self.model is None) == (self.tier is None):
+            raise ValueError("give exactly one of `model` (pin) or `tier` (route within it)")
+        return self
+
+
+class Alias(AliasTarget):
+    """A model name clients send (the OpenAI-compatible API), with per-tenant overrides
+    keyed by tenant name."""
+
+    tenants: dict[str, AliasTarget] = Field(default_factory=dict)
+
+
 class Catalog(_Strict):
     naive_model: str
     default_tier: str
@@ -163,6 +183,7 @@ class Catalog(_Strict):
     providers: dict[str, ProviderConfig]
     models: list[ModelConfig] = Field(min_length=1)
     rules: list[Rule] = Field(default_factory=list)
+    aliases: dict[str, Alias] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Catalog:
@@ -184,6 +205,15 @@ class Catalog(_Strict):
                     raise ValueError(f"model {model.name}: fallbacks names unknown model {step}")
                 if step == model.name:
                     raise ValueError(f"model {model.name}: fallbacks must not name itself")
+        for alias, policy in self.aliases.items():
+            for who, target in [
+                ("", policy),
+                *((f".tenants.{t}", p) for t, p in policy.tenants.items()),
+            ]:
+                if target.model is not None and target.model not in names:
+                    raise ValueError(f"aliases.{alias}{who}: unknown model {target.model}")
+                if target.tier is not None and target.tier not in tiers:
+                    raise ValueError(f"aliases.{alias}{who}: tier {target.tier} has no model")
         if self.learned is not None:
             for field in ("weak_model", "strong_model"):
                 name = getattr(self.learned, field)
@@ -200,6 +230,14 @@ class Catalog(_Strict):
             if model.name == name:
                 return model
         raise KeyError(name)
+
+    def alias(self, name: str, *, tenant: str) -> AliasTarget | None:
+        """The policy ``name`` stands for, for ``tenant``: its own override, else the
+        alias's; ``None`` when ``name`` is no alias."""
+        policy = self.aliases.get(name)
+        if policy is None:
+            return None
+        return policy.tenants.get(tenant, policy)
 
     def has_model(self, name: str) -> bool:
         return any(m.name == name for m in self.models)

@@ -49,7 +49,13 @@ def _validate(items: list[JobIn], *, keys: list[str], catalog: Catalog) -> None:
 
 
 def submit(
-    session: Session, *, tenant: Tenant, items: list[JobIn], as_group: bool, catalog: Catalog
+    session: Session,
+    *,
+    tenant: Tenant,
+    items: list[JobIn],
+    as_group: bool,
+    catalog: Catalog,
+    group_id: uuid.UUID | None = None,
 ) -> SubmitResponse:
     """Store the jobs in one transaction and enqueue their next step once it commits.
 
@@ -58,7 +64,8 @@ def submit(
     answered from the cache is stored ``queued`` for ingest; one that skips the cache
     (``cache: bypass``) has nothing to wait for, so it is routed here and stored ``waiting``
     in its window (or ``failed`` when no model can take it), or ``batched`` when such jobs
-    fill a window by themselves (``batching_service.flush_on_arrival``).
+    fill a window by themselves (``batching_service.flush_on_arrival``). ``group_id`` adds
+    the jobs to a group the caller made (an OpenAI batch submitted in parts).
     """
     keys = [item.idempotency_key for item in items if item.idempotency_key is not None]
     _validate(items, keys=keys, catalog=catalog)
@@ -70,7 +77,6 @@ def submit(
     if fresh:
         _check_unfinished(session, tenant=tenant, adding=len(fresh))
 
-    group_id: uuid.UUID | None = None
     if as_group and fresh:
         group_id = transitions.create_group(session, tenant_id=tenant.id, size=len(fresh))
 

@@ -70,6 +70,12 @@ def get(session: Session, *, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job | N
     return session.scalars(query).one_or_none()
 
 
+def get_many(session: Session, *, tenant_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> list[Job]:
+    """The tenant's jobs among ``ids`` (any order)."""
+    query = select(Job).where(in_array(Job.id, ids), Job.tenant_id == tenant_id)
+    return list(session.scalars(query))
+
+
 @dataclass(frozen=True, slots=True)
 class QueuedJob:
     """A queued job's inputs: what ingest reads to look it up in the cache and route it."""

@@ -9,7 +9,7 @@ from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from app.jobs import repository, transitions
-from app.jobs.schemas import GroupCancelled, GroupOut, JobPage
+from app.jobs.schemas import GroupCancelled, GroupOut, JobOut, JobPage
 from app.jobs.views import group_out, to_outs
 from app.kit.errors import Conflict, NotFound
 from app.models import Job, Tenant, utcnow
@@ -30,6 +30,19 @@ def get_job(session: Session, *, tenant: Tenant, job_id: uuid.UUID) -> Job:
     if job is None:
         raise NotFound(f"no job {job_id}")
     return job
+
+
+def outcomes(
+    session: Session, *, tenant: Tenant, job_ids: list[uuid.UUID], release: bool = False
+) -> dict[uuid.UUID, JobOut]:
+    """The tenant's jobs among ``job_ids`` in their public shape, by id. ``release`` lets
+    go of the rows read (a long scan, page by page, keeps flat memory)."""
+    jobs = repository.get_many(session, tenant_id=tenant.id, ids=job_ids) if job_ids else []
+    found = {out.id: out for out in to_outs(session, jobs)}
+    if release:
+        for job in jobs:
+            session.expunge(job)
+    return found
 
 
 def get_group(session: Session, *, tenant: Tenant, group_id: uuid.UUID) -> GroupOut:

@@ -7,6 +7,10 @@ whose body is over
 ``large_bytes`` waits for one of ``slots`` places before its body is read further, and
 keeps it until its response is sent. One that waits longer than ``wait_seconds`` is
 answered 429 with ``Retry-After``.
+
+Upload paths (``POST /v1/files``: multipart, streamed to disk by the form parser, then to
+Postgres a part at a time) may send up to ``max_file_bytes`` plus room for the multipart
+framing instead; they take a large-body place like any other large body.
 """
 
 from __future__ import annotations
@@ -21,12 +25,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.config import get_settings
 from app.kit.errors import ErrorBody, ErrorResponse, PayloadTooLarge, TooManyRequests
 
+# Room for an upload's multipart framing and form fields beyond the file itself.
+MULTIPART_SLACK_BYTES = 1024 * 1024
+
 
 class BodyLimits:
     """The limits are read from the settings on each request."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, upload_paths: frozenset[str] = frozenset()) -> None:
         self.app = app
+        self.upload_paths = upload_paths
         # One semaphore per event loop (tests run several loops in one process).
         self._semaphores: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, asyncio.Semaphore
@@ -46,6 +54,8 @@ class BodyLimits:
             return
         settings = get_settings()
         max_bytes, large_bytes = settings.max_body_bytes, settings.large_body_bytes
+        if scope["method"] == "POST" and scope["path"] in self.upload_paths:
+            max_bytes = settings.max_file_bytes + MULTIPART_SLACK_BYTES
         wait_seconds = settings.large_body_wait_seconds
         declared_header = Headers(scope=scope).get("content-length")
         declared = int(declared_header) if declared_header and declared_header.isdigit() else 0

@@ -157,3 +157,20 @@ class StrictJSONRoute(APIRoute):
             return await handler(request)
 
         return strict
+
+
+class MultipartRoute(StrictJSONRoute):
+    """A route that takes a ``multipart/form-data`` body (a file upload) and nothing else;
+    the endpoint parses the form itself (Starlette's parser spools files to disk), so the
+    body is never read into memory whole."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = APIRoute.get_route_handler(self)
+
+        async def multipart(request: Request) -> Response:
+            media = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+            if request.method == "POST" and media != "multipart/form-data":
+                raise UnsupportedMediaType("send the file as `Content-Type: multipart/form-data`")
+            return await handler(request)
+
+        return multipart

@@ -29,6 +29,7 @@ POLL_BATCH = "thrifty.poll_batch"
 SWEEP = "thrifty.sweep"
 DELIVER_WEBHOOK = "thrifty.deliver_webhook"
 DISPATCH_WEBHOOKS = "thrifty.dispatch_webhooks"
+START_OPENAI_BATCH = "thrifty.start_openai_batch"
 
 TASK_QUEUES: dict[str, str] = {
     INGEST: "ingest",
@@ -39,6 +40,7 @@ TASK_QUEUES: dict[str, str] = {
     SWEEP: "collect",
     DELIVER_WEBHOOK: "delivery",
     DISPATCH_WEBHOOKS: "delivery",
+    START_OPENAI_BATCH: "ingest",
 }
 QUEUES = tuple(sorted(set(TASK_QUEUES.values())))
 

@@ -17,6 +17,10 @@ from app.models.cost_rollup import (
 from app.models.job import TERMINAL_STATES, CacheMode, Job, JobMode, JobState, RequestedMode
 from app.models.job_embedding import JobEmbedding
 from app.models.job_group import JobGroup
+from app.models.openai_batch import OpenAIBatch, OpenAIBatchStatus
+from app.models.openai_batch_line import OpenAIBatchLine
+from app.models.openai_file import OpenAIFile
+from app.models.openai_file_part import OpenAIFilePart
 from app.models.provider_batch import BatchState, ProviderBatch
 from app.models.tenant import Tenant
 from app.models.webhook_attempt import WebhookAttempt
@@ -47,6 +51,11 @@ __all__ = [
     "JobGroup",
     "JobMode",
     "JobState",
+    "OpenAIBatch",
+    "OpenAIBatchLine",
+    "OpenAIBatchStatus",
+    "OpenAIFile",
+    "OpenAIFilePart",
     "ProviderBatch",
     "RequestedMode",
     "Tenant",
