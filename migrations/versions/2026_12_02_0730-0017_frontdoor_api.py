@@ -6,7 +6,7 @@ bytes in ``openai_file_parts`` (about a MiB each, ending on a line boundary). An
 of its input file to the job it became, or to why it was refused.
 
 Revision ID: 0017_frontdoor_api
-Revises: 0017_frontdoor
+Revises: 0012b_ledger_speed
 Create Date: 2026-12-02 07:30:00
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0017_frontdoor_api"
-down_revision: str | None = "0017_frontdoor"
+down_revision: str | None = "0012b_ledger_speed"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
