@@ -56,7 +56,9 @@ def client(base_url: str, key: str) -> OpenAI:
     return OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=60)
 
 
-def wait(get: Callable[[], Any], done: Callable[[Any], bool], timeout: float = 240) -> Any:
+def wait(get: Callable[[], Any], done: Callable[[Any], bool], timeout: float = 420) -> Any:
+    # Generous: only a failing run waits it out (a fresh worker warms its embedder first,
+    # minutes on a loaded 2-core machine).
     deadline = time.monotonic() + timeout
     while True:
         value = get()
