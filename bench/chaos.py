@@ -22,8 +22,8 @@ Ends with ``key=value`` lines: jobs, completed, failed, lost (not terminal at th
 duplicated (a request in two live provider batches), billed_twice (a custom_id with a
 successful result in two batches), stalled_s (longest time with work pending and no job
 moving), small_tenant_slowdown (its completion beside the noisy tenant over alone), and the
-figures behind them. Ports: THRIFTY_PG_PORT / _API_PORT / _SIMULATOR_PORT / _FLOWER_PORT if
-set, else free ones.
+figures behind them. Ports: THRIFTY_PG_PORT / _API_PORT / _SIMULATOR_PORT / _FLOWER_PORT /
+_METRICS_PORT if set, else free ones.
 """
 
 from __future__ import annotations
@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     _catalog(catalog)
     ports = {
         name: int(os.environ.get(f"THRIFTY_{name}_PORT") or _free_port())
-        for name in ("PG", "API", "SIMULATOR", "FLOWER")
+        for name in ("PG", "API", "SIMULATOR", "FLOWER", "METRICS")
     }
     redis_port = _free_port()
     env = dict(

@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 
 from app.catalog.catalog import get_catalog
 from app.config import get_settings
@@ -26,7 +26,7 @@ celery_app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
-    # An ingest process loads its embedder in worker_process_init; give it time to report up.
+    # An ingest process warms its embedder in worker_process_init; give it time to report up.
     worker_proc_alive_timeout=180,
     task_ignore_result=True,
     # Flower follows tasks through the workers' events (received, started, succeeded ...).
@@ -60,19 +60,25 @@ celery_app.conf.broker_transport_options = {
 app = celery_app
 
 
-def _consumes_ingest(argv: list[str]) -> bool:
-    """Whether this worker consumes the ingest queue (every queue when ``-Q`` is not given)."""
+def _queues(argv: list[str]) -> set[str] | None:
+    """The queues this worker consumes (``-Q``); None when not given (every queue)."""
     for i, arg in enumerate(argv):
         if arg in ("-Q", "--queues") and i + 1 < len(argv):
-            return queue.TASK_QUEUES[queue.INGEST] in argv[i + 1].split(",")
+            return set(argv[i + 1].split(","))
         if arg.startswith("--queues="):
-            return queue.TASK_QUEUES[queue.INGEST] in arg.split("=", 1)[1].split(",")
-    return True
+            return set(arg.split("=", 1)[1].split(","))
+    return None
 
 
-def _load_embedder() -> None:
-    # An ingest process loads its embedder at start (one forward pass, so the first job
-    # does not wait for the load either); processes of other pools never load it.
+def _consumes_ingest(argv: list[str]) -> bool:
+    """Whether this worker consumes the ingest queue (every queue when ``-Q`` is not given)."""
+    queues = _queues(argv)
+    return queues is None or queue.TASK_QUEUES[queue.INGEST] in queues
+
+
+def _load_embedder(*, warm: bool) -> None:
+    """Load the embedder (``warm``: and run one forward pass, so the first job does not wait
+    for it either); processes of other pools never load it."""
     from app.embeddings import service as embedding_service
 
     try:
@@ -82,15 +88,28 @@ def _load_embedder() -> None:
             # one intra-op thread per process: the pool's processes share the cores, and
             # more threads than cores per process only contend
             torch.set_num_threads(1)
-        embedding_service.get_embedder().embed(["warm up"])
+        embedder = embedding_service.get_embedder()
+        if warm:
+            embedder.embed(["warm up"])
     except Exception:  # the first ingest reports it (and the exact layer works without)
         log.warning("could not load the embedder ahead of time", exc_info=True)
+
+
+@worker_init.connect
+def _prepare_worker(**_: Any) -> None:
+    # A worker of the ingest pool alone loads the embedder once, in its main process, before
+    # the pool forks: the pool's processes inherit it (its pages shared, copy-on-write) and
+    # are ready at once instead of each importing torch and reading the weights, which took
+    # minutes on a loaded machine while a restarted ingest pool served nothing. A worker that
+    # serves other queues too answers them first and leaves the load to its processes.
+    if _queues(sys.argv) == {queue.TASK_QUEUES[queue.INGEST]}:
+        _load_embedder(warm=False)
 
 
 @worker_process_init.connect
 def _prepare_process(**_: Any) -> None:
     if _consumes_ingest(sys.argv):
-        _load_embedder()
+        _load_embedder(warm=True)
     # Each pool process builds its provider clients once, at start, not in its first task.
     try:
         catalog = get_catalog()

@@ -12,7 +12,7 @@ from app.catalog.catalog import get_catalog
 from app.config import get_settings
 from app.delivery import service as delivery_service
 from app.frontdoor import batches as frontdoor_batches
-from app.intake import ingest as intake_ingest
+from app.intake import fair_ingest as intake_fair
 from app.kit import queue
 from app.kit.db import session_scope
 from workers.celery_app import celery_app
@@ -26,13 +26,18 @@ INGEST_STEP = 250
 
 @celery_app.task(name=queue.INGEST)
 def ingest(job_ids: list[str]) -> int:
-    ids = [uuid.UUID(i) for i in job_ids]
+    """A hint that ``len(job_ids)`` jobs are queued: ingest as many, the tenants' fair share of
+    every queued job at that moment (not necessarily these), so no tenant's backlog is
+    ingested ahead of another tenant's jobs."""
     handled = 0
-    for start in range(0, len(ids), INGEST_STEP):
+    while handled < len(job_ids):
         with session_scope() as session:
-            handled += intake_ingest.ingest(
-                session, job_ids=ids[start : start + INGEST_STEP], catalog=get_catalog()
+            step = intake_fair.ingest_next(
+                session, limit=min(INGEST_STEP, len(job_ids) - handled), catalog=get_catalog()
             )
+        if not step:  # nothing left to claim: every queued job is ingested or being ingested
+            break
+        handled += step
     return handled
 
 

@@ -167,4 +167,21 @@ def deliver(
     session.flush()
     if delivery.state != DeliveryState.succeeded:
         log.info("webhook %s attempt %d: %s", delivery.id, number, outcome.error)
+    _hint_next(session, url=delivery.url, now=now, config=config)
     return delivery.state
+
+
+def _hint_next(session: Session, *, url: str, now: datetime, config: WebhookConfig) -> None:
+    """This attempt's receiver slot is free once it commits: hint the receiver's next due
+    deliveries now, up to its concurrency, so a fast receiver is not paced by the
+    dispatcher's runs (at most ``receiver_concurrency`` a second)."""
+    ids = repository.claim_due(
+        session,
+        now=now,
+        stale_before=now - timedelta(seconds=config.stale_after_seconds),
+        limit=config.receiver_concurrency,
+        per_receiver=config.receiver_concurrency,
+        receiver_of=url,
+    )
+    for delivery_id in ids:
+        queue.enqueue(session, queue.DELIVER_WEBHOOK, str(delivery_id))

@@ -22,6 +22,9 @@ class WebhookConfig:
     secret_grace_seconds: float
     public_base_url: str
     receiver_concurrency: int = 4
+    # A hint older than this is stale (``THRIFTY_STALE_AFTER_SECONDS``): no longer counted as
+    # one of a receiver's hints out, and sent again by the dispatcher.
+    stale_after_seconds: float = 60.0
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> WebhookConfig:
@@ -40,4 +43,5 @@ class WebhookConfig:
             secret_grace_seconds=settings.webhook_secret_grace_seconds,
             public_base_url=settings.public_base_url.rstrip("/"),
             receiver_concurrency=settings.webhook_receiver_concurrency,
+            stale_after_seconds=settings.stale_after_seconds,
         )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -140,7 +140,8 @@ def lock_due(session: Session, *, delivery_id: uuid.UUID, now: datetime) -> Webh
 
 
 # A delivery's receiver: the scheme, host and port of its URL.
-_RECEIVER = func.substring(WebhookDelivery.url, r"^[^:]+://[^/?#]+")
+_RECEIVER_PATTERN = r"^[^:]+://[^/?#]+"
+_RECEIVER = func.substring(WebhookDelivery.url, _RECEIVER_PATTERN)
 
 
 def claim_due(
@@ -150,10 +151,12 @@ def claim_due(
     stale_before: datetime,
     limit: int,
     per_receiver: int | None = None,
+    receiver_of: str | None = None,
 ) -> list[uuid.UUID]:
     """Due deliveries with no fresh hint in flight; marks them hinted now. With
     ``per_receiver``, no receiver gets more than that many fresh hints in all (those already
-    out count), so a slow receiver's backlog never fills the delivery queue.
+    out count), so a slow receiver's backlog never fills the delivery queue. With
+    ``receiver_of`` (a URL), only the deliveries to that URL's receiver.
 
     ``SKIP LOCKED`` leaves alone the rows a worker is attempting at this moment.
     """
@@ -162,6 +165,8 @@ def claim_due(
         WebhookDelivery.next_attempt_at <= now,
         (WebhookDelivery.enqueued_at.is_(None)) | (WebhookDelivery.enqueued_at < stale_before),
     ]
+    if receiver_of is not None:
+        due.append(func.substring(literal(receiver_of), _RECEIVER_PATTERN) == _RECEIVER)
     candidates = select(WebhookDelivery.id).where(*due)
     if per_receiver is not None:
         hinted = (

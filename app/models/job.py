@@ -83,6 +83,13 @@ class Job(IdMixin, CreatedAtMixin, Base):
             "routed_at",
             postgresql_where=text("state = 'waiting'"),
         ),
+        # Ingest's fair share: the tenants with queued jobs, each one's oldest first.
+        Index(
+            "ix_jobs_queued_tenant",
+            "tenant_id",
+            "created_at",
+            postgresql_where=text("state = 'queued'"),
+        ),
         # The sweeper scans jobs that have not ended, by state and age.
         Index(
             "ix_jobs_open_state_updated_at",

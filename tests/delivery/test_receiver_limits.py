@@ -68,3 +68,23 @@ def test_an_attempt_waits_while_its_receiver_has_every_slot_busy(
     db.commit()
     attempt(db, slow, config=CONFIG)
     assert len(attempts(db, slow.id)) == 1
+
+
+def test_an_ended_attempt_hints_its_receivers_next_deliveries_at_once(
+    db: Session, tenant: tuple[Tenant, str]
+) -> None:
+    _backlog(db, tenant[0], SLOW, 3 + CONFIG.receiver_concurrency)
+    _backlog(db, tenant[0], OTHER, 2)
+    db.execute(update(WebhookDelivery).values(enqueued_at=None))
+    db.commit()
+    first = next(d for d in deliveries(db) if d.url == f"{SLOW}/hook/0")
+
+    attempt(db, first, config=CONFIG)  # nothing listens on port 9: a failed attempt
+
+    hinted = [d for d in deliveries(db) if d.enqueued_at is not None]
+    # Its slot is free again: the receiver's next deliveries go out without waiting for the
+    # dispatcher, as many as the receiver may have; other receivers' are the dispatcher's.
+    assert len(hinted) == CONFIG.receiver_concurrency
+    assert {d.url.rsplit("/hook", 1)[0] for d in hinted} == {SLOW}
+    assert first.id not in {d.id for d in hinted}
+    assert len(attempts(db, first.id)) == 1

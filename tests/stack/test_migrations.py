@@ -103,3 +103,22 @@ def test_migrations_upgrade_downgrade_and_match_the_models(
         current = set(conn.scalars(text("SELECT version_num FROM alembic_version")))
     # Every branch is at its newest revision.
     assert current == set(ScriptDirectory.from_config(alembic_config(scratch_url)).get_heads())
+
+
+def test_a_database_migrated_before_the_window_index_was_added_gets_it(
+    scratch_url: str, engine: Engine
+) -> None:
+    # ix_jobs_window_tenant was added to 0015_faults after it had landed: a database migrated
+    # in between is at a later revision without it, and 0015b_faults_index creates it.
+    config = alembic_config(scratch_url)
+    before = ScriptDirectory.from_config(config).get_revision("0015b_faults_index").down_revision
+    assert isinstance(before, str)
+    command.upgrade(config, before)
+    with engine.begin() as conn:
+        conn.execute(text("DROP INDEX ix_jobs_window_tenant"))
+
+    migrate(scratch_url)
+
+    indexes = {ix["name"] for ix in inspect(engine).get_indexes("jobs")}
+    assert {"ix_jobs_window_tenant", "ix_jobs_queued_tenant"} <= indexes
+    assert schema_differences(engine) == []
