@@ -39,14 +39,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _configure(pg_port: int) -> None:
+def _configure(pg_port: int, work: Path) -> None:
     catalog = Path(tempfile.mkdtemp(prefix="thrifty-bench-")) / "catalog.toml"
     shutil.copy(ROOT / "app" / "catalog" / "catalog.toml", catalog)
     os.environ.update(
         THRIFTY_ENVIRONMENT="development",
         THRIFTY_DATABASE_URL=f"postgresql+psycopg://postgres@127.0.0.1:{pg_port}/thrifty_bench",
         THRIFTY_CATALOG_PATH=str(catalog),
-        THRIFTY_HOME=str(WORK),
+        THRIFTY_HOME=str(work),
     )
 
 
@@ -138,6 +138,7 @@ def _load(session: Any, *, jobs: int, tenants: list[Any], days: int, now: dateti
     # The rollups and peaks, a day of records at a time, by the ledger's own maintenance SQL.
     began = time.perf_counter()
     session.execute(text("SET work_mem = '64MB'"))
+    session.execute(text("SET synchronous_commit = off"))
     day = start.replace(hour=0, minute=0, second=0, microsecond=0)
     while day < now + timedelta(days=1):
         repository.add_stored_records(session, since=day, until=day + timedelta(days=1))
@@ -167,9 +168,11 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--pg-port", type=int, default=0)
+    parser.add_argument("--home", default=str(WORK), help="where its Postgres keeps its data")
     args = parser.parse_args()
     pg_port = args.pg_port or _free_port()
-    _configure(pg_port)
+    work = Path(args.home)
+    _configure(pg_port, work)
     from sqlalchemy import func, select, text
     from sqlalchemy.orm import Session
 
@@ -179,8 +182,8 @@ def main() -> int:
     from app.stack.embedded import migrate
     from app.stack.postgres import EmbeddedPostgres
 
-    WORK.mkdir(parents=True, exist_ok=True)
-    postgres = EmbeddedPostgres(WORK / "pgdata", pg_port)
+    work.mkdir(parents=True, exist_ok=True)
+    postgres = EmbeddedPostgres(work / "pgdata", pg_port)
     print(f"starting Postgres on {pg_port}")
     postgres.start()
     try:

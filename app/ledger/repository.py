@@ -81,41 +81,64 @@ def bucketed(relation: str) -> str:
 
 
 def _rollup_sql(table: str, sums: list[tuple[str, str]]) -> str:
-    """Add the records in ``r`` to ``table`` (fixed text: column names, expressions)."""
+    """Add the records in ``r`` to ``table`` (fixed text: column names, expressions).
+
+    In two steps, so each record is aggregated once and not once per histogram bucket: the
+    sums per key and latency bucket ``b``, then per key with the bucket counts gathered in a
+    JSON object that the bucket columns are read from."""
     key = ROLLUP_KEYS[table]
-    names = ", ".join(name for name, _ in key)
+    names = [name for name, _ in key]
     positions = ", ".join(str(i + 1) for i in range(len(key)))
+    plain = [(name, expression) for name, expression in sums if name not in histogram.COLUMNS]
+    per_bucket = (
+        f"SELECT {', '.join(f'{e} AS {n}' for n, e in key)}, b, "  # noqa: S608
+        f"{', '.join(f'{e} AS {n}' for n, e in plain)}, count(*) AS n "
+        f"FROM r {_ROLLUP_FILTER.get(table, '')} GROUP BY {positions}, {len(key) + 1}"
+    )
+    per_key = (
+        f"SELECT {', '.join(names)}, {', '.join(f'sum({n}) AS {n}' for n, _ in plain)}, "  # noqa: S608
+        "jsonb_object_agg(b, n) FILTER (WHERE b IS NOT NULL) AS j "
+        f"FROM ({per_bucket}) AS s GROUP BY {positions}"
+    )
+    buckets = [
+        f"coalesce((j ->> '{histogram.COLUMNS.index(name)}')::bigint, 0)"
+        if name in histogram.COLUMNS
+        else name
+        for name, _ in sums
+    ]
     updates = ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name, _ in sums)
     return (
-        f"INSERT INTO {table} ({names}, {', '.join(name for name, _ in sums)}) "  # noqa: S608
-        f"SELECT {', '.join(expression for _, expression in key)}, "
-        f"{', '.join(expression for _, expression in sums)} FROM r {_ROLLUP_FILTER.get(table, '')} "
-        f"GROUP BY {positions} ORDER BY {positions} "
-        f"ON CONFLICT ({names}) DO UPDATE SET {updates} RETURNING 1"
+        f"INSERT INTO {table} ({', '.join(names)}, {', '.join(name for name, _ in sums)}) "  # noqa: S608
+        f"SELECT {', '.join(names)}, {', '.join(buckets)} FROM ({per_key}) AS k "
+        f"ORDER BY {positions} ON CONFLICT ({', '.join(names)}) DO UPDATE SET {updates} "
+        "RETURNING 1"
     )
 
 
 def _peaks_sql() -> str:
     """Add the completed records in ``rec`` to the minute counts of ``cost_peaks``, for their
-    tenant and for every tenant, per grouping value, and keep each hour's busiest minute."""
+    tenant and for every tenant, per grouping value, and keep each hour's busiest minute
+    (counted per minute first, then gathered per hour in a JSON object the minute columns are
+    read from)."""
     keys = ", ".join(
         f"({tenant}, '{dimension}', {expression})"
         for tenant in ("tenant_id", f"'{EVERY_TENANT}'::uuid")
         for dimension, expression in PEAK_KEYS
     )
-    counts = ", ".join(
-        f"count(*) FILTER (WHERE x.m = {i}) AS {name}" for i, name in enumerate(MINUTE_COLUMNS)
+    per_minute = (
+        "SELECT v.t, v.d, date_trunc('hour', ended_at, 'UTC') AS h, v.k, "  # noqa: S608
+        "extract(minute FROM ended_at AT TIME ZONE 'UTC')::int AS m, count(*) AS n "
+        f"FROM rec, LATERAL (VALUES {keys}) AS v(t, d, k) "
+        "WHERE state = 'completed' AND v.k IS NOT NULL GROUP BY 1, 2, 3, 4, 5"
     )
+    minutes = ", ".join(f"coalesce((j ->> '{i}')::int, 0)" for i in range(len(MINUTE_COLUMNS)))
     added = [f"cost_peaks.{m} + excluded.{m}" for m in MINUTE_COLUMNS]
     return (
         "peaks AS (INSERT INTO cost_peaks "  # noqa: S608
         f"(tenant_id, dimension, hour, key, {', '.join(MINUTE_COLUMNS)}, peak) "
-        f"SELECT *, greatest({', '.join(MINUTE_COLUMNS)}) FROM ("
-        f"SELECT v.t, v.d, date_trunc('hour', ended_at, 'UTC') AS h, v.k, {counts} "
-        f"FROM rec, LATERAL (VALUES {keys}) AS v(t, d, k), "
-        "LATERAL (SELECT extract(minute FROM ended_at AT TIME ZONE 'UTC')::int AS m) AS x "
-        "WHERE state = 'completed' AND v.k IS NOT NULL GROUP BY 1, 2, 3, 4) AS c "
-        "ORDER BY 1, 2, 3, 4 "
+        f"SELECT t, d, h, k, {minutes}, top FROM (SELECT t, d, h, k, "
+        f"jsonb_object_agg(m, n) AS j, max(n) AS top FROM ({per_minute}) AS c "
+        "GROUP BY 1, 2, 3, 4) AS p ORDER BY 1, 2, 3, 4 "
         "ON CONFLICT (tenant_id, dimension, hour, key) DO UPDATE "
         f"SET {', '.join(f'{m} = {e}' for m, e in zip(MINUTE_COLUMNS, added, strict=True))}, "
         f"peak = greatest({', '.join(added)}) RETURNING 1)"

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import text
+from sqlalchemy import BigInteger, text
 from sqlalchemy.orm import Session
 
 from app.ledger import histogram, repository
@@ -109,7 +109,13 @@ def _sql(group_by: str | None, *, all_tenants: bool, groups_only: bool = False) 
         + repository.bucketed(f"cost_records WHERE {tenant}{_EDGES}{grouped}")
         + ") AS r GROUP BY 1, 2"
     )
-    sums = ", ".join(f"sum({name}) AS {name}" for name in names)
+    # Counts come back as integers, the histogram as one array (quick to fetch).
+    sums = ", ".join(
+        f"sum({name})::bigint AS {name}" if name in _COUNTS else f"sum({name}) AS {name}"
+        for name in names
+        if name not in histogram.COLUMNS
+    )
+    sums += ", ARRAY[" + ", ".join(f"sum({n})::bigint" for n in histogram.COLUMNS) + "] AS lpr"
     return (
         f"SELECT key, mode, GROUPING(key, mode) AS level, {sums} "  # noqa: S608
         f"FROM ({rollups} UNION ALL {edges}) AS u "
@@ -158,6 +164,7 @@ def _totals(
     sql = _sql(group_by, all_tenants=all_tenants, groups_only=groups_only)
     for row in session.execute(text(sql), params).mappings():
         values = {name: value or 0 for name, value in row.items() if name not in _LABELS}
+        values["lpr"] = [count or 0 for count in row["lpr"]]
         level, key, mode = row["level"], row["key"], row["mode"] or "none"
         if level == 0:
             groups_by_mode[key][mode] = values
@@ -171,6 +178,10 @@ def _totals(
 
 
 _LABELS = ("key", "mode", "level")
+_COUNTS = frozenset(
+    column.name for column in repository.ROLLUPS.columns if isinstance(column.type, BigInteger)
+)
+_NO_LATENCIES = [0] * histogram.BUCKETS
 
 
 def _minus(whole: Totals, parts: list[Totals]) -> Totals:
@@ -178,7 +189,11 @@ def _minus(whole: Totals, parts: list[Totals]) -> Totals:
     rest = dict(whole)
     for part in parts:
         for name, value in part.items():
-            rest[name] = (rest.get(name) or 0) - (value or 0)
+            if name == "lpr":
+                rest[name] = [a - b for a, b in zip(rest.get(name) or _NO_LATENCIES, value,
+                                                    strict=True)]  # fmt: skip
+            else:
+                rest[name] = (rest.get(name) or 0) - (value or 0)
     return rest
 
 
@@ -191,7 +206,7 @@ def _rate(part: int, whole: int) -> float | None:
 
 
 def _percentiles(totals: Totals) -> Percentiles:
-    counts = [int(totals.get(name, 0)) for name in histogram.COLUMNS]
+    counts = totals.get("lpr") or _NO_LATENCIES
     completed = int(totals.get("completed", 0))
     return Percentiles(
         p50=histogram.percentile(counts, 0.50),
