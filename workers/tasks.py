@@ -25,10 +25,13 @@ INGEST_STEP = 250
 
 
 @celery_app.task(name=queue.INGEST)
+@retry(max_retries=5)
 def ingest(job_ids: list[str]) -> int:
     """A hint that ``len(job_ids)`` jobs are queued: ingest as many, the tenants' fair share of
     every queued job at that moment (not necessarily these), so no tenant's backlog is
-    ingested ahead of another tenant's jobs."""
+    ingested ahead of another tenant's jobs. A step that loses its connection or a deadlock
+    is rolled back and the hint retried (with backoff), not dropped: a dropped hint leaves
+    its jobs to the sweeper."""
     handled = 0
     while handled < len(job_ids):
         with session_scope() as session:

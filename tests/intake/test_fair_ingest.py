@@ -6,7 +6,12 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import timedelta
+from typing import Any, NoReturn
 
+import psycopg
+import pytest
+import sqlalchemy.exc
+from celery.exceptions import Retry
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -86,3 +91,26 @@ def test_a_claim_shares_by_weight_and_skips_rows_another_process_holds(
     assert set(fair_ingest.claim_fairly(db, limit=100)) == {j.id for j in light_jobs}
     db.rollback()
     assert fair_ingest.ingest_next(db, limit=100, catalog=get_catalog()) == 50
+
+
+def test_a_deadlocked_step_retries_the_hint_instead_of_dropping_it(
+    db: Session, tenant: tuple[Tenant, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two ingest processes writing the same ledger rows can deadlock; Postgres aborts one.
+    jobs = queued(db, tenant[0], 3, age=timedelta(0))
+    asked: list[dict[str, Any]] = []
+
+    def retry(**options: Any) -> Retry:
+        asked.append(options)
+        return Retry("retry recorded", options.get("exc"))
+
+    def deadlocked(*args: Any, **kwargs: Any) -> NoReturn:
+        orig = psycopg.errors.DeadlockDetected("deadlock detected")
+        raise sqlalchemy.exc.OperationalError("INSERT ...", {}, orig)
+
+    monkeypatch.setattr(tasks.ingest, "retry", retry)
+    monkeypatch.setattr(fair_ingest, "ingest_next", deadlocked)
+    with pytest.raises(Retry):
+        tasks.ingest([str(j.id) for j in jobs])
+    assert len(asked) == 1
+    assert states(db, jobs) == {JobState.queued: 3}  # nothing half-done; the retry ingests
