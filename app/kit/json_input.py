@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 from app.kit.errors import BadRequest, UnsupportedMediaType, ValidationFailed
@@ -145,13 +146,42 @@ async def read_json(request: Request) -> Any:
     return request._json
 
 
+def query_names(dependant: Dependant) -> frozenset[str]:
+    """The query parameters a route takes, its dependencies' included."""
+    names: set[str] = set()
+    pending = [dependant]
+    while pending:
+        current = pending.pop()
+        names.update(param.alias for param in current.query_params)
+        pending.extend(current.dependencies)
+    return frozenset(names)
+
+
+def check_query(request: Request, known: frozenset[str]) -> None:
+    """Refuse a query parameter the endpoint does not take (a typo such as ``limt=5`` would
+    otherwise be ignored without a word)."""
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        takes = ", ".join(sorted(known)) or "none"
+        raise ValidationFailed(
+            f"unknown query parameter {unknown[0]!r}; this endpoint takes: {takes}",
+            details=[
+                {"loc": ["query", name], "message": "unknown parameter", "type": "extra_forbidden"}
+                for name in unknown
+            ],
+        )
+
+
 class StrictJSONRoute(APIRoute):
-    """A route whose JSON body is parsed by ``parse_json`` (and refused in other media types)."""
+    """A route whose JSON body is parsed by ``parse_json`` (and refused in other media types)
+    and whose query holds only the parameters it declares."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        known = query_names(self.dependant)
 
         async def strict(request: Request) -> Response:
+            check_query(request, known)
             if request.method in ("POST", "PUT", "PATCH") and await request.body():
                 await read_json(request)
             return await handler(request)
@@ -166,8 +196,10 @@ class MultipartRoute(StrictJSONRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = APIRoute.get_route_handler(self)
+        known = query_names(self.dependant)
 
         async def multipart(request: Request) -> Response:
+            check_query(request, known)
             media = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
             if request.method == "POST" and media != "multipart/form-data":
                 raise UnsupportedMediaType("send the file as `Content-Type: multipart/form-data`")

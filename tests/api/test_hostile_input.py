@@ -175,6 +175,20 @@ def test_deliveries_cursor_overflow_is_422(api: TestClient, cursor: str) -> None
     error_of(response, 422)
 
 
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [("/v1/batches", {"": "0.0"}), ("/v1/stats", {"group": "model"}), ("/v1/keys", {"x": "1"})],
+)
+def test_an_unknown_query_parameter_is_422_naming_it(
+    api: TestClient, path: str, params: dict[str, str]
+) -> None:
+    error = error_of(api.get(path, params=params), 422)
+    (name,) = params
+    assert error["details"] == [
+        {"loc": ["query", name], "message": "unknown parameter", "type": "extra_forbidden"}
+    ]
+
+
 def test_405_carries_allow(api: TestClient) -> None:
     response = api.patch("/v1/keys")
     error = error_of(response, 405)

@@ -159,7 +159,7 @@ def test_a_worker_killed_after_the_provider_accepted_its_batch_is_adopted_not_re
     # leaves a batch the provider holds and our database does not know about.
     fault(simulator, path_prefix="/v1/files", delay_seconds=2)
     first = start_worker(procs, "adopt-a", simulator=simulator)
-    ids = queued_jobs(db, tenant[0], 20)
+    ids = waiting_jobs(db, tenant[0], 20)
     eventually(lambda: calls(simulator, "POST /v1/files") >= 1, what="the upload")
     locker = get_sessionmaker()()
     try:
