@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -184,25 +184,42 @@ def cancel_batch(batch_id: str, tenant: JobsWrite, session: SessionDep) -> Batch
     return batches.to_object(batches.cancel(session, tenant=tenant, batch_id=batch_id))
 
 
+def _refusal(error: translate.LineError) -> ValidationFailed:
+    return ValidationFailed(
+        error.message,
+        details=[
+            {"loc": ["body", error.param or ""], "message": error.message, "type": error.code}
+        ],
+    )
+
+
 @router.post(
     "/chat/completions",
-    responses={**ERRORS, 502: {}, 504: {}},
+    response_class=JSONResponse,
+    responses={
+        **ERRORS,
+        200: {"content": {"application/json": {}, "text/event-stream": {}}},
+        502: {},
+        504: {},
+    },
     summary="A chat completion through cache, router and realtime mode",
 )
 async def chat_completions(
     request: Request, tenant: JobsWrite, session: SessionDep, catalog: CatalogDep
-) -> JSONResponse:
+) -> Response:
     """OpenAI's request and response; `x-thrifty-cache` (`hit` / `miss`), `x-thrifty-model`
-    and `x-thrifty-cost-usd` headers tell what Thrifty did. Not streamed (`stream: true` is
-    refused)."""
+    and `x-thrifty-cost-usd` headers tell what Thrifty did. With `stream: true` the answer
+    comes as `chat.completion.chunk` server-sent events once the job has ended (its usage
+    in a last chunk with `stream_options: {"include_usage": true}`)."""
+    body = await read_json(request)
     job = translate.to_job(
-        await read_json(request), catalog=catalog, tenant=tenant.name, mode=RequestedMode.realtime
+        body, catalog=catalog, tenant=tenant.name, mode=RequestedMode.realtime, streaming=True
     )
+    streamed = translate.stream_options(body) if isinstance(body, dict) else (False, False)
     if isinstance(job, translate.LineError):
-        raise ValidationFailed(
-            job.message,
-            details=[{"loc": ["body", job.param or ""], "message": job.message, "type": job.code}],
-        )
+        raise _refusal(job)
+    if isinstance(streamed, translate.LineError):
+        raise _refusal(streamed)
     # The key is checked: end that transaction (and free its connection) before waiting.
     session.commit()
     out = await chat.answer(tenant, job, catalog)
@@ -212,4 +229,8 @@ async def chat_completions(
         "x-thrifty-cost-usd": format(out.cost.cost_usd or 0, "f"),
         "x-thrifty-job-id": str(out.id),
     }
+    stream, include_usage = streamed
+    if stream:
+        events = output.chunks(out, include_usage=include_usage)
+        return StreamingResponse(iter(events), media_type="text/event-stream", headers=headers)
     return JSONResponse(output.completion(out).model_dump(mode="json"), headers=headers)

@@ -41,6 +41,34 @@ def completion(job: JobOut) -> ChatCompletion:
     )
 
 
+def chunks(job: JobOut, *, include_usage: bool) -> list[bytes]:
+    """A completed job as OpenAI's ``chat.completion.chunk`` server-sent events: the role,
+    the answer (the job is complete, so in one piece), the finish, the usage if asked, and
+    ``[DONE]``."""
+    whole = completion(job)
+    base = {
+        "id": whole.id,
+        "object": "chat.completion.chunk",
+        "created": whole.created,
+        "model": whole.model,
+        "system_fingerprint": None,
+    }
+
+    def choice(delta: dict[str, str], finish: str | None) -> dict[str, object]:
+        return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+
+    events: list[dict[str, object]] = [
+        {**base, "choices": [choice({"role": "assistant", "content": ""}, None)]},
+        {**base, "choices": [choice({"content": job.result or ""}, None)]},
+        {**base, "choices": [choice({}, "stop")]},
+    ]
+    if include_usage:
+        events.append(
+            {**base, "choices": [], "usage": whole.usage.model_dump(), "thrifty": whole.thrifty}
+        )
+    return [b"data: " + orjson.dumps(event) + b"\n\n" for event in events] + [b"data: [DONE]\n\n"]
+
+
 def _request_id(line: OpenAIBatchLine) -> str:
     return (line.job_id or uuid.uuid5(line.batch_id, str(line.line))).hex
 

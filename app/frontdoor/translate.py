@@ -6,7 +6,8 @@ catalog model's name pins it; an alias in the catalog maps a name to a policy pe
 cache scope), ``max_tokens`` / ``max_completion_tokens``, ``temperature``, ``user`` and
 ``metadata`` (kept in the job's metadata), and the no-op values of a few others (``n: 1``,
 ``stream: false``, ``top_p: 1``, penalties of 0, ``stop: null``). Anything else is refused
-with its name.
+with its name. ``stream`` (and ``stream_options.include_usage``) are honoured by
+``/v1/chat/completions`` only: a batch line cannot stream, as at OpenAI.
 """
 
 from __future__ import annotations
@@ -118,14 +119,51 @@ def _messages(value: object) -> list[dict[str, str]] | LineError:
     return messages
 
 
+def stream_options(body: dict[str, Any]) -> tuple[bool, bool] | LineError:
+    """``(stream, include_usage)`` as a chat completions request asks for them."""
+    stream = body.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        return LineError("invalid_value", "`stream` must be a boolean", "stream")
+    options = body.get("stream_options")
+    if options is None:
+        return stream, False
+    if not stream:
+        return LineError(
+            "invalid_value",
+            "`stream_options` is only allowed with `stream: true`",
+            "stream_options",
+        )
+    if not isinstance(options, dict) or set(options) - {"include_usage"}:
+        return LineError(
+            "unsupported_parameter",
+            "`stream_options` takes only `include_usage` in Thrifty",
+            "stream_options",
+        )
+    include = options.get("include_usage", False)
+    if not isinstance(include, bool):
+        return LineError(
+            "invalid_value", "`stream_options.include_usage` must be a boolean", "stream_options"
+        )
+    return True, include
+
+
 def to_job(
-    body: object, *, catalog: Catalog, tenant: str, mode: RequestedMode
+    body: object,
+    *,
+    catalog: Catalog,
+    tenant: str,
+    mode: RequestedMode,
+    streaming: bool = False,
 ) -> JobIn | LineError:
-    """The job a chat completions request body asks for, or why it cannot be one."""
+    """The job a chat completions request body asks for, or why it cannot be one;
+    ``streaming`` lets ``stream`` / ``stream_options`` through (checked by
+    ``stream_options``)."""
     if not isinstance(body, dict):
         return LineError("invalid_request", "the request body must be a JSON object")
     for field in sorted(body):
-        if field in _HONOURED:
+        if field in _HONOURED or (streaming and field in ("stream", "stream_options")):
             continue
         allowed = _NO_OP.get(field, ())
         if any(body[field] == v and type(body[field]) is type(v) for v in allowed):

@@ -159,3 +159,31 @@ def test_an_alias_maps_a_name_to_a_policy_per_tenant() -> None:
         resolve(catalog, name="gpt-9", tenant="acme")
     # The shipped catalog's aliases resolve.
     assert resolve(get_catalog(), name="gpt-3.5-turbo", tenant="acme") == (None, "economy")
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({}, (False, False)),
+        ({"stream": True}, (True, False)),
+        ({"stream": True, "stream_options": {"include_usage": True}}, (True, True)),
+        ({"stream": "yes"}, "stream"),
+        ({"stream_options": {"include_usage": True}}, "stream_options"),
+        ({"stream": True, "stream_options": {"chunk": 1}}, "stream_options"),
+    ],
+)
+def test_chat_completions_may_stream_but_a_batch_line_may_not(
+    body: dict[str, Any], expected: tuple[bool, bool] | str
+) -> None:
+    options = translate.stream_options(body)
+    if isinstance(expected, str):
+        assert isinstance(options, translate.LineError)
+        assert options.param == expected
+    else:
+        assert options == expected
+    base = {"model": "auto", "messages": [{"role": "user", "content": "Hi"}], **body}
+    streamed = translate.to_job(base, catalog=get_catalog(), tenant="acme",
+                                mode=RequestedMode.realtime, streaming=True)  # fmt: skip
+    assert isinstance(streamed, JobIn)
+    if body.get("stream") is True:
+        assert isinstance(_job(body), translate.LineError)

@@ -228,7 +228,20 @@ def test_a_chat_completion_is_routed_then_answered_from_the_cache(
     assert float(again.headers["x-thrifty-cost-usd"]) == 0
     assert again.parse().choices[0].message.content == answer.choices[0].message.content
 
-    with pytest.raises(openai.UnprocessableEntityError, match="stream"):
-        sdk.chat.completions.create(model="auto", messages=messages, stream=True)
+    # Streamed: the SDK reads the chunks; the usage comes last when asked for.
+    stream = sdk.chat.completions.create(
+        model="auto", messages=messages, stream=True, stream_options={"include_usage": True}
+    )
+    pieces = list(stream)
+    assert {chunk.object for chunk in pieces} == {"chat.completion.chunk"}
+    text = "".join(c.choices[0].delta.content or "" for c in pieces if c.choices)
+    assert text == answer.choices[0].message.content
+    assert [c.choices[0].finish_reason for c in pieces if c.choices][-1] == "stop"
+    assert pieces[-1].usage is not None
+    assert pieces[-1].usage.completion_tokens == answer.usage.completion_tokens
+    with pytest.raises(openai.UnprocessableEntityError, match="stream_options"):
+        sdk.chat.completions.create(
+            model="auto", messages=messages, stream=False, stream_options={"include_usage": True}
+        )
     with pytest.raises(openai.UnprocessableEntityError, match="gpt-9"):
         sdk.chat.completions.create(model="gpt-9", messages=messages)
