@@ -119,8 +119,10 @@ def _sql(group_by: str | None, *, all_tenants: bool, groups_only: bool = False) 
     return (
         f"SELECT key, mode, GROUPING(key, mode) AS level, {sums} "  # noqa: S608
         f"FROM ({rollups} UNION ALL {edges}) AS u "
-        "GROUP BY GROUPING SETS ((key, mode), (key), (mode), ())"
-    )
+        # The group rollup answers per group only (the totals come from the main rollups).
+        + ("GROUP BY GROUPING SETS ((key, mode), (key))" if groups_only
+           else "GROUP BY GROUPING SETS ((key, mode), (key), (mode), ())")
+    )  # fmt: skip
 
 
 def _peaks_sql(group_by: str | None, *, all_tenants: bool) -> str:
@@ -208,10 +210,11 @@ def _rate(part: int, whole: int) -> float | None:
 def _percentiles(totals: Totals) -> Percentiles:
     counts = totals.get("lpr") or _NO_LATENCIES
     completed = int(totals.get("completed", 0))
+    p50, p95, p99 = histogram.percentiles(counts, (0.50, 0.95, 0.99))
     return Percentiles(
-        p50=histogram.percentile(counts, 0.50),
-        p95=histogram.percentile(counts, 0.95),
-        p99=histogram.percentile(counts, 0.99),
+        p50=p50,
+        p95=p95,
+        p99=p99,
         mean=round(float(totals.get("latency_sum_seconds", 0)) / completed, 4)
         if completed
         else None,

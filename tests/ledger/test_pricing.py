@@ -138,9 +138,19 @@ def test_histogram_percentiles_stay_within_a_bucket() -> None:
     for value in latencies:
         counts[histogram.bucket(value)] += 1
     exact = sorted(latencies)
-    for q in (0.5, 0.95, 0.99):
-        estimate = histogram.percentile(counts, q)
+    qs = (0.5, 0.95, 0.99)
+    for q, estimate in zip(qs, histogram.percentiles(counts, qs), strict=True):
         true = exact[int(q * len(exact)) - 1]
         assert estimate is not None
         assert abs(estimate - true) / true < histogram.GROWTH - 1
-    assert histogram.percentile([0] * histogram.BUCKETS, 0.5) is None
+    assert histogram.percentiles([0] * histogram.BUCKETS, qs) == [None, None, None]
+    # Sparse: empty buckets between and after the jobs, one job at the very top.
+    sparse = [0] * histogram.BUCKETS
+    sparse[3], sparse[40], sparse[-1] = 98, 1, 1
+    p50, p99, top = histogram.percentiles(sparse, (0.5, 0.99, 1.0))
+    assert p50 is not None
+    assert histogram.BOUNDS[2] <= p50 <= histogram.BOUNDS[3]
+    assert p99 is not None
+    assert histogram.BOUNDS[39] <= p99 <= histogram.BOUNDS[40]
+    assert top is not None
+    assert top >= histogram.BOUNDS[-1]
