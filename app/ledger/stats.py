@@ -8,6 +8,7 @@ days' and 48 hours' rows per model and mode).
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -119,10 +120,8 @@ def _sql(group_by: str | None, *, all_tenants: bool, groups_only: bool = False) 
     return (
         f"SELECT key, mode, GROUPING(key, mode) AS level, {sums} "  # noqa: S608
         f"FROM ({rollups} UNION ALL {edges}) AS u "
-        # The group rollup answers per group only (the totals come from the main rollups).
-        + ("GROUP BY GROUPING SETS ((key, mode), (key))" if groups_only
-           else "GROUP BY GROUPING SETS ((key, mode), (key), (mode), ())")
-    )  # fmt: skip
+        "GROUP BY GROUPING SETS ((key, mode), (key), (mode), ())"
+    )
 
 
 def _peaks_sql(group_by: str | None, *, all_tenants: bool) -> str:
@@ -164,10 +163,22 @@ def _totals(
     groups: dict[Any, Totals] = {}
     groups_by_mode: dict[Any, dict[str, Totals]] = defaultdict(dict)
     sql = _sql(group_by, all_tenants=all_tenants, groups_only=groups_only)
-    for row in session.execute(text(sql), params).mappings():
-        values = {name: value or 0 for name, value in row.items() if name not in _LABELS}
-        values["lpr"] = [count or 0 for count in row["lpr"]]
-        level, key, mode = row["level"], row["key"], row["mode"] or "none"
+    # Straight from the driver: thousands of rows of ~100 columns each (a grouping per
+    # job group), where building SQLAlchemy rows cost more than the query.
+    cursor = session.connection().connection.cursor()
+    try:
+        cursor.execute(_BINDS.sub(r"%(\1)s", sql.replace("%", "%%")), params)
+        names = [column[0] for column in cursor.description or ()][len(_LABELS) :]
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    for row in rows:
+        key, mode, level = row[0], row[1] or "none", row[2]
+        sums = row[len(_LABELS) :]
+        values: Totals = dict(zip(names, sums, strict=True))
+        if None in sums:  # sums over no rows at all: the grand total of an empty range
+            values = {name: value or 0 for name, value in values.items()}
+            values["lpr"] = [count or 0 for count in row[-1] or _NO_LATENCIES]
         if level == 0:
             groups_by_mode[key][mode] = values
         elif level == 1:
@@ -179,23 +190,23 @@ def _totals(
     return overall, by_mode, groups, groups_by_mode
 
 
-_LABELS = ("key", "mode", "level")
+_LABELS = ("key", "mode", "level")  # the first columns of a stats row, in order
+_BINDS = re.compile(r"(?<![:\w]):(\w+)")
 _COUNTS = frozenset(
     column.name for column in repository.ROLLUPS.columns if isinstance(column.type, BigInteger)
 )
 _NO_LATENCIES = [0] * histogram.BUCKETS
 
 
-def _minus(whole: Totals, parts: list[Totals]) -> Totals:
-    """``whole`` less the sum of ``parts`` (the jobs in no group)."""
+def _minus(whole: Totals, part: Totals) -> Totals:
+    """``whole`` less ``part`` (all jobs less those in groups: the jobs in no group)."""
     rest = dict(whole)
-    for part in parts:
-        for name, value in part.items():
-            if name == "lpr":
-                rest[name] = [a - b for a, b in zip(rest.get(name) or _NO_LATENCIES, value,
-                                                    strict=True)]  # fmt: skip
-            else:
-                rest[name] = (rest.get(name) or 0) - (value or 0)
+    for name, value in part.items():
+        if name == "lpr":
+            rest[name] = [a - b for a, b in zip(rest.get(name) or _NO_LATENCIES, value,
+                                                strict=True)]  # fmt: skip
+        else:
+            rest[name] = (rest.get(name) or 0) - (value or 0)
     return rest
 
 
@@ -316,15 +327,15 @@ def stats(
     if group_by == "group":
         overall, overall_by_mode, _, _ = _totals(session, None, all_tenants=all_tenants,
                                                  params=params)  # fmt: skip
-        _, _, groups, groups_by_mode = _totals(
+        in_groups, in_groups_by_mode, groups, groups_by_mode = _totals(
             session, group_by, all_tenants=all_tenants, params=params, groups_only=True
         )
         if overall.get("completed") or overall.get("failed") or overall.get("cancelled"):
-            none = _minus(overall, list(groups.values()))
+            none = _minus(overall, in_groups)
             if any(none.get(name) for name in ("completed", "failed", "cancelled")):
                 groups[""] = none
                 groups_by_mode[""] = {
-                    mode: _minus(values, [g[mode] for g in groups_by_mode.values() if mode in g])
+                    mode: _minus(values, in_groups_by_mode.get(mode, {}))
                     for mode, values in overall_by_mode.items()
                 }
     else:
