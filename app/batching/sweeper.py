@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from app.batching import repository
 from app.batching.results import retry_for
 from app.catalog.catalog import Catalog, get_catalog
+from app.jobs import coalescing as jobs_coalescing
 from app.jobs import repository as job_repository
 from app.jobs import transitions
 from app.jobs.repository import BatchMember
@@ -30,7 +31,8 @@ def sweep(
 
     queued → ingest again; waiting → collect; batched in a batch that is no longer pending →
     back to the window; pending batch → submit again; submitted in a batch that ended without
-    an outcome for it → retried or failed; submitted batch not polled → poll. Enqueues hints
+    an outcome for it → retried or failed; submitted batch not polled → poll; a coalesced
+    follower whose leader ended without settling it → ingest again. Enqueues hints
     (or repairs rows) only; the tasks they wake check state again under row locks. Returns
     how many of each it found.
     """
@@ -56,6 +58,7 @@ def sweep(
     )
     if stranded:
         _settle_stranded(session, jobs=stranded, catalog=catalog or get_catalog(), now=now)
+    stranded_followers = jobs_coalescing.redrive_stranded(session)
     unpolled = repository.stale_batches(session, state=BatchState.submitted, before=before)
     if unpolled:
         queue.enqueue(session, queue.POLL_BATCHES)
@@ -66,6 +69,7 @@ def sweep(
         "pending_batches": len(pending),
         "stranded_jobs": len(stranded),
         "unpolled_batches": len(unpolled),
+        "stranded_followers": len(stranded_followers),
     }
 
 

@@ -7,14 +7,17 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy.exc import DataError
+from psycopg.errors import DeadlockDetected
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from app.cache import service as cache_service
 from app.catalog.catalog import Catalog
 from app.embeddings import service as embedding_service
 from app.embeddings.base import Embedder
+from app.intake.coalescing import coalesce
 from app.intake.placement import Placement, place
+from app.jobs import coalescing as jobs_coalescing
 from app.jobs import repository as job_repository
 from app.jobs import transitions
 from app.jobs.rows import CachedAnswer, RoutedJob
@@ -25,6 +28,8 @@ from app.tenants import service as tenant_service
 
 log = logging.getLogger(__name__)
 
+# Tries of a chunk whose coalescing leader another process elected first.
+ELECTIONS = 3
 # What a bad row (not a lost connection, not a bug of every row) makes ingest raise: a value
 # Postgres stored but cannot give back or write, a request the router or embedder refuses.
 POISON: tuple[type[Exception], ...] = (DataError, ValueError, LookupError, ArithmeticError)
@@ -50,24 +55,51 @@ def ingest(
     halves, each in its own savepoint, until the row is alone: that job fails with the reason
     and every other job of the chunk is ingested.
     """
-    try:
-        with session.begin_nested():
-            return _ingest(session, job_ids=job_ids, catalog=catalog, embedder=embedder)
-    except POISON as exc:
-        if len(job_ids) > 1:
-            half = len(job_ids) // 2
-            return sum(
-                ingest(session, job_ids=part, catalog=catalog, embedder=embedder)
-                for part in (job_ids[:half], job_ids[half:])
-            )
-        reason = f"ingest failed on this job: {_describe(exc)}"
-        log.warning("job %s: %s", job_ids[0], reason)
-        return len(transitions.quarantine(session, job_ids=job_ids, reason=reason, at=utcnow()))
+    for election in range(ELECTIONS):
+        try:
+            with session.begin_nested():
+                return _ingest(session, job_ids=job_ids, catalog=catalog, embedder=embedder)
+        except (IntegrityError, OperationalError) as exc:
+            # Another process elected a leader for one of these keys first (or electing
+            # deadlocked with it): the chunk is ingested again and follows that leader.
+            if election + 1 == ELECTIONS or not _lost_election(exc):
+                raise
+            log.info("ingest lost a coalescing election; looking again: %s", _describe(exc))
+        except POISON as exc:
+            return _split(session, exc, job_ids=job_ids, catalog=catalog, embedder=embedder)
+    raise AssertionError("unreachable")  # the last election raises
+
+
+def _lost_election(exc: IntegrityError | OperationalError) -> bool:
+    if isinstance(exc, IntegrityError):
+        return jobs_coalescing.lost_election(exc)
+    return isinstance(exc.orig, DeadlockDetected)
+
+
+def _split(
+    session: Session,
+    exc: Exception,
+    *,
+    job_ids: list[uuid.UUID],
+    catalog: Catalog,
+    embedder: Callable[[], Embedder] | None,
+) -> int:
+    """A chunk that raised ``exc`` (one of ``POISON``): its halves are ingested apart, and a
+    job alone that raises fails with the reason."""
+    if len(job_ids) > 1:
+        half = len(job_ids) // 2
+        return sum(
+            ingest(session, job_ids=part, catalog=catalog, embedder=embedder)
+            for part in (job_ids[:half], job_ids[half:])
+        )
+    reason = f"ingest failed on this job: {_describe(exc)}"
+    log.warning("job %s: %s", job_ids[0], reason)
+    return len(transitions.quarantine(session, job_ids=job_ids, reason=reason, at=utcnow()))
 
 
 def _describe(exc: Exception) -> str:
     """The error without SQLAlchemy's statement and parameters (which can hold the prompt)."""
-    cause = exc.orig if isinstance(exc, DataError) else exc
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
     return f"{type(cause).__name__}: {cause}".splitlines()[0]
 
 
@@ -161,6 +193,8 @@ def _ingest(
                 naive_cost_usd=chain.naive,
             )
         )
+    # Misses with the same key as another (in this chunk, or live) are sent once.
+    waiting = coalesce(session, misses=waiting, tenant_of=tenant_of)
     transitions.write_outcomes(session, waiting + failed)
     transitions.write_outcomes(session, answered, costs=costs)
     if waiting:

@@ -42,7 +42,7 @@ class JobCollector(Collector):
             # ix_jobs_window holds only waiting jobs, in (provider, model, mode) order.
             windows = (
                 select(Job.provider, Job.model, Job.mode, func.count(), func.min(Job.routed_at))
-                .where(Job.state == JobState.waiting)
+                .where(Job.state == JobState.waiting, Job.coalesced_with.is_(None))
                 .group_by(Job.provider, Job.model, Job.mode)
             )
             for provider, model, mode, count, first in session.execute(windows):

@@ -222,7 +222,7 @@ def open_windows(session: Session) -> list[Window]:
             func.coalesce(func.sum(Job.estimated_bytes), 0),
             func.min(Job.routed_at),
         )
-        .where(Job.state == JobState.waiting)
+        .where(Job.state == JobState.waiting, Job.coalesced_with.is_(None))
         .group_by(Job.provider, Job.model, Job.mode)
     )
     return [
@@ -239,6 +239,7 @@ def has_waiting(session: Session, *, provider: str, model: str, mode: JobMode) -
         select(Job.id)
         .where(
             Job.state == JobState.waiting,
+            Job.coalesced_with.is_(None),  # followers wait on their leader
             Job.provider == provider,
             Job.model == model,
             Job.mode == mode,
@@ -256,6 +257,7 @@ def window_tenants(
         select(Job.tenant_id, func.count())
         .where(
             Job.state == JobState.waiting,
+            Job.coalesced_with.is_(None),  # followers wait on their leader
             Job.provider == provider,
             Job.model == model,
             Job.mode == mode,
@@ -285,6 +287,7 @@ def lock_waiting(
         select(Job.id, Job.estimated_tokens, Job.estimated_bytes)
         .where(
             Job.state == JobState.waiting,
+            Job.coalesced_with.is_(None),  # followers wait on their leader
             Job.provider == provider,
             Job.model == model,
             Job.mode == mode,

@@ -7,7 +7,7 @@ rows into one array per column (``app.kit.db.attribute_arrays``) without a per-r
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -63,7 +63,9 @@ class NewJob(NamedTuple):
 @dataclass(frozen=True, slots=True)
 class RoutedJob:
     """What ingest decided for a queued job: ``waiting`` in its window, or ``failed`` when no
-    model can take it."""
+    model can take it. A waiting job may lead its identical requests (``coalesce_leader``)
+    or wait on the one that does (``coalesced_with``, app/intake/coalescing.py); every row
+    ingest writes sets both, so a job ingested again drops what it was before."""
 
     id: uuid.UUID
     state: JobState
@@ -78,6 +80,8 @@ class RoutedJob:
     completed_at: datetime | None
     cache_key: str | None
     updated_at: datetime
+    coalesce_leader: bool = field(default=False, kw_only=True)
+    coalesced_with: uuid.UUID | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,7 +104,9 @@ class JobIn(BaseModel):
         "leaves room for the provider's completion window, realtime otherwise.",
     )
     deadline: AwareDatetime | None = Field(
-        default=None, description="When the result is needed by (ISO 8601 with a time zone)."
+        default=None,
+        description="When the result is needed by (ISO 8601 with a time zone); a time "
+        "already past is refused (422).",
     )
     priority: StrictInt = Field(
         default=0, ge=-1000, le=1000, description="Higher leaves its window first."
@@ -137,6 +139,9 @@ class JobIn(BaseModel):
                 utc = None
             if utc is None or not DEADLINE_RANGE[0] <= utc <= DEADLINE_RANGE[1]:
                 raise ValueError("must be between 2000-01-01 and 9000-01-01 (UTC)")
+            if utc < datetime.now(UTC):
+                # A result needed before now cannot be delivered in time by any mode.
+                raise ValueError("is in the past: a deadline must be a time still to come")
         return value
 
     _history: list[ChatMessage] | None = PrivateAttr(default=None)
@@ -236,6 +241,12 @@ class JobOut(BaseModel):
     route_reason: str | None
     cache_hit: bool
     cached_from_job_id: uuid.UUID | None
+    coalesced_with: uuid.UUID | None = Field(
+        default=None,
+        description="An identical request of yours (same exact cache key) that was live when "
+        "this job was ingested: this job waits on it and, once `completed`, took its result "
+        "(cost 0; the avoided cost is `savings_usd.coalescing`). Null for a job sent itself.",
+    )
     cache_similarity: float | None = Field(
         default=None,
         description="For a cache hit: cosine similarity to the cached request (1.0: exact).",

@@ -19,7 +19,7 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, Select, Table, or_, update
 from sqlalchemy.orm import Session
 
-from app.jobs import events, repository
+from app.jobs import coalescing, events, repository
 from app.jobs.rows import NewJob, RoutedJob
 from app.kit.db import attribute_arrays, execute_binary, in_array, update_columns, update_rows_by_id
 from app.ledger import service as ledger_service
@@ -38,7 +38,7 @@ Costs = Mapping[uuid.UUID, ledger_service.CostChain]
 def _finished(session: Session, job_ids: Sequence[uuid.UUID], costs: Costs | None = None) -> None:
     """What every transition that ends jobs does in its transaction: the ledger records each
     ended job's cost (``costs``: the chain each completed job was priced with), then the
-    webhook events are recorded."""
+    webhook events are recorded, then the ended jobs' coalesced followers settled."""
     if not job_ids:
         return
     now = utcnow()
@@ -67,6 +67,9 @@ def _finished(session: Session, job_ids: Sequence[uuid.UUID], costs: Costs | Non
     ]
     ledger_service.record(session, ended)
     events.jobs_finished(session, job_ids=job_ids)
+    # Followers of the leaders that ended complete from their results, or are re-driven.
+    followers, chains = coalescing.settle_followers(session, leader_ids=job_ids, costs=known)
+    _finished(session, followers, chains)
 
 
 # Admission, ingest and cancellation (app/intake, app/jobs) ------------------------------------

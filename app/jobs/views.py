@@ -48,6 +48,7 @@ def to_out(job: Job, savings: ledger_service.Savings | None = None) -> JobOut:
         route_reason=job.route_reason,
         cache_hit=job.cache_hit,
         cached_from_job_id=job.cached_from_job_id,
+        coalesced_with=job.coalesced_with,
         cache_similarity=job.cache_similarity,
         usage=Usage(
             input_tokens=job.input_tokens, output_tokens=job.output_tokens, total_tokens=total

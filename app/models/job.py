@@ -97,6 +97,22 @@ class Job(IdMixin, CreatedAtMixin, Base):
             "updated_at",
             postgresql_where=text("state IN ('queued', 'waiting', 'batched', 'submitted')"),
         ),
+        # Coalescing (app/intake/coalescing.py): at most one live leader per exact cache key
+        # and tenant, across every ingest process; and the followers waiting on a leader.
+        Index(
+            "uq_jobs_live_leader",
+            "tenant_id",
+            "cache_key",
+            unique=True,
+            postgresql_where=text(
+                "coalesce_leader AND state IN ('waiting', 'batched', 'submitted')"
+            ),
+        ),
+        Index(
+            "ix_jobs_coalesced_with",
+            "coalesced_with",
+            postgresql_where=text("coalesced_with IS NOT NULL AND state = 'waiting'"),
+        ),
         Index("ix_jobs_group_id", "group_id", postgresql_where=text("group_id IS NOT NULL")),
         Index(
             "ix_jobs_provider_batch_id",
@@ -155,6 +171,11 @@ class Job(IdMixin, CreatedAtMixin, Base):
     estimated_bytes: Mapped[int | None]
     # Hash of the request's cache scope and normalised text; the poller writes the answer under it.
     cache_key: Mapped[str | None] = mapped_column(String(64))
+    # Coalescing: this job is sent for every identical live request of its tenant (the
+    # unique ``uq_jobs_live_leader`` holds one per cache key); or the leader this job waits
+    # on (``waiting``) and, once ``completed``, the job whose result it took.
+    coalesce_leader: Mapped[bool] = mapped_column(default=False, server_default="false")
+    coalesced_with: Mapped[uuid.UUID | None]
 
     provider_batch_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("provider_batches.id", ondelete="SET NULL")

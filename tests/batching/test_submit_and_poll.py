@@ -531,6 +531,7 @@ def test_sweep_re_drives_only_stale_work_in_each_state(
         "pending_batches": 1,
         "stranded_jobs": 0,
         "unpolled_batches": 1,
+        "stranded_followers": 0,
     }
     assert db.info["thrifty_outbox"] == [
         queue.Message(queue.INGEST, ([str(stale_job.id)],)),
