@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
-from psycopg.errors import DeadlockDetected
+from psycopg.errors import DeadlockDetected, UniqueViolation
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -59,7 +59,7 @@ def ingest(
         try:
             with session.begin_nested():
                 return _ingest(session, job_ids=job_ids, catalog=catalog, embedder=embedder)
-        except (IntegrityError, OperationalError) as exc:
+        except (IntegrityError, OperationalError, UniqueViolation, DeadlockDetected) as exc:
             # Another process elected a leader for one of these keys first (or electing
             # deadlocked with it): the chunk is ingested again and follows that leader.
             if election + 1 == ELECTIONS or not _lost_election(exc):
@@ -70,10 +70,9 @@ def ingest(
     raise AssertionError("unreachable")  # the last election raises
 
 
-def _lost_election(exc: IntegrityError | OperationalError) -> bool:
-    if isinstance(exc, IntegrityError):
-        return jobs_coalescing.lost_election(exc)
-    return isinstance(exc.orig, DeadlockDetected)
+def _lost_election(exc: Exception) -> bool:
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    return isinstance(cause, DeadlockDetected) or jobs_coalescing.lost_election(exc)
 
 
 def _split(

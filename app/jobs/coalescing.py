@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, NamedTuple, cast
 
+import psycopg
 from sqlalchemy import Table, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
@@ -63,10 +64,13 @@ def live_leaders(
     return {key: Leader(job_id, mode) for key, job_id, mode in session.execute(query) if key}
 
 
-def lost_election(exc: IntegrityError) -> bool:
-    """Whether ``exc`` says another transaction elected a leader for one of the same keys."""
-    diag = getattr(exc.orig, "diag", None)
-    return getattr(diag, "constraint_name", None) == LEADER_INDEX
+def lost_election(exc: Exception) -> bool:
+    """Whether ``exc`` (SQLAlchemy's or psycopg's: the bulk writers use psycopg's cursor)
+    says another transaction elected a leader for one of the same keys."""
+    cause = exc.orig if isinstance(exc, IntegrityError) else exc
+    if not isinstance(cause, psycopg.errors.UniqueViolation):
+        return False
+    return cause.diag.constraint_name == LEADER_INDEX
 
 
 class _Follower(NamedTuple):
