@@ -1,10 +1,11 @@
 """Coalescing at ingest: identical requests are sent to the provider once.
 
 Requests are identical when they have the same tenant and exact cache key
-(``app/cache/keys.py``: the request text and its whole scope). Among the cache misses of an
-ingest chunk, and against the jobs already waiting, batched or at the provider, each key has
-one leader, sent as usual; the others follow it (``waiting`` outside every window, with
-``coalesced_with``) and complete from its result when it ends, at cost 0
+(``app/cache/keys.py``: the request text and its whole scope). Ingest first looks for the
+live leaders (waiting, batched or at the provider) of its chunk's keys (``live_leaders``,
+before the cache: their riders need no lookup); among the other jobs' cache misses each key
+gets one leader, sent as usual. The others follow (``waiting`` outside every window, with
+``coalesced_with``) and complete from the leader's result when it ends, at cost 0
 (``app/jobs/coalescing.py``). Jobs that skip the cache (``bypass``) have no key and are
 never coalesced.
 
@@ -28,19 +29,60 @@ from app.jobs import coalescing as jobs_coalescing
 from app.jobs.rows import RoutedJob
 from app.models import JobMode
 
+# The live leaders found, by (tenant, exact cache key).
+Live = dict[tuple[uuid.UUID, str], jobs_coalescing.Leader]
+
 
 def _may_follow(mode: JobMode | None, leader: JobMode | None) -> bool:
     """A batch job may ride any leader; a realtime job only a realtime one."""
     return mode != JobMode.realtime or leader == JobMode.realtime
 
 
+def live_leaders(
+    session: Session, *, keys: Mapping[uuid.UUID, str], tenant_of: Mapping[uuid.UUID, uuid.UUID]
+) -> Live:
+    """The live leader of each (tenant, key) among the jobs' exact ``keys`` that has one.
+
+    Ingest asks before it reads the cache, and the leaders found stay locked until its
+    transaction ends (``jobs_coalescing.live_leaders``): a leader found live cannot end
+    without settling the followers attached to it now, and one that ended before was
+    committed with its cache write, which the cache lookup after this one reads.
+    """
+    by_tenant: dict[uuid.UUID, list[str]] = {}
+    for job_id, key in keys.items():
+        by_tenant.setdefault(tenant_of[job_id], []).append(key)
+    return {
+        (tenant_id, key): leader
+        for tenant_id, tenant_keys in by_tenant.items()
+        for key, leader in jobs_coalescing.live_leaders(
+            session, tenant_id=tenant_id, keys=tenant_keys
+        ).items()
+    }
+
+
+def riders(
+    *,
+    keys: Mapping[uuid.UUID, str],
+    modes: Mapping[uuid.UUID, JobMode | None],
+    tenant_of: Mapping[uuid.UUID, uuid.UUID],
+    live: Live,
+) -> set[uuid.UUID]:
+    """The jobs that will follow a live leader (no cache lookup needed for them)."""
+    return {
+        job_id
+        for job_id, key in keys.items()
+        if (leader := live.get((tenant_of[job_id], key))) is not None
+        and _may_follow(modes[job_id], leader.mode)
+    }
+
+
 def coalesce(
-    session: Session, *, misses: Sequence[RoutedJob], tenant_of: Mapping[uuid.UUID, uuid.UUID]
+    *, misses: Sequence[RoutedJob], tenant_of: Mapping[uuid.UUID, uuid.UUID], live: Live
 ) -> list[RoutedJob]:
     """The rows of ingest's cache misses (routed, ``waiting``) with who leads and who
-    follows: a key with a live leader is followed; otherwise one job of the chunk per key
-    leads (``coalesce_leader``) and the chunk's others with that key follow it. The live
-    leaders found stay locked until the transaction ends (``live_leaders``)."""
+    follows: a key with a ``live`` leader is followed (by the jobs whose mode may); otherwise
+    one job of the chunk per key leads (``coalesce_leader``) and the chunk's others with
+    that key follow it."""
     rows: list[RoutedJob] = []
     groups: dict[tuple[uuid.UUID, str], list[RoutedJob]] = {}
     for row in misses:
@@ -48,16 +90,6 @@ def coalesce(
             rows.append(row)
         else:
             groups.setdefault((tenant_of[row.id], row.cache_key), []).append(row)
-    keys: dict[uuid.UUID, list[str]] = {}
-    for tenant_id, key in groups:
-        keys.setdefault(tenant_id, []).append(key)
-    live = {
-        (tenant_id, key): leader
-        for tenant_id, tenant_keys in keys.items()
-        for key, leader in jobs_coalescing.live_leaders(
-            session, tenant_id=tenant_id, keys=tenant_keys
-        ).items()
-    }
     for group, members in groups.items():
         leader = live.get(group)
         if leader is None:

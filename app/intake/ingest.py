@@ -15,7 +15,7 @@ from app.cache import service as cache_service
 from app.catalog.catalog import Catalog
 from app.embeddings import service as embedding_service
 from app.embeddings.base import Embedder
-from app.intake.coalescing import coalesce
+from app.intake import coalescing
 from app.intake.placement import Placement, place
 from app.jobs import coalescing as jobs_coalescing
 from app.jobs import repository as job_repository
@@ -23,7 +23,7 @@ from app.jobs import transitions
 from app.jobs.rows import CachedAnswer, RoutedJob
 from app.kit import queue
 from app.ledger import service as ledger_service
-from app.models import JobState, utcnow
+from app.models import CacheMode, JobState, utcnow
 from app.tenants import service as tenant_service
 
 log = logging.getLogger(__name__)
@@ -140,20 +140,31 @@ def _ingest(
         tiers[job.id] = catalog.model(placement.model).tier
         routed[job.id] = placement
 
+    # A job identical to one live (waiting, batched, at the provider) follows it: coalescing
+    # asks first, so a leader that ends meanwhile has its answer in the cache read next.
+    tenant_of = {job.id: job.tenant_id for job in jobs}
+    keys = {
+        job.id: cache_service.cache_key(job, tier=tiers[job.id])
+        for job in jobs
+        if job.id in routed and job.cache_mode != CacheMode.bypass
+    }
+    live = coalescing.live_leaders(session, keys=keys, tenant_of=tenant_of)
+    riding = coalescing.riders(
+        keys=keys, modes={i: p.mode for i, p in routed.items()}, tenant_of=tenant_of, live=live
+    )
     # Exact, then semantic (one embedding call for the whole chunk), then verification.
     lookup = cache_service.lookup_jobs(
         session,
-        jobs=[job for job in jobs if job.id in routed],
+        jobs=[job for job in jobs if job.id in routed and job.id not in riding],
         tiers=tiers,
         embedder=embedder or embedding_service.get_embedder,
     )
     waiting: list[RoutedJob] = []
     answered: list[CachedAnswer] = []
     costs: dict[uuid.UUID, ledger_service.CostChain] = {}
-    tenant_of = {job.id: job.tenant_id for job in jobs}
     baselines = tenant_service.baseline_models(session, tenant_ids=list(tenant_of.values()))
     for job_id, placement in routed.items():
-        cache_key = lookup.keys.get(job_id)
+        cache_key = keys.get(job_id)
         hit = lookup.hits.get(job_id)
         if hit is None:
             waiting.append(_routed(job_id, placement, cache_key=cache_key, now=now))
@@ -192,8 +203,8 @@ def _ingest(
                 naive_cost_usd=chain.naive,
             )
         )
-    # Misses with the same key as another (in this chunk, or live) are sent once.
-    waiting = coalesce(session, misses=waiting, tenant_of=tenant_of)
+    # Misses with the same key as another (live, or in this chunk) are sent once.
+    waiting = coalescing.coalesce(misses=waiting, tenant_of=tenant_of, live=live)
     transitions.write_outcomes(session, waiting + failed)
     transitions.write_outcomes(session, answered, costs=costs)
     if waiting:
