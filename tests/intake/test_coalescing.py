@@ -185,6 +185,11 @@ def test_a_leader_elected_by_a_concurrent_ingest_is_followed(
     assert out["state"] == "completed"
     assert out["coalesced_with"] in {str(i) for i in follows.values()}
     assert Decimal(out["cost"]["savings_usd"]["coalescing"]) > 0
+    # The stats have the layer: what every follower avoided, the layers adding up.
+    stats = api.get("/v1/stats").json()
+    layers = stats["savings_usd"]
+    assert Decimal(layers["coalescing"]) == sum(rows[i].cost_usd or 0 for i in follows.values())
+    assert sum(Decimal(v) for k, v in layers.items() if k != "total") == Decimal(stats["saved_usd"])
 
 
 def test_concurrent_ingest_tasks_elect_one_leader_per_text(db: Session, api: TestClient) -> None:
