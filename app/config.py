@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     flower_port: int = Field(default=5555, gt=0, lt=65536)
     # The operator's Prometheus endpoint (every tenant's metrics): never the API's port.
     metrics_port: int = Field(default=9464, gt=0, lt=65536)
+    # How often the metrics server reads its database gauges (a scrape serves the last read).
+    metrics_refresh_seconds: float = Field(default=5.0, gt=0, le=300)
 
     max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     max_jobs_per_request: int = Field(default=10_000, gt=0)

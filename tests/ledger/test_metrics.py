@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 
 import httpx
 from prometheus_client import generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session
 
 from app.jobs import transitions
-from app.metrics import build_registry, serve
+from app.metrics import Snapshot, build_registry, serve
 from app.models import JobState, Tenant
 from tests.conftest import free_port
 from tests.factories import make_job
@@ -57,3 +60,45 @@ def test_the_metrics_server_answers_on_its_own_port(db: Session) -> None:
             time.sleep(0.1)
     assert response.status_code == 200
     assert "thrifty_jobs_open" in response.text
+
+
+class _Counting(Collector):
+    """A gauge collector whose reading counts up, and fails while ``failing`` is set."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+        self.failing = threading.Event()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        if self.failing.is_set():
+            raise RuntimeError("Postgres is away")
+        self.reads += 1
+        gauge = GaugeMetricFamily("thrifty_test_reads", "reads")
+        gauge.add_metric([], self.reads)
+        yield gauge
+
+
+def _sample(snapshot: Snapshot, name: str) -> float:
+    (metric,) = [m for m in snapshot.collect() if m.name == name]
+    return float(metric.samples[0].value)
+
+
+def test_a_scrape_serves_the_last_reading_of_the_database_gauges() -> None:
+    counting = _Counting()
+    snapshot = Snapshot([counting], every=0.05)
+    try:
+        first = _sample(snapshot, "thrifty_test_reads")
+        assert first >= 1
+        deadline = time.monotonic() + 10
+        while _sample(snapshot, "thrifty_test_reads") == first:  # refreshed in the background
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        counting.failing.set()
+        time.sleep(0.1)
+        kept = _sample(snapshot, "thrifty_test_reads")
+        time.sleep(0.3)
+        # A failed reading keeps the last good one, and its age shows it is getting old.
+        assert _sample(snapshot, "thrifty_test_reads") == kept
+        assert _sample(snapshot, "thrifty_metrics_snapshot_age_seconds") >= 0.3
+    finally:
+        snapshot.close()
