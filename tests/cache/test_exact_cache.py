@@ -84,8 +84,16 @@ def seed(db: Session, source: Job, *, result: str = ANSWER) -> CacheEntry:
             )
         ],
     )
+    answered(source, result)
     db.commit()
     return db.scalars(select(CacheEntry).where(CacheEntry.source_job_id == source.id)).one()
+
+
+def answered(source: Job, result: str) -> None:
+    """The source ends with its answer, as the poller ends it in the transaction that writes
+    the cache: no longer a live leader that identical jobs would ride (coalescing)."""
+    source.state = JobState.completed
+    source.result = result
 
 
 def assert_hit(db: Session, job: Job, entry: CacheEntry) -> None:
@@ -130,7 +138,8 @@ def test_a_reformatted_prompt_is_answered_from_the_cache_at_ingest(
     db.refresh(entry)
     assert entry.hit_count == 1
     db.refresh(source)
-    assert source.state == JobState.waiting  # the source is untouched
+    assert source.state == JobState.completed  # the source is untouched
+    assert source.cache_hit is not True
 
 
 def test_a_reformatted_document_with_the_same_instruction_hits(
@@ -221,6 +230,7 @@ def test_store_many_keeps_the_first_answer_for_a_key(
         )
 
     cache_service.store_many(db, [write("first", source.cache_key)])
+    answered(source, "first")
     db.commit()
     cache_service.store_many(db, [write("second", source.cache_key)])
     db.commit()
