@@ -101,6 +101,9 @@ def answer(db: Session, source: Job, result: str = ANSWER) -> CacheEntry | None:
             )
         ],
     )
+    # The poller ends the source in the same transaction: it is no longer a live leader
+    # that identical jobs would ride (coalescing).
+    source.state, source.result = JobState.completed, result
     db.commit()
     return db.scalars(select(CacheEntry).where(CacheEntry.source_job_id == source.id)).first()
 
