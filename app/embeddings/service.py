@@ -9,10 +9,26 @@ from app.embeddings.base import Embedder, EmbeddingError
 
 _lock = threading.Lock()
 _embedder: Embedder | None = None
+# Intra-op threads of the local model (None: the runtime's default, every core); a worker's
+# pool process sets 1, its siblings sharing the cores.
+_threads: int | None = None
+
+LOCAL_NAME = "local:all-MiniLM-L6-v2"
+
+
+def set_threads(threads: int | None) -> None:
+    """Threads of the local embedder built after this call (and of torch, when it runs)."""
+    global _threads
+    _threads = threads
+    if threads and get_settings().embedding_runtime == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def build_embedder(settings: Settings) -> Embedder:
-    """A new embedder from settings: ``local`` (MiniLM on the CPU) or ``openai``."""
+    """A new embedder from settings: ``local`` (MiniLM on the CPU, through ONNX Runtime or
+    torch as ``embedding_runtime`` says) or ``openai``."""
     if settings.embedding_backend == "openai":
         from app.embeddings.openai import OpenAIEmbedder
 
@@ -24,9 +40,21 @@ def build_embedder(settings: Settings) -> Embedder:
             api_key=settings.embedding_api_key,
             dimensions=settings.embedding_dimensions,
         )
-    from app.embeddings.local import LocalEmbedder
+    if settings.embedding_runtime == "torch":
+        from app.embeddings.local import LocalEmbedder
 
-    return LocalEmbedder(settings.embedding_model_path)
+        return LocalEmbedder(settings.embedding_model_path)
+    from app.embeddings.local import bundled_model_path
+    from app.embeddings.onnx import OnnxEmbedder
+
+    path = settings.embedding_model_path
+    return OnnxEmbedder(
+        path or bundled_model_path(),
+        home=settings.home,
+        name=f"local:{path.name}" if path else LOCAL_NAME,
+        precision="int8" if settings.embedding_runtime == "onnx-int8" else "fp32",
+        threads=_threads,
+    )
 
 
 def get_embedder() -> Embedder:
