@@ -63,4 +63,8 @@ fi
 # resolves the CPU build (sentence-transformers alone would pull the multi-GB CUDA wheels).
 "$VENV/bin/python" -m pip install -q torch==2.13.0
 "$VENV/bin/python" -m pip install -q -e '.[dev]'
+# Export the embedder's ONNX graph now (THRIFTY_HOME/models, keyed by the weights' hash) so the
+# first worker does not; a failure here is not fatal: the first worker exports it instead.
+"$VENV/bin/python" -m app.embeddings.export >/dev/null \
+    || echo "bootstrap: ONNX export failed; the first worker will try again" >&2
 echo "bootstrap: ready ($VENV)"

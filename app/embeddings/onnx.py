@@ -38,6 +38,9 @@ INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 # The exporter in a child process may take a while on a loaded machine (torch import).
 EXPORT_TIMEOUT_SECONDS = 900.0
 Precision = Literal["fp32", "int8"]
+# Padded tokens per forward pass: 64 short prompts, or 16 texts at the 256-token limit
+# (bounds a process's peak memory; docs/benchmarks.md, "Embedder").
+MAX_BATCH_TOKENS = 4096
 
 
 def model_fingerprint(model_dir: Path) -> str:
@@ -121,6 +124,7 @@ class OnnxEmbedder:
         name: str,
         precision: Precision = "fp32",
         batch_size: int = 64,
+        max_batch_tokens: int = MAX_BATCH_TOKENS,
         threads: int | None = None,
     ) -> None:
         import onnxruntime as ort
@@ -135,11 +139,10 @@ class OnnxEmbedder:
         self.name = name if precision == "fp32" else f"{name}:int8"
         self.path = ensure_onnx(model_dir, home, precision)
         self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        pad = self._tokenizer.padding or {}
-        # tokenizer.json pads every text to a fixed length: pad to the batch's longest instead
-        self._tokenizer.enable_padding(
-            pad_id=int(pad.get("pad_id", 0)), pad_token=str(pad.get("pad_token", "[PAD]"))
-        )
+        # tokenizer.json pads every text to a fixed length: each batch is padded to its
+        # longest text here instead
+        self._pad_id = int((self._tokenizer.padding or {}).get("pad_id", 0))
+        self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_length=self.max_seq_length)
         options = ort.SessionOptions()
         if threads:
@@ -151,6 +154,7 @@ class OnnxEmbedder:
         )
         self._inputs = {i.name for i in self._session.get_inputs()}
         self._batch_size = batch_size
+        self._max_batch_tokens = max_batch_tokens
         self._lock = threading.Lock()
         got = int(self._session.get_outputs()[0].shape[-1])
         if got != self.dimensions:
@@ -159,22 +163,40 @@ class OnnxEmbedder:
     def embed(self, texts: list[str]) -> Vectors:
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
-        # longest first, as sentence-transformers does: batches of like lengths pad little
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         out = np.empty((len(texts), self.dimensions), dtype=np.float32)
         with self._lock:
-            for start in range(0, len(order), self._batch_size):
-                rows = order[start : start + self._batch_size]
-                out[rows] = self._forward([texts[i] for i in rows])
+            encoded = self._tokenizer.encode_batch(texts)
+            # longest first, as sentence-transformers does: batches of like lengths pad little
+            order = sorted(range(len(texts)), key=lambda i: -len(encoded[i].ids))
+            for rows in self._batches([len(encoded[i].ids) for i in order]):
+                chosen = [order[i] for i in rows]
+                out[chosen] = self._forward([encoded[i] for i in chosen])
         return normalise_rows(out)
 
-    def _forward(self, texts: list[str]) -> Vectors:
-        encoded = self._tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encoded], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+    def _batches(self, lengths: list[int]) -> Iterator[range]:
+        """Runs of at most batch_size texts and max_batch_tokens padded tokens (the first of a
+        run is its longest): attention's memory grows with the batch times the length squared,
+        and ONNX Runtime keeps what a run needed, so one batch of long texts must stay small."""
+        start = 0
+        while start < len(lengths):
+            longest = max(1, lengths[start])
+            size = max(1, min(self._batch_size, self._max_batch_tokens // longest))
+            yield range(start, min(start + size, len(lengths)))
+            start += size
+
+    def _forward(self, encoded: list[Any]) -> Vectors:
+        width = max(len(e.ids) for e in encoded)
+        ids = np.full((len(encoded), width), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(encoded), width), dtype=np.int64)
+        types = np.zeros((len(encoded), width), dtype=np.int64)
+        for row, e in enumerate(encoded):
+            n = len(e.ids)
+            ids[row, :n] = e.ids
+            mask[row, :n] = 1
+            types[row, :n] = e.type_ids
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._inputs:
-            feeds["token_type_ids"] = np.array([e.type_ids for e in encoded], dtype=np.int64)
+            feeds["token_type_ids"] = types
         hidden = np.asarray(self._session.run(None, feeds)[0], dtype=np.float32)
         weights = mask[..., None].astype(np.float32)
         summed = (hidden * weights).sum(axis=1)
