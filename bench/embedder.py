@@ -1,19 +1,21 @@
 """Embedder benchmark: the local model through torch (sentence-transformers), ONNX Runtime fp32
 and ONNX Runtime int8 (dynamic quantisation), side by side on the same prompts.
 
-    python -m bench.embedder [--pairs 1500] [--threads 1] [--runtimes torch,onnx,onnx-int8]
+    python -m bench.embedder [--pairs 1000] [--rounds 2] [--threads 1]
+                             [--runtimes torch,onnx,onnx-int8]
 
 The prompts are both sides of the first ``--pairs`` question pairs of
 ``<repo>/../shared/data/paraphrase/qqp_dev.jsonl`` (read in place). Each runtime runs in a
-fresh child process, as a worker's pool process would: ``load_s`` is from the process's first
-import of the embedder to its first vector (the ONNX graphs are exported, and that time
-reported, before the children start, as ``make deps`` or the worker's start would);
-``per_s`` is embeddings a second over all prompts in one ``embed`` call (batches of 64)
-with ``--threads`` intra-op threads (a worker's process uses 1); ``rss_mb`` is the
-process's resident set after the run, ``peak_mb`` its high-water mark. Drift compares each
-ONNX vector with the torch vector of the same prompt (cosine: min, median), and
-``flips`` counts the pairs whose decision at the default prompt threshold
-(cosine >= THRIFTY_CACHE_PROMPT_THRESHOLD) differs from torch's. Ends with ``key=value`` lines.
+process of its own, as a worker's pool process would, started and loaded one at a time:
+``load_s`` is from its first import of the embedder to its first vector (the ONNX graphs are
+exported, and that time reported, before, as ``make deps`` or a worker's start would). Then
+the processes take turns, ``--rounds`` times, embedding every prompt in one ``embed`` call
+with ``--threads`` intra-op threads (a worker's process uses 1), so a busy machine slows
+them alike; ``per_s`` is a runtime's best round, ``rss_mb`` its resident set after the last
+round and ``peak_mb`` its high-water mark. Drift compares each ONNX vector with the torch
+vector of the same prompt (cosine: min, median); ``flips`` counts the pairs whose decision
+at the default prompt threshold (cosine >= THRIFTY_CACHE_PROMPT_THRESHOLD) differs from
+torch's. Ends with ``key=value`` lines.
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="torch vs ONNX Runtime embedder")
     parser.add_argument("--pairs", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--runtimes", default=",".join(RUNTIMES))
     parser.add_argument("--child", choices=RUNTIMES)
     parser.add_argument("--texts", type=Path)

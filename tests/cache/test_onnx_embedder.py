@@ -82,7 +82,7 @@ def test_the_graph_is_exported_once_and_again_for_a_new_model_version(
     assert first.exists()  # the old version's file is left, never used for the new weights
 
     (model / "tokenizer.json").unlink()
-    with pytest.raises(EmbeddingError, match="tokenizer.json"):
+    with pytest.raises(EmbeddingError, match=r"tokenizer\.json"):
         ensure_onnx(model, home)
 
 
