@@ -42,11 +42,16 @@ def say(message: str) -> None:
 
 
 def load_pairs(limit: int) -> list[tuple[str, str]]:
-    pairs: list[tuple[str, str]] = []
+    return [(a, b) for a, b, _ in labelled_pairs(limit)]
+
+
+def labelled_pairs(limit: int) -> list[tuple[str, str, bool]]:
+    pairs: list[tuple[str, str, bool]] = []
     with (DATA / "paraphrase" / "qqp_dev.jsonl").open() as f:
         for line in f:
             row = json.loads(line)
-            pairs.append((" ".join(str(row["a"]).split()), " ".join(str(row["b"]).split())))
+            a, b = " ".join(str(row["a"]).split()), " ".join(str(row["b"]).split())
+            pairs.append((a, b, bool(row["same"])))
             if len(pairs) == limit:
                 break
     return pairs
@@ -145,7 +150,9 @@ def main() -> None:
             path = ensure_onnx(model_dir, settings.home, precision)  # type: ignore[arg-type]
             took = f"exported in {time.perf_counter() - started:.1f}s" if fresh else "cached"
             say(f"{precision} graph: {path} ({path.stat().st_size / 1e6:.0f} MB, {took})")
-    pairs = load_pairs(args.pairs)
+    labelled = labelled_pairs(args.pairs)
+    pairs = [(a, b) for a, b, _ in labelled]
+    same_meaning = np.array([same for _, _, same in labelled])
     texts = [t for pair in pairs for t in pair]
     threshold = settings.cache_prompt_threshold
     say(f"{len(texts)} prompts ({len(pairs)} qqp_dev pairs), {args.threads} thread(s), "
@@ -185,12 +192,19 @@ def main() -> None:
             cosine = (base * other).sum(axis=1)
             same = (other[0::2] * other[1::2]).sum(axis=1) >= threshold
             flips = int((same != base_same).sum())
+            # what the flips do at the threshold alone (before the verifier): hits on
+            # different-meaning pairs gained, hits on same-meaning pairs lost
+            false_hits = int((same & ~base_same & ~same_meaning).sum())
+            lost_hits = int((~same & base_same & same_meaning).sum())
             say(f"{runtime} drift against torch: cosine min {cosine.min():.6f} median "
                 f"{np.median(cosine):.6f}; {flips} of {len(pairs)} pair decisions differ "
-                f"({int(base_same.sum())} pairs at or above {threshold} with torch)")  # fmt: skip
+                f"({int(base_same.sum())} pairs at or above {threshold} with torch): "
+                f"{false_hits} new hits on different-meaning pairs, {lost_hits} lost on "
+                f"same-meaning ones")  # fmt: skip
             lines[f"{key}_cosine_min"] = f"{cosine.min():.6f}"
             lines[f"{key}_cosine_median"] = f"{np.median(cosine):.6f}"
             lines[f"{key}_flips"] = str(flips)
+            lines[f"{key}_new_false_hits"] = str(false_hits)
             if "torch" in results:
                 speedup = results[runtime]["per_s"] / results["torch"]["per_s"]
                 lines[f"{key}_speedup"] = f"{speedup:.2f}"
