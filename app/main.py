@@ -16,6 +16,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.cache.endpoints import router as cache_router
+from app.catalog.catalog import get_catalog
 from app.delivery.endpoints import router as webhooks_router
 from app.frontdoor.endpoints import UPLOAD_PATH
 from app.frontdoor.endpoints import router as openai_router
@@ -30,6 +31,8 @@ from app.kit.json_input import StrictJSONRoute
 from app.ledger.endpoints import router as stats_router
 from app.ledger.report import router as report_router
 from app.ledger.report import static_files as report_static
+from app.routing import strategies
+from app.routing.endpoints import router as routing_router
 from app.tenants.endpoints import router as keys_router
 
 log = logging.getLogger(__name__)
@@ -74,6 +77,8 @@ def _route_methods(routers: list[APIRouter]) -> list[tuple[re.Pattern[str], set[
 
 
 def create_app() -> FastAPI:
+    # A trained router the catalog names but that does not load stops the API at start-up.
+    strategies.check_configured_router(get_catalog())
     app = FastAPI(title="Thrifty", version="0.1.0", description=DESCRIPTION)
     app.router.route_class = StrictJSONRoute
     app.add_middleware(BodyLimits, upload_paths=frozenset({UPLOAD_PATH}))
@@ -81,6 +86,7 @@ def create_app() -> FastAPI:
         intake_router,
         jobs_router,
         cache_router,
+        routing_router,
         webhooks_router,
         keys_router,
         stats_router,

@@ -13,6 +13,7 @@ from app.catalog.catalog import get_catalog
 from app.config import get_settings
 from app.kit import queue
 from app.providers.registry import batch_limits, shared_provider
+from app.routing.strategies import RouterUnavailable, check_configured_router
 from workers import metrics as _task_metrics  # noqa: F401  (task duration signals)
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,15 @@ def _prepare_onnx() -> None:
 
 @worker_init.connect
 def _prepare_worker(**_: Any) -> None:
+    # Ingest routes with the trained router the catalog names: one that does not load stops
+    # the worker here, with the reason, instead of failing every job later (SystemExit:
+    # Celery logs and swallows the Exceptions of signal handlers).
+    if _consumes_ingest(sys.argv):
+        try:
+            check_configured_router(get_catalog())
+        except RouterUnavailable as exc:
+            log.critical("%s", exc)
+            raise SystemExit(f"thrifty worker: {exc}") from exc
     # A worker of the ingest pool alone prepares the embedder once, in its main process,
     # before the pool forks, so a restarted pool is ready at once instead of each process
     # importing torch and reading the weights (minutes on a loaded machine). With torch the

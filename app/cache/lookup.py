@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -62,10 +62,14 @@ def lookup_jobs(
     jobs: Sequence[CacheableRequest],
     tiers: dict[uuid.UUID, str],
     embedder: Callable[[], Embedder],
+    embeddings: Mapping[uuid.UUID, list[float]] | None = None,
 ) -> Lookup:
     """Answer routed jobs from the cache: exact match first (no embedding), then for the
     misses the semantic layer: documents by their near-duplicate band keys and the full-text
     check, prompts by one embedding call for the whole list, HNSW and the verifier.
+
+    ``embeddings``: prompt vectors computed already (a routing strategy's, of the same
+    text): those prompts are not embedded again.
 
     Every job that is not ``bypass`` gets a cache key, under which the poller writes its
     answer. What the misses' lookup computed (vectors, band keys) is saved, so the poller
@@ -100,8 +104,9 @@ def lookup_jobs(
             elif rules.semantic_enabled:  # a vector is useless to a tenant without the layer
                 text = request_text(prompt=job.prompt, document=job.document)
                 pending.append(
-                    _Pending(job, scope_key(job, tier=tiers[job.id]), kind_of(job), text)
-                )
+                    _Pending(job, scope_key(job, tier=tiers[job.id]), kind_of(job), text,
+                             embedding=(embeddings or {}).get(job.id))
+                )  # fmt: skip
 
     if not pending:
         return Lookup(hits, keys)
@@ -109,7 +114,7 @@ def lookup_jobs(
     prompts = [p for p in pending if p.kind != DOCUMENT]
     for item in documents:
         item.bands = neardup.shingled(item.text).bands
-    _embed(prompts, embedder)
+    _embed([p for p in prompts if p.embedding is None], embedder)
     repository.save_job_embeddings(
         session,
         [

@@ -111,7 +111,7 @@ def create_key(
         typer.Option(
             "--scope",
             help="a scope to grant (repeat the option): jobs:write, jobs:read, webhooks:write, "
-            "cache:write, stats:read, keys:write, operator",
+            "cache:write, routing:write, stats:read, keys:write, operator",
             show_default=False,
         ),
     ] = None,

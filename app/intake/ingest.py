@@ -16,6 +16,7 @@ from app.catalog.catalog import Catalog
 from app.embeddings import service as embedding_service
 from app.embeddings.base import Embedder
 from app.intake import coalescing
+from app.intake import strategy
 from app.intake.placement import Placement, place
 from app.jobs import coalescing as jobs_coalescing
 from app.jobs import repository as job_repository
@@ -122,6 +123,10 @@ def _ingest(
     routed: dict[uuid.UUID, Placement] = {}
     failed: list[RoutedJob] = []
     tiers: dict[uuid.UUID, str] = {}
+    get_embedder = embedder or embedding_service.get_embedder
+    # Embed -> route -> cache: a learned tenant's prompts are embedded once, here, and the
+    # cache's semantic layer uses the same vectors.
+    decisions = strategy.decide(session, jobs=jobs, catalog=catalog, embedder=get_embedder)
     for job in jobs:
         placement = place(
             job,
@@ -132,6 +137,10 @@ def _ingest(
             deadline=job.deadline,
             catalog=catalog,
             now=now,
+            max_output_tokens=job.max_output_tokens,
+            strategy=decisions.settings[job.tenant_id].strategy,
+            learned=decisions.verdicts.get(job.id),
+            note=decisions.notes.get(job.id),
         )
         if placement.state == JobState.failed:
             failed.append(_routed(job.id, placement, cache_key=None, now=now))
@@ -157,7 +166,8 @@ def _ingest(
         session,
         jobs=[job for job in jobs if job.id in routed and job.id not in riding],
         tiers=tiers,
-        embedder=embedder or embedding_service.get_embedder,
+        embedder=get_embedder,
+        embeddings=decisions.vectors,
     )
     waiting: list[RoutedJob] = []
     answered: list[CachedAnswer] = []

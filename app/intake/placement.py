@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from app.batching import service as batching_service
 from app.catalog.catalog import Catalog
 from app.kit.prompts import Request, history_text, user_content
 from app.kit.text import estimate_tokens
+from app.ledger import service as ledger_service
 from app.models import JobMode, JobState, RequestedMode
 from app.routing import service as routing_service
+from app.routing.strategies import LearnedScore, Strategy
+
+# Output tokens a job is expected to use when it sets no max_output_tokens (the expected
+# cost in its routing record; `thrifty eval router --output-tokens` defaults to the same).
+EXPECTED_OUTPUT_TOKENS = 256
 
 
 class Placement(NamedTuple):
@@ -27,6 +33,8 @@ class Placement(NamedTuple):
     routed_at: datetime | None
     error: str | None
     completed_at: datetime | None
+    # Why it was routed (``routing_record``); None while queued.
+    routing: dict[str, Any] | None = None
 
 
 UNROUTED = Placement(JobState.queued, None, None, None, None, None, None, None, None, None)
@@ -42,22 +50,34 @@ def place(
     deadline: datetime | None,
     catalog: Catalog,
     now: datetime,
+    max_output_tokens: int | None = None,
+    strategy: Strategy = Strategy.rules,
+    learned: LearnedScore | None = None,
+    note: str | None = None,
 ) -> Placement:
     """Route ``job`` (``instruction`` as stored: the default applied to documents) and pick
-    its mode; a job no model can take fails here, with the reason as its error."""
+    its mode; a job no model can take fails here, with the reason as its error.
+
+    ``learned``: the learned router's verdict on the job (its tenant's ``strategy`` is
+    ``learned`` and nothing pins its model or tier); ``note`` says why a job of a
+    ``learned`` tenant was routed by the rules instead.
+    """
     text = user_content(job)
     tokens = estimate_tokens(text) + estimate_tokens(job.system or "")
     if job.history:
         tokens += estimate_tokens(history_text(job.history))
     try:
-        route = routing_service.route(
-            catalog,
-            text=text,
-            tokens=tokens,
-            instruction=instruction,
-            model_hint=model_hint,
-            tier_hint=tier_hint,
-        )
+        if learned is not None:
+            route = routing_service.route_learned(catalog, tokens=tokens, verdict=learned)
+        else:
+            route = routing_service.route(
+                catalog,
+                text=text,
+                tokens=tokens,
+                instruction=instruction,
+                model_hint=model_hint,
+                tier_hint=tier_hint,
+            )
     except routing_service.NoRoute as exc:
         return UNROUTED._replace(
             state=JobState.failed, error=str(exc), estimated_tokens=tokens, completed_at=now
@@ -76,4 +96,58 @@ def place(
         routed_at=now,
         error=None,
         completed_at=None,
+        routing=routing_record(
+            route,
+            catalog=catalog,
+            mode=mode,
+            tokens=tokens,
+            output_tokens=max_output_tokens or EXPECTED_OUTPUT_TOKENS,
+            requested_mode=requested_mode,
+            deadline=deadline,
+            now=now,
+            strategy=strategy,
+            note=note,
+        ),
     )
+
+
+def routing_record(
+    route: routing_service.Route,
+    *,
+    catalog: Catalog,
+    mode: JobMode,
+    tokens: int,
+    output_tokens: int,
+    requested_mode: RequestedMode,
+    deadline: datetime | None,
+    now: datetime,
+    strategy: Strategy,
+    note: str | None,
+) -> dict[str, Any]:
+    """Why a job went where it did: the route's details (strategy, rule or score and
+    threshold, candidates) with each candidate's expected cost, and the chosen one's."""
+
+    def cost(name: str) -> str:
+        model = catalog.model(name)
+        candidate_mode = mode
+        if name != route.model:
+            candidate_mode, _ = routing_service.choose_mode(
+                catalog, provider=model.provider, requested=requested_mode, deadline=deadline,
+                now=now,
+            )  # fmt: skip
+        usage = ledger_service.TokenUsage(input_tokens=tokens, output_tokens=output_tokens)
+        return str(ledger_service.paid_price(model, candidate_mode, usage))
+
+    details = {key: value for key, value in route.details.items() if value is not None}
+    return {
+        **details,
+        "tenant_strategy": strategy.value,
+        **({"note": note} if note else {}),
+        "chosen": route.model,
+        "mode": mode.value,
+        "candidates": [{"model": name, "expected_cost_usd": cost(name)}
+                       for name in route.details.get("candidates", [])],
+        "expected_input_tokens": tokens,
+        "expected_output_tokens": output_tokens,
+        "expected_cost_usd": cost(route.model),
+    }  # fmt: skip

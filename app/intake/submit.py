@@ -15,6 +15,7 @@ from app.catalog.catalog import Catalog
 from app.config import get_settings
 from app.delivery import service as delivery_service
 from app.intake.placement import UNROUTED, Placement, place
+from app.intake.strategy import rules_note
 from app.jobs import repository as job_repository
 from app.jobs import transitions
 from app.jobs.repository import ExistingJob
@@ -25,6 +26,7 @@ from app.kit.errors import IdempotencyConflict, TooManyRequests, ValidationFaile
 from app.kit.prompts import DEFAULT_INSTRUCTION
 from app.models import CacheMode, JobState, Tenant, utcnow
 from app.routing import service as routing_service
+from app.routing.strategies import Strategy, TenantRouting
 
 # Job ids per ingest message: big enough to batch the work (one exact query, one
 # near-duplicate query, one embedding call per chunk), small enough to spread a bulk
@@ -81,7 +83,7 @@ def submit(
         group_id = transitions.create_group(session, tenant_id=tenant.id, size=len(fresh))
 
     now = utcnow()
-    instructions, placements = _place(fresh, catalog=catalog, now=now)
+    instructions, placements = _place(fresh, tenant=tenant, catalog=catalog, now=now)
     batch_ids = _flush_arrivals(session, fresh, placements, catalog=catalog)
     rows = [
         NewJob(
@@ -120,6 +122,8 @@ def submit(
             completed_at=placement.completed_at,
             provider_batch_id=batch_id,
             request_hash=hashes.get(item.idempotency_key) if item.idempotency_key else None,
+            routing=placement.routing,
+            quality_target=item.quality_target,
         )
         for item, instruction, placement, batch_id in zip(
             fresh, instructions, placements, batch_ids, strict=True
@@ -165,7 +169,9 @@ def _check_unfinished(session: Session, *, tenant: Tenant, adding: int) -> None:
 def request_hash(item: JobIn) -> str:
     """A job's payload fingerprint: the same fields and values (defaults filled in, object
     keys in any order) give the same hash."""
-    payload = item.model_dump(mode="json", exclude={"idempotency_key"})
+    # An unset quality target stays out, so the hashes of jobs stored before it existed hold.
+    unset = {"quality_target"} if item.quality_target is None else set()
+    payload = item.model_dump(mode="json", exclude={"idempotency_key", *unset})
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -214,10 +220,13 @@ def _check_replay(
 
 
 def _place(
-    fresh: list[JobIn], *, catalog: Catalog, now: datetime
+    fresh: list[JobIn], *, tenant: Tenant, catalog: Catalog, now: datetime
 ) -> tuple[list[str | None], list[Placement]]:
     """Each job's stored instruction (documents default to summarise) and its placement:
-    routed now when it skips the cache, else left for ingest."""
+    routed now when it skips the cache and the rules route it, else left for ingest (a
+    ``learned`` tenant's prompts are embedded and scored there, not in the API)."""
+    settings = TenantRouting.of(tenant.routing_strategy, tenant.quality_target)
+    learned = settings.strategy == Strategy.learned
     instructions: list[str | None] = []
     placements: list[Placement] = []
     for item in fresh:
@@ -225,6 +234,11 @@ def _place(
             (item.instruction or DEFAULT_INSTRUCTION) if item.document is not None else None
         )
         instructions.append(instruction)
+        note = (
+            rules_note(model_hint=item.model, tier_hint=item.tier, document=item.document)
+            if learned
+            else None
+        )
         placements.append(
             place(
                 item,
@@ -235,8 +249,11 @@ def _place(
                 deadline=item.deadline,
                 catalog=catalog,
                 now=now,
+                max_output_tokens=item.max_output_tokens,
+                strategy=settings.strategy,
+                note=note,
             )
-            if item.cache == CacheMode.bypass
+            if item.cache == CacheMode.bypass and (not learned or note is not None)
             else UNROUTED
         )
     return instructions, placements

@@ -95,6 +95,7 @@ class QueuedJob:
     semantic_cache: bool | None
     requested_mode: RequestedMode
     deadline: datetime | None
+    quality_target: float | None
 
 
 _QUEUED_COLUMNS = tuple(getattr(Job, f.name) for f in fields(QueuedJob))

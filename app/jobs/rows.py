@@ -58,6 +58,9 @@ class NewJob(NamedTuple):
     request_hash: str | None = None
     # A conversation's earlier turns (``messages``), between ``system`` and ``prompt``.
     history: list[ChatMessage] | None = None
+    # Why it was routed (set with the route columns) and the job's own quality target.
+    routing: dict[str, Any] | None = None
+    quality_target: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,7 @@ class RoutedJob:
     routed_at: datetime | None
     error: str | None
     completed_at: datetime | None
+    routing: dict[str, Any] | None
     cache_key: str | None
     updated_at: datetime
     coalesce_leader: bool = field(default=False, kw_only=True)

@@ -22,6 +22,7 @@ from app.kit.money import Money
 from app.kit.prompts import ChatMessage, split_messages
 from app.ledger.schemas import SavingsByLayer
 from app.models import CacheMode, JobMode, JobState, RequestedMode
+from app.routing.schemas import QualityTarget, RoutingOut
 
 DEADLINE_RANGE = (datetime(2000, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))
 
@@ -110,6 +111,11 @@ class JobIn(BaseModel):
     )
     priority: StrictInt = Field(
         default=0, ge=-1000, le=1000, description="Higher leaves its window first."
+    )
+    quality_target: QualityTarget | None = Field(
+        default=None,
+        description="For a tenant routed by `learned`: the fraction of the strong model's "
+        "quality to keep, in (0, 1]; overrides the tenant's.",
     )
 
     @field_validator("prompt", "document", "instruction")
@@ -239,6 +245,9 @@ class JobOut(BaseModel):
     provider: str | None
     mode: JobMode | None
     route_reason: str | None
+    routing: RoutingOut | None = Field(
+        default=None, description="Why it was routed: strategy, score, threshold, candidates."
+    )
     cache_hit: bool
     cached_from_job_id: uuid.UUID | None
     coalesced_with: uuid.UUID | None = Field(

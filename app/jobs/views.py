@@ -13,6 +13,7 @@ from app.jobs.schemas import Cost, GroupOut, JobOut, Timings, Usage
 from app.ledger import service as ledger_service
 from app.ledger.schemas import SavingsByLayer
 from app.models import TERMINAL_STATES, Job, JobGroup, JobState
+from app.routing.schemas import RoutingOut
 
 
 def _seconds(start: datetime, end: datetime | None) -> float | None:
@@ -46,6 +47,7 @@ def to_out(job: Job, savings: ledger_service.Savings | None = None) -> JobOut:
         provider=job.provider,
         mode=job.mode,
         route_reason=job.route_reason,
+        routing=None if job.routing is None else RoutingOut.model_validate(job.routing),
         cache_hit=job.cache_hit,
         cached_from_job_id=job.cached_from_job_id,
         coalesced_with=job.coalesced_with,

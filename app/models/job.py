@@ -166,6 +166,10 @@ class Job(IdMixin, CreatedAtMixin, Base):
     model: Mapped[str | None] = mapped_column(String(200))
     mode: Mapped[JobMode | None] = mapped_column(StrEnumText(JobMode, 20))
     route_reason: Mapped[str | None] = mapped_column(Text)
+    # Why it was routed (strategy, score, threshold, candidates, expected quality and cost).
+    routing: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # Overrides the tenant's quality target for the learned router.
+    quality_target: Mapped[float | None]
     estimated_tokens: Mapped[int | None]
     # Upper bound of the bytes this request adds to a provider batch file (windows' max_bytes).
     estimated_bytes: Mapped[int | None]

@@ -22,3 +22,8 @@ class Tenant(IdMixin, CreatedAtMixin, Base):
     # What a job's naive cost is priced on (a catalog model); NULL means the catalog's
     # naive_model.
     baseline_model: Mapped[str | None] = mapped_column(String(200))
+    # How its jobs are routed: ``rules`` or ``learned`` (app/routing/strategies.py); NULL
+    # means the default, ``rules``.
+    routing_strategy: Mapped[str | None] = mapped_column(String(20))
+    # The fraction of the strong model's quality the learned router keeps; NULL: 0.95.
+    quality_target: Mapped[float | None]

@@ -184,6 +184,7 @@ class LearnedRouter:
         # out-of-fold scores of the training prompts: the thresholds' reference
         self.reference = np.sort(arrays["oof_scores"])
         self._oof = arrays["oof_scores"]
+        self._mixes: dict[float, tuple[float, float, float]] = {}
 
     def score(self, embeddings: Array, prompts: Sequence[str]) -> Array:
         """Expected gain of the strong model for each prompt (higher: send to strong)."""
@@ -212,11 +213,21 @@ class LearnedRouter:
     def threshold_for_quality(self, target: float) -> tuple[float, float]:
         """The cut whose training mix keeps ``target`` of the all-strong quality, and the
         share of strong calls it took there."""
-        weak = self.parts.labels[:, 1] > 0
-        strong = self.parts.labels[:, 2] > 0
-        reference = curve(self._oof, weak, strong)
-        share = reference.share_at_quality_fraction(target)
-        return self.threshold_for_share(share), share
+        threshold, share, _ = self.mix_for_quality(target)
+        return threshold, share
+
+    def mix_for_quality(self, target: float) -> tuple[float, float, float]:
+        """``threshold_for_quality`` and the fraction of the all-strong quality that mix
+        kept on the training folds (``target`` or more). Computed once per target."""
+        if target not in self._mixes:
+            weak = self.parts.labels[:, 1] > 0
+            strong = self.parts.labels[:, 2] > 0
+            reference = curve(self._oof, weak, strong)
+            share = reference.share_at_quality_fraction(target)
+            quality = float(np.interp(share, reference.shares, reference.quality))
+            kept = quality / reference.strong_quality if reference.strong_quality else 1.0
+            self._mixes[target] = (self.threshold_for_share(share), share, kept)
+        return self._mixes[target]
 
     def domain_prior(self, domains: Sequence[str | None]) -> Array:
         """Each domain's training gain (the per-domain prior baseline); 0 for unknown ones."""

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 from app.catalog.catalog import Catalog, ModelConfig
 from app.kit.errors import ValidationFailed
 from app.models import JobMode, RequestedMode
+from app.routing.strategies import LearnedScore, Strategy
 
 
 class NoRoute(Exception):
@@ -21,6 +24,9 @@ class Route:
     provider: str
     model: str
     reason: str
+    # For the job's routing record: the strategy, the rule or tier or score, and the
+    # candidates considered (model names).
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 def validate_hints(catalog: Catalog, *, model: str | None, tier: str | None) -> None:
@@ -66,8 +72,10 @@ def route(
                 f"input of about {tokens} tokens exceeds {model.name}'s context window "
                 f"of {model.context_tokens}"
             )
-        return Route(model.provider, model.name, "model requested by the client")
+        pinned = {"strategy": Strategy.rules.value, "hint": "model", "candidates": [model.name]}
+        return Route(model.provider, model.name, "model requested by the client", pinned)
 
+    rule_name: str | None = None
     if tier_hint is not None:
         tier, reason = tier_hint, f"tier {tier_hint} requested by the client"
     else:
@@ -82,9 +90,20 @@ def route(
                 continue
             if rule.min_tokens is not None and tokens < rule.min_tokens:
                 continue
-            tier, reason = rule.tier, f"rule: {rule.name}"
+            tier, reason, rule_name = rule.tier, f"rule: {rule.name}", rule.name
             break
 
+    in_tier = sorted(
+        (m for m in catalog.models if m.tier == tier),
+        key=lambda m: (m.input_per_mtok, m.output_per_mtok),
+    )
+    details: dict[str, Any] = {
+        "strategy": Strategy.rules.value,
+        "hint": "tier" if tier_hint is not None else None,
+        "rule": rule_name,
+        "tier": tier,
+        "candidates": [m.name for m in in_tier],
+    }
     chosen = _cheapest_fitting(catalog, tier, tokens)
     if chosen is None:
         # Context overflow: the tier's cheapest model's fallback chain first, then any model.
@@ -95,13 +114,52 @@ def route(
         for step in catalog.fallback_chain(first.name):
             if step.context_tokens >= tokens:
                 reason += f"; {first.name} cannot hold {tokens} tokens, next in its chain"
-                return Route(step.provider, step.name, reason)
+                details["fallback"] = f"context overflow: {first.name} to {step.name}"
+                return Route(step.provider, step.name, reason, details)
         fitting = [m for m in catalog.models if m.context_tokens >= tokens]
         if not fitting:
             raise NoRoute(f"input of about {tokens} tokens exceeds every model's context window")
         chosen = min(fitting, key=lambda m: (m.input_per_mtok, m.output_per_mtok))
         reason += f"; {tier} models cannot hold {tokens} tokens"
-    return Route(chosen.provider, chosen.name, reason)
+        details["fallback"] = f"context overflow: {tier} models to {chosen.name}"
+    return Route(chosen.provider, chosen.name, reason, details)
+
+
+def route_learned(catalog: Catalog, *, tokens: int, verdict: LearnedScore) -> Route:
+    """The catalog's strong model when the learned router's score reaches its cut, else the
+    weak one; an input the chosen model cannot hold goes down its fallback chain."""
+    pair = catalog.learned
+    if pair is None:  # the learned strategy is refused for a catalog without the pair
+        raise LookupError("the catalog has no [learned] weak/strong pair")
+    weak, strong = catalog.model(pair.weak_model), catalog.model(pair.strong_model)
+    chosen = strong if verdict.strong else weak
+    compare = ">=" if verdict.strong else "<"
+    cut = f"{verdict.threshold:.4f}" if math.isfinite(verdict.threshold) else "none"
+    reason = (
+        f"learned: score {verdict.score:.4f} {compare} threshold {cut} for quality target "
+        f"{verdict.quality_target:g}; {chosen.name}"
+    )
+    details: dict[str, Any] = {
+        "strategy": Strategy.learned.value,
+        "score": round(verdict.score, 6),
+        "threshold": round(verdict.threshold, 6) if math.isfinite(verdict.threshold) else None,
+        "quality_target": verdict.quality_target,
+        "expected_quality": round(verdict.expected_quality, 4),
+        "expected_strong_share": round(verdict.expected_strong_share, 4),
+        "candidates": [weak.name, strong.name],
+    }
+    if tokens > chosen.context_tokens:
+        step = next((m for m in catalog.fallback_chain(chosen.name) if m.context_tokens >= tokens),
+                    None)  # fmt: skip
+        if step is None:
+            raise NoRoute(
+                f"input of about {tokens} tokens exceeds {chosen.name}'s context window and "
+                "every model of its fallback chain"
+            )
+        reason += f"; {chosen.name} cannot hold {tokens} tokens, next in its chain"
+        details["fallback"] = f"context overflow: {chosen.name} to {step.name}"
+        chosen = step
+    return Route(chosen.provider, chosen.name, reason, details)
 
 
 def choose_mode(

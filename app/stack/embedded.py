@@ -81,6 +81,17 @@ def migrate(database_url: str) -> None:
     command.upgrade(config, "heads")
 
 
+def _check_catalog() -> None:
+    """Before anything starts: the catalog validates and the trained router it names loads."""
+    from app.catalog.catalog import CatalogError, get_catalog
+    from app.routing.strategies import RouterUnavailable, check_configured_router
+
+    try:
+        check_configured_router(get_catalog())
+    except (CatalogError, RouterUnavailable) as exc:
+        raise RuntimeError(str(exc)) from exc
+
+
 class EmbeddedStack:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -135,6 +146,7 @@ class EmbeddedStack:
 
     def start(self, *, say: Callable[[str], None]) -> StackInfo:
         """Start everything and wait until each part answers. Stops what it started on failure."""
+        _check_catalog()
         for name, port in (
             ("API", self.ports.api),
             ("simulator", self.ports.simulator),

@@ -73,6 +73,9 @@ WebhooksWrite = Annotated[
     Tenant, Depends(TenantAuthenticator(required_scopes={Scope.webhooks_write}))
 ]
 CacheWrite = Annotated[Tenant, Depends(TenantAuthenticator(required_scopes={Scope.cache_write}))]
+RoutingWrite = Annotated[
+    Tenant, Depends(TenantAuthenticator(required_scopes={Scope.routing_write}))
+]
 StatsRead = Annotated[Tenant, Depends(TenantAuthenticator(required_scopes={Scope.stats_read}))]
 # Stats of the key's tenant, or with the operator scope every tenant's (the caller decides).
 StatsReader = Annotated[

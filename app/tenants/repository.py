@@ -69,3 +69,12 @@ def baseline_models(session: Session, *, tenant_ids: list[uuid.UUID]) -> dict[uu
 def share_weights(session: Session, *, tenant_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
     query = select(Tenant.id, Tenant.share_weight).where(Tenant.id.in_(tenant_ids))
     return {tenant_id: int(weight) for tenant_id, weight in session.execute(query)}
+
+
+def routing_settings(
+    session: Session, *, tenant_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, tuple[str | None, float | None]]:
+    query = select(Tenant.id, Tenant.routing_strategy, Tenant.quality_target).where(
+        Tenant.id.in_(tenant_ids)
+    )
+    return {tenant_id: (strategy, target) for tenant_id, strategy, target in session.execute(query)}

@@ -10,6 +10,7 @@ class Scope(StrEnum):
     jobs_read = "jobs:read"
     webhooks_write = "webhooks:write"
     cache_write = "cache:write"
+    routing_write = "routing:write"
     stats_read = "stats:read"
     keys_write = "keys:write"
     # Cross-tenant views (metrics); never granted through the API, only by the CLI.

@@ -202,3 +202,22 @@ def share_weights(session: Session, *, tenant_ids: list[uuid.UUID]) -> dict[uuid
     """Each tenant's weight in the fair share of a window (1 unless set; at least 1)."""
     found = repository.share_weights(session, tenant_ids=tenant_ids)
     return {tenant_id: max(1, found.get(tenant_id, 1)) for tenant_id in tenant_ids}
+
+
+def set_routing(
+    session: Session, *, tenant: Tenant, strategy: str | None, quality_target: float | None
+) -> None:
+    """The tenant's routing strategy and quality target (None: the default). The caller
+    checks the strategy can run (``app.routing.strategies``)."""
+    tenant.routing_strategy = strategy
+    tenant.quality_target = quality_target
+    session.flush()
+
+
+def routing_settings(
+    session: Session, *, tenant_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, tuple[str | None, float | None]]:
+    """Each tenant's stored routing strategy and quality target (None where unset)."""
+    if not tenant_ids:
+        return {}
+    return repository.routing_settings(session, tenant_ids=sorted(set(tenant_ids)))

@@ -1,0 +1,63 @@
+"""``GET``/``PUT /v1/routing/settings``: how a tenant's jobs are routed."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.catalog.catalog import Catalog
+from app.catalog.deps import CatalogDep
+from app.kit.deps import SessionDep
+from app.kit.errors import API_ERROR_CODES, error_responses
+from app.kit.json_input import StrictJSONRoute
+from app.models import Tenant
+from app.routing import strategies
+from app.routing.schemas import RoutingSettingsIn, RoutingSettingsOut
+from app.tenants import service as tenant_service
+from app.tenants.deps import RoutingWrite
+
+router = APIRouter(prefix="/v1/routing", tags=["routing"], route_class=StrictJSONRoute)
+
+ERRORS = error_responses(*API_ERROR_CODES)
+
+
+def _out(tenant: Tenant, catalog: Catalog) -> RoutingSettingsOut:
+    settings = strategies.TenantRouting.of(tenant.routing_strategy, tenant.quality_target)
+    try:
+        strategies.learned_router(catalog)
+        available = True
+    except strategies.RouterUnavailable:
+        available = False
+    pair = catalog.learned
+    return RoutingSettingsOut(
+        strategy=settings.strategy,
+        quality_target=settings.quality_target,
+        learned_available=available,
+        weak_model=pair.weak_model if pair else None,
+        strong_model=pair.strong_model if pair else None,
+    )
+
+
+@router.get("/settings", responses=ERRORS)
+def get_routing_settings(tenant: RoutingWrite, catalog: CatalogDep) -> RoutingSettingsOut:
+    """The tenant's routing strategy and quality target (defaults filled in)."""
+    return _out(tenant, catalog)
+
+
+@router.put("/settings", responses=ERRORS)
+def put_routing_settings(
+    body: RoutingSettingsIn, session: SessionDep, tenant: RoutingWrite, catalog: CatalogDep
+) -> RoutingSettingsOut:
+    """Change the strategy or the quality target; jobs ingested from now on follow them.
+    ``learned`` without a trained router that loads is refused (422)."""
+    given = body.model_fields_set
+    strategy = body.strategy if "strategy" in given else tenant.routing_strategy
+    target = body.quality_target if "quality_target" in given else tenant.quality_target
+    if strategy is not None:
+        strategies.check_available(catalog, strategies.Strategy(strategy))
+    tenant_service.set_routing(
+        session,
+        tenant=tenant,
+        strategy=None if strategy is None else str(strategy),
+        quality_target=target,
+    )
+    return _out(tenant, catalog)
