@@ -133,12 +133,20 @@ def route_learned(catalog: Catalog, *, tokens: int, verdict: LearnedScore) -> Ro
         raise LookupError("the catalog has no [learned] weak/strong pair")
     weak, strong = catalog.model(pair.weak_model), catalog.model(pair.strong_model)
     chosen = strong if verdict.strong else weak
-    compare = ">=" if verdict.strong else "<"
-    cut = f"{verdict.threshold:.4f}" if math.isfinite(verdict.threshold) else "none"
-    reason = (
-        f"learned: score {verdict.score:.4f} {compare} threshold {cut} for quality target "
-        f"{verdict.quality_target:g}; {chosen.name}"
-    )
+    target = f"quality target {verdict.quality_target:g}"
+    if verdict.threshold == math.inf:
+        reason = (
+            f"learned: the weak model alone kept {verdict.expected_quality:.0%} of the strong "
+            f"model's quality in training ({target}); {chosen.name}"
+        )
+    elif verdict.threshold == -math.inf:
+        reason = f"learned: every prompt goes to the strong model for {target}; {chosen.name}"
+    else:
+        compare = ">=" if verdict.strong else "<"
+        reason = (
+            f"learned: score {verdict.score:.4f} {compare} threshold {verdict.threshold:.4f} "
+            f"for {target}; {chosen.name}"
+        )
     details: dict[str, Any] = {
         "strategy": Strategy.learned.value,
         "score": round(verdict.score, 6),
