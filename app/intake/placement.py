@@ -127,27 +127,31 @@ def routing_record(
     """Why a job went where it did: the route's details (strategy, rule or score and
     threshold, candidates) with each candidate's expected cost, and the chosen one's."""
 
-    def cost(name: str) -> str:
-        model = catalog.model(name)
+    usage = ledger_service.TokenUsage(input_tokens=tokens, output_tokens=output_tokens)
+    chosen = catalog.model(route.model)
+    names: list[str] = route.details.get("candidates", [])
+    costs: dict[str, str] = {}
+    for name in [*names, route.model]:
+        if name in costs:
+            continue
+        model = chosen if name == route.model else catalog.model(name)
         candidate_mode = mode
-        if name != route.model:
+        if model.provider != chosen.provider:  # its own provider's mode (a batch API or not)
             candidate_mode, _ = routing_service.choose_mode(
                 catalog, provider=model.provider, requested=requested_mode, deadline=deadline,
                 now=now,
             )  # fmt: skip
-        usage = ledger_service.TokenUsage(input_tokens=tokens, output_tokens=output_tokens)
-        return str(ledger_service.paid_price(model, candidate_mode, usage))
-
-    details = {key: value for key, value in route.details.items() if value is not None}
-    return {
-        **details,
-        "tenant_strategy": strategy.value,
-        **({"note": note} if note else {}),
-        "chosen": route.model,
-        "mode": mode.value,
-        "candidates": [{"model": name, "expected_cost_usd": cost(name)}
-                       for name in route.details.get("candidates", [])],
-        "expected_input_tokens": tokens,
-        "expected_output_tokens": output_tokens,
-        "expected_cost_usd": cost(route.model),
-    }  # fmt: skip
+        costs[name] = str(ledger_service.paid_price(model, candidate_mode, usage))
+    record = {key: value for key, value in route.details.items() if value is not None}
+    record.update(
+        tenant_strategy=strategy.value,
+        chosen=route.model,
+        mode=mode.value,
+        candidates=[{"model": name, "expected_cost_usd": costs[name]} for name in names],
+        expected_input_tokens=tokens,
+        expected_output_tokens=output_tokens,
+        expected_cost_usd=costs[route.model],
+    )
+    if note:
+        record["note"] = note
+    return record
