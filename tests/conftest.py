@@ -117,6 +117,10 @@ def db(database: str, broker: str) -> Iterator[Session]:
             if attempt == 9 or not isinstance(exc.orig, psycopg.errors.DeadlockDetected):
                 raise
             time.sleep(0.2)
+    # No circuit opened by an earlier test's fault storm leaks into this one.
+    from app.providers import breaker
+
+    breaker.close()
     session = get_sessionmaker()()
     yield session
     session.close()

@@ -11,6 +11,7 @@ from app.kit.prompts import Request, history_text, user_content
 from app.kit.text import estimate_tokens
 from app.ledger import service as ledger_service
 from app.models import JobMode, JobState, RequestedMode
+from app.providers import breaker
 from app.routing import service as routing_service
 from app.routing.strategies import LearnedScore, Strategy
 
@@ -78,6 +79,9 @@ def place(
                 model_hint=model_hint,
                 tier_hint=tier_hint,
             )
+        route = routing_service.avoid_open_circuits(
+            catalog, route, tokens=tokens, open_providers=breaker.open_providers(catalog)
+        )
     except routing_service.NoRoute as exc:
         return UNROUTED._replace(
             state=JobState.failed, error=str(exc), estimated_tokens=tokens, completed_at=now

@@ -58,6 +58,8 @@ class HTTPOptions(TypedDict, total=False):
     policy: RetryPolicy | None
     transport: httpx.BaseTransport | None  # tests and benchmarks swap the network out
     sleep: Callable[[float], None]  # tests record the waits instead of timing them
+    # Told of every attempt: False for a 5xx, a 429 or no answer (the circuit breaker).
+    observer: Callable[[bool], None] | None
 
 
 def never_sent(exc: BaseException) -> bool:
@@ -92,8 +94,10 @@ class ProviderHTTP:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         provider: str = "provider",
+        observer: Callable[[bool], None] | None = None,
     ) -> None:
         self._secret = secret
+        self._observer = observer
         self._provider = provider
         self._policy = policy or RetryPolicy()
         self._sleep = sleep
@@ -108,6 +112,24 @@ class ProviderHTTP:
 
     def close(self) -> None:
         self.client.close()
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One attempt, told to the observer; raises for a non-2xx answer."""
+        try:
+            response = self.client.request(method, path, **kwargs)
+        except httpx.TransportError:
+            self._observe(False)
+            raise
+        self._observe(response.status_code != 429 and response.status_code < 500)
+        response.raise_for_status()
+        return response
+
+    def _observe(self, ok: bool) -> None:
+        if self._observer is not None:
+            try:
+                self._observer(ok)
+            except Exception:  # a breaker must never fail the call it watches
+                log.debug("provider observer failed", exc_info=True)
 
     def _wait(self, state: RetryCallState) -> float:
         policy = self._policy
@@ -147,8 +169,7 @@ class ProviderHTTP:
         try:
             for attempt in self._retrying():
                 with attempt:
-                    response = self.client.request(method, path, **kwargs)
-                    response.raise_for_status()
+                    response = self._send(method, path, **kwargs)
                     metrics.PROVIDER_REQUESTS.labels(self._provider, "ok").inc()
                     return response
         except (httpx.HTTPStatusError, httpx.TransportError) as exc:
@@ -179,8 +200,7 @@ class ProviderHTTP:
                             log.info("%s %s: adopted what an earlier attempt made", method, path)
                             return found
                     try:
-                        response = self.client.request(method, path, **kwargs)
-                        response.raise_for_status()
+                        response = self._send(method, path, **kwargs)
                     except (httpx.HTTPStatusError, httpx.TransportError) as exc:
                         in_doubt = in_doubt or not never_sent(exc)
                         raise

@@ -13,6 +13,7 @@ from app.catalog.catalog import Catalog, ProviderConfig
 from app.providers.anthropic_batch import LIMITS as ANTHROPIC_LIMITS
 from app.providers.anthropic_batch import AnthropicBatchProvider
 from app.providers.base import BatchProvider, ProviderLimits, RealtimeProvider
+from app.providers.breaker import Breaker
 from app.providers.http import HTTPOptions, RetryPolicy
 from app.providers.openai_batch import LIMITS as OPENAI_LIMITS
 from app.providers.openai_batch import OpenAIBatchProvider
@@ -45,12 +46,13 @@ def batch_limits(catalog: Catalog) -> dict[str, ProviderLimits]:
     }
 
 
-def _connection(config: ProviderConfig) -> Connection:
+def _connection(name: str, config: ProviderConfig) -> Connection:
     return {
         "base_url": config.resolved_base_url(),
         "api_key": config.api_key(),
         "timeout": config.timeout_seconds,
         "policy": RetryPolicy(max_attempts=config.max_attempts),
+        "observer": Breaker(name, config).observe,
     }
 
 
@@ -59,13 +61,13 @@ def get_provider(catalog: Catalog, name: str) -> BatchProvider:
     config = catalog.providers[name]
     if config.kind == "anthropic_batch":
         return AnthropicBatchProvider(
-            **_connection(config),
+            **_connection(name, config),
             anthropic_version=config.anthropic_version,
             limits=_limits(config, ANTHROPIC_LIMITS),
         )
     if config.kind == "openai_batch":
         return OpenAIBatchProvider(
-            **_connection(config),
+            **_connection(name, config),
             completion_window=config.completion_window,
             limits=_limits(config, OPENAI_LIMITS),
         )
@@ -110,7 +112,7 @@ def get_realtime_provider(catalog: Catalog, name: str) -> RealtimeProvider:
     config = catalog.providers[name]
     if config.kind == "anthropic_batch":
         raise ValueError(f"provider {name} ({config.kind}) has no OpenAI-compatible chat API")
-    return OpenAIRealtimeProvider(**_connection(config))
+    return OpenAIRealtimeProvider(**_connection(name, config))
 
 
 def realtime_concurrency(catalog: Catalog, name: str) -> int:

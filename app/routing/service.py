@@ -206,3 +206,21 @@ def choose_mode(
         why = f"auto: deadline inside {batch_window}, but {provider} has no realtime API"
         return JobMode.batch, why
     return JobMode.realtime, f"auto: the deadline is sooner than {batch_window}"
+
+
+def avoid_open_circuits(
+    catalog: Catalog, route: Route, *, tokens: int, open_providers: frozenset[str]
+) -> Route:
+    """A route to a provider whose circuit is open (a 5xx / 429 storm) goes to the first
+    model of its model's fallback chain on a provider whose circuit is closed that holds the
+    input. A model the client pinned stays (so does a job with no such model in its chain:
+    it waits in its window, and the provider's own retries apply)."""
+    if route.provider not in open_providers or route.details.get("hint") == "model":
+        return route
+    for step in catalog.fallback_chain(route.model):
+        if step.provider not in open_providers and step.context_tokens >= tokens:
+            why = f"{route.provider}'s circuit is open (5xx/429 storm)"
+            details = {**route.details, "fallback": f"{why}: {route.model} to {step.name}"}
+            reason = f"{route.reason}; {why}, next in {route.model}'s chain"
+            return Route(step.provider, step.name, reason, details)
+    return route
