@@ -304,6 +304,7 @@ _UNROUTED: dict[str, Any] = {
     "model": None,
     "mode": None,
     "route_reason": None,
+    "routing": None,
     "routed_at": None,
     "provider_batch_id": None,
 }
