@@ -156,6 +156,16 @@ class LearnedRouting(_Strict):
     router_dir: str | None = None
 
 
+class SemanticRoute(_Strict):
+    """A route of the semantic strategy: prompts like its example utterances go to its tier.
+    Its similarity threshold is fitted on the catalog's utterances when not given."""
+
+    name: str
+    tier: str
+    utterances: list[str] = Field(min_length=2)
+    threshold: float | None = Field(default=None, gt=0, le=1)
+
+
 class AliasTarget(_Strict):
     """What a model name means: pin a catalog model, or let the router choose in a tier."""
 
@@ -180,6 +190,9 @@ class Catalog(_Strict):
     naive_model: str
     default_tier: str
     learned: LearnedRouting | None = None
+    semantic_routes: list[SemanticRoute] = Field(default_factory=list)
+    # Utterances of no route: negatives when a route's threshold is fitted.
+    semantic_none: list[str] = Field(default_factory=list)
     providers: dict[str, ProviderConfig]
     models: list[ModelConfig] = Field(min_length=1)
     rules: list[Rule] = Field(default_factory=list)
@@ -196,7 +209,11 @@ class Catalog(_Strict):
                 raise ValueError(f"model {model.name} names unknown provider {model.provider}")
         if self.naive_model not in names:
             raise ValueError(f"naive_model {self.naive_model} is not in the catalog")
-        for tier in [self.default_tier, *(r.tier for r in self.rules)]:
+        for tier in [
+            self.default_tier,
+            *(r.tier for r in self.rules),
+            *(r.tier for r in self.semantic_routes),
+        ]:
             if tier not in tiers:
                 raise ValueError(f"tier {tier} has no model")
         for model in self.models:

@@ -124,8 +124,8 @@ def _ingest(
     failed: list[RoutedJob] = []
     tiers: dict[uuid.UUID, str] = {}
     get_embedder = embedder or embedding_service.get_embedder
-    # Embed -> route -> cache: a learned tenant's prompts are embedded once, here, and the
-    # cache's semantic layer uses the same vectors.
+    # Embed -> route -> cache: a learned or semantic tenant's prompts are embedded once,
+    # here, and the cache's semantic layer uses the same vectors.
     decisions = strategy.decide(session, jobs=jobs, catalog=catalog, embedder=get_embedder)
     for job in jobs:
         placement = place(
@@ -140,6 +140,7 @@ def _ingest(
             max_output_tokens=job.max_output_tokens,
             strategy=decisions.settings[job.tenant_id].strategy,
             learned=decisions.verdicts.get(job.id),
+            semantic=decisions.matches.get(job.id),
             note=decisions.notes.get(job.id),
         )
         if placement.state == JobState.failed:

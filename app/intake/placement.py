@@ -13,6 +13,7 @@ from app.ledger import service as ledger_service
 from app.models import JobMode, JobState, RequestedMode
 from app.providers import breaker
 from app.routing import service as routing_service
+from app.routing.semantic import SemanticMatch
 from app.routing.strategies import LearnedScore, Strategy
 
 # Output tokens a job is expected to use when it sets no max_output_tokens (the expected
@@ -54,14 +55,15 @@ def place(
     max_output_tokens: int | None = None,
     strategy: Strategy = Strategy.rules,
     learned: LearnedScore | None = None,
+    semantic: SemanticMatch | None = None,
     note: str | None = None,
 ) -> Placement:
     """Route ``job`` (``instruction`` as stored: the default applied to documents) and pick
     its mode; a job no model can take fails here, with the reason as its error.
 
-    ``learned``: the learned router's verdict on the job (its tenant's ``strategy`` is
-    ``learned`` and nothing pins its model or tier); ``note`` says why a job of a
-    ``learned`` tenant was routed by the rules instead.
+    ``learned`` / ``semantic``: the learned router's verdict, or the nearest semantic route,
+    for a job of a tenant with that ``strategy`` that pins no model or tier; ``note`` says
+    why such a tenant's job was routed by the rules instead.
     """
     text = user_content(job)
     tokens = estimate_tokens(text) + estimate_tokens(job.system or "")
@@ -70,6 +72,10 @@ def place(
     try:
         if learned is not None:
             route = routing_service.route_learned(catalog, tokens=tokens, verdict=learned)
+        elif semantic is not None:
+            route = routing_service.route_semantic(
+                catalog, text=text, tokens=tokens, instruction=instruction, match=semantic
+            )
         else:
             route = routing_service.route(
                 catalog,

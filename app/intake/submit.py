@@ -224,9 +224,9 @@ def _place(
 ) -> tuple[list[str | None], list[Placement]]:
     """Each job's stored instruction (documents default to summarise) and its placement:
     routed now when it skips the cache and the rules route it, else left for ingest (a
-    ``learned`` tenant's prompts are embedded and scored there, not in the API)."""
+    ``learned`` or ``semantic`` tenant's prompts are embedded there, not in the API)."""
     settings = TenantRouting.of(tenant.routing_strategy, tenant.quality_target)
-    learned = settings.strategy == Strategy.learned
+    embeds = settings.strategy != Strategy.rules  # learned or semantic: embedded at ingest
     instructions: list[str | None] = []
     placements: list[Placement] = []
     for item in fresh:
@@ -236,7 +236,7 @@ def _place(
         instructions.append(instruction)
         note = (
             rules_note(model_hint=item.model, tier_hint=item.tier, document=item.document)
-            if learned
+            if embeds
             else None
         )
         placements.append(
@@ -253,7 +253,7 @@ def _place(
                 strategy=settings.strategy,
                 note=note,
             )
-            if item.cache == CacheMode.bypass and (not learned or note is not None)
+            if item.cache == CacheMode.bypass and (not embeds or note is not None)
             else UNROUTED
         )
     return instructions, placements

@@ -34,6 +34,7 @@ def _out(tenant: Tenant, catalog: Catalog) -> RoutingSettingsOut:
         learned_available=available,
         weak_model=pair.weak_model if pair else None,
         strong_model=pair.strong_model if pair else None,
+        semantic_routes=[route.name for route in catalog.semantic_routes],
     )
 
 

@@ -20,8 +20,9 @@ class RoutingSettingsIn(BaseModel):
 
     strategy: Strategy | None = Field(
         default=None,
-        description="`rules` (the catalog's rules; the default) or `learned` (the trained "
-        "router chooses between the catalog's weak and strong model).",
+        description="`rules` (the catalog's rules; the default), `learned` (the trained "
+        "router chooses between the catalog's weak and strong model) or `semantic` (the "
+        "catalog's routes of example utterances pick the tier).",
     )
     quality_target: QualityTarget | None = Field(
         default=None,
@@ -38,6 +39,9 @@ class RoutingSettingsOut(BaseModel):
     )
     weak_model: str | None = Field(description="The learned router's weak model.")
     strong_model: str | None = Field(description="The learned router's strong model.")
+    semantic_routes: list[str] = Field(
+        default_factory=list, description="The catalog's semantic routes (`semantic`)."
+    )
 
 
 class CandidateOut(BaseModel):
@@ -48,10 +52,11 @@ class CandidateOut(BaseModel):
 class RoutingOut(BaseModel):
     """Why a job was routed where it was (set when it is routed)."""
 
-    strategy: Strategy = Field(description="What routed the job: `rules` or `learned`.")
+    strategy: Strategy = Field(description="What routed the job: `rules`, `learned` or `semantic`.")
     tenant_strategy: Strategy = Field(description="The tenant's strategy when it was routed.")
     note: str | None = Field(
-        default=None, description="Why a `learned` tenant's job was routed by the rules."
+        default=None,
+        description="Why a `learned` or `semantic` tenant's job was routed by the rules.",
     )
     hint: Literal["model", "tier"] | None = Field(
         default=None, description="The client pinned a model or tier."
@@ -62,7 +67,13 @@ class RoutingOut(BaseModel):
         default=None, description="`learned`: the expected gain of the strong model."
     )
     threshold: float | None = Field(
-        default=None, description="`learned`: the cut (strong when score >= threshold)."
+        default=None,
+        description="`learned`: the cut (strong when score >= threshold); `semantic`: the "
+        "route's similarity threshold.",
+    )
+    semantic_route: str | None = Field(default=None, description="`semantic`: the nearest route.")
+    similarity: float | None = Field(
+        default=None, description="`semantic`: the prompt's similarity to that route."
     )
     quality_target: float | None = Field(default=None, description="`learned`: the target.")
     expected_quality: float | None = Field(

@@ -12,6 +12,7 @@ from typing import Any
 from app.catalog.catalog import Catalog, ModelConfig
 from app.kit.errors import ValidationFailed
 from app.models import JobMode, RequestedMode
+from app.routing.semantic import SemanticMatch
 from app.routing.strategies import LearnedScore, Strategy
 
 
@@ -224,3 +225,26 @@ def avoid_open_circuits(
             reason = f"{route.reason}; {why}, next in {route.model}'s chain"
             return Route(step.provider, step.name, reason, details)
     return route
+
+
+def route_semantic(
+    catalog: Catalog, *, text: str, tokens: int, instruction: str | None, match: SemanticMatch
+) -> Route:
+    """The matched semantic route's tier (its cheapest model that holds the input), or the
+    rules when the prompt is near no route; either way the record has the figures."""
+    figures = {"semantic_route": match.route, "similarity": match.similarity,
+               "threshold": match.threshold}  # fmt: skip
+    cut = f"similarity {match.similarity:.3f} {'>=' if match.matched else '<'} threshold "
+    cut += f"{match.threshold:.3f}"
+    if not match.matched:
+        base = route(catalog, text=text, tokens=tokens, instruction=instruction,
+                     model_hint=None, tier_hint=None)  # fmt: skip
+        note = f"no semantic route matched (nearest: {match.route}, {cut})"
+        return Route(base.provider, base.model, f"{base.reason}; {note}",
+                     {**base.details, **figures, "note": note})  # fmt: skip
+    base = route(catalog, text=text, tokens=tokens, instruction=instruction,
+                 model_hint=None, tier_hint=match.tier)  # fmt: skip
+    asked = f"tier {match.tier} requested by the client"
+    reason = f"semantic: {match.route} ({cut}), tier {match.tier}" + base.reason[len(asked) :]
+    details = {**base.details, **figures, "strategy": Strategy.semantic.value, "hint": None}
+    return Route(base.provider, base.model, reason, details)

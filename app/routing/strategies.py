@@ -27,6 +27,7 @@ from app.routing.learned import LearnedRouter, RouterLoadError, load_router
 class Strategy(enum.StrEnum):
     rules = "rules"
     learned = "learned"
+    semantic = "semantic"
 
 
 DEFAULT_STRATEGY = Strategy.rules
@@ -86,6 +87,13 @@ def check_configured_router(catalog: Catalog) -> None:
 
 def check_available(catalog: Catalog, strategy: Strategy) -> None:
     """Refuse (422) a strategy this process cannot run."""
+    if strategy == Strategy.semantic and not catalog.semantic_routes:
+        raise ValidationFailed(
+            "strategy: the semantic strategy needs routes: add [[semantic_routes]] (a name, a "
+            "tier and example utterances) to the catalog",
+            details=[{"loc": ["body", "strategy"], "message": "the catalog has no semantic routes",
+                      "type": "router_unavailable"}],
+        )  # fmt: skip
     if strategy == Strategy.learned:
         try:
             learned_router(catalog)

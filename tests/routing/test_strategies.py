@@ -21,6 +21,7 @@ from app.kit.text import normalise
 from app.models import Job, JobState, Tenant
 from app.routing import service as routing_service
 from app.routing import strategies
+from app.routing.semantic import fit_threshold
 from app.routing.training import train_command
 from app.tenants import service as tenant_service
 from app.tenants.scopes import Scope
@@ -106,7 +107,9 @@ def job_out(api: TestClient, job_id: str) -> dict[str, object]:
 def test_settings_default_to_the_rules_and_change_with_put(api: TestClient) -> None:
     got = api.get("/v1/routing/settings").json()
     assert got == {"strategy": "rules", "quality_target": 0.95, "learned_available": False,
-                   "weak_model": "gpt-4o-mini", "strong_model": "gpt-4o"}  # fmt: skip
+                   "weak_model": "gpt-4o-mini", "strong_model": "gpt-4o",
+                   "semantic_routes": ["code goes to the premium tier",
+                                       "short factual lookups go to the economy tier"]}  # fmt: skip
 
     put = api.put("/v1/routing/settings", json={"quality_target": 0.9})
     assert put.status_code == 200, put.text
@@ -125,7 +128,6 @@ def test_settings_default_to_the_rules_and_change_with_put(api: TestClient) -> N
 @pytest.mark.parametrize(
     ("body", "where"),
     [
-        ({"strategy": "semantic"}, "strategy"),
         ({"strategy": "cheapest"}, "strategy"),
         ({"quality_target": 0}, "quality_target"),
         ({"quality_target": -0.5}, "quality_target"),
@@ -134,7 +136,7 @@ def test_settings_default_to_the_rules_and_change_with_put(api: TestClient) -> N
         ({"quality_target": True}, "quality_target"),
         ({"threshold": 0.3}, "threshold"),
     ],
-    ids=["semantic-not-built", "unknown", "zero", "negative", "above-one", "string", "bool",
+    ids=["unknown", "zero", "negative", "above-one", "string", "bool",
          "unknown-field"],
 )  # fmt: skip
 def test_a_bad_setting_is_a_422_naming_the_field(
@@ -320,3 +322,60 @@ def test_the_learned_route_follows_the_cut_and_overflows_down_the_chain() -> Non
     assert over.model != "gpt-4o-mini"
     assert catalog.model(over.model).context_tokens >= big
     assert "context overflow" in over.details["fallback"]
+
+
+# --- routed by the semantic routes ----------------------------------------------------------
+
+
+def test_semantic_needs_routes_in_the_catalog(api: TestClient) -> None:
+    from app.main import app
+
+    bare = get_catalog().model_copy(update={"semantic_routes": []})
+    app.dependency_overrides[get_catalog] = lambda: bare
+    try:
+        response = api.put("/v1/routing/settings", json={"strategy": "semantic"})
+    finally:
+        app.dependency_overrides.pop(get_catalog, None)
+    assert "semantic_routes" in assert_error(response, 422, "validation_error")
+
+
+def test_semantic_jobs_go_to_their_routes_tier_or_to_the_rules(
+    api: TestClient, db: Session, minilm: LocalEmbedder
+) -> None:
+    put = api.put("/v1/routing/settings", json={"strategy": "semantic"})
+    assert put.status_code == 200, put.text
+    asked = [
+        "Write a Python function that reverses a linked list.",
+        "What is the capital of Peru?",
+        "Tell me a story about a knight who is afraid of the dark.",
+    ]
+    submitted = api.post("/v1/jobs", json=[{"prompt": p, "cache": "bypass"} for p in asked])
+    ids = [j["id"] for j in submitted.json()["jobs"]]
+    assert [j["state"] for j in submitted.json()["jobs"]] == ["queued"] * 3  # routed at ingest
+
+    counting = CountingEmbedder(minilm)
+    ingest(db, get_catalog(), counting)
+    code, capital, story = (job_out(api, job_id) for job_id in ids)
+
+    expected = [(code, "code goes to the premium tier", "premium"),
+                (capital, "short factual lookups go to the economy tier", "economy")]  # fmt: skip
+    for out, route, tier in expected:
+        routing = out["routing"]
+        assert isinstance(routing, dict)
+        assert routing["strategy"] == "semantic"
+        assert routing["semantic_route"] == route
+        assert routing["tier"] == tier
+        assert routing["similarity"] >= routing["threshold"] > 0
+        assert str(out["route_reason"]).startswith(f"semantic: {route} (similarity ")
+    routing = story["routing"]
+    assert isinstance(routing, dict)
+    assert routing["strategy"] == "rules"
+    assert routing["tenant_strategy"] == "semantic"
+    assert routing["similarity"] < routing["threshold"]
+    assert "no semantic route matched" in routing["note"]
+    assert story["route_reason"].startswith("default tier standard; no semantic route matched")  # type: ignore[union-attr]
+
+
+def test_a_route_threshold_is_the_cut_with_the_fewest_errors() -> None:
+    assert fit_threshold([0.8, 0.7, 0.6], [0.3, 0.5, 0.65]) == pytest.approx(0.7)
+    assert fit_threshold([0.9], [0.1]) == pytest.approx(0.9)
