@@ -1,6 +1,6 @@
 """Per-tenant routing: the settings endpoint, jobs routed by the learned router (trained here
-on a few dozen lines of the RouteLLM MMLU dev file) with their reasons in the API, and
-tenants on the rules routed as before."""
+on a few dozen lines of the RouteLLM MMLU dev file) and by the semantic routes with their
+reasons in the API, and tenants on the rules routed as before."""
 
 from __future__ import annotations
 
