@@ -8,7 +8,7 @@ the cache settings (``cache:write``) get the new ``routing:write`` scope: the te
 settings keys keep changing every setting they could see.
 
 Revision ID: 0018_router
-Revises: 0015b_faults_index
+Revises: 0019_coalesce
 Create Date: 2026-12-02 17:00:00
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0018_router"
-down_revision: str | None = "0015b_faults_index"
+down_revision: str | None = "0019_coalesce"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
