@@ -15,8 +15,7 @@ from app.cache import service as cache_service
 from app.catalog.catalog import Catalog
 from app.embeddings import service as embedding_service
 from app.embeddings.base import Embedder
-from app.intake import coalescing
-from app.intake import strategy
+from app.intake import coalescing, strategy
 from app.intake.placement import Placement, place
 from app.jobs import coalescing as jobs_coalescing
 from app.jobs import repository as job_repository
