@@ -4,6 +4,7 @@ realtime micro-batch, as concurrent realtime calls whose outcomes are stored at 
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 
 from sqlalchemy.orm import Session
 
@@ -15,7 +16,7 @@ from app.jobs import repository as job_repository
 from app.jobs import transitions
 from app.kit import queue
 from app.kit.db import session_scope
-from app.kit.prompts import build_messages
+from app.kit.prompts import PromptPrefix, build_messages, prompt_prefix
 from app.models import BatchState, JobMode, JobState, ProviderBatch, utcnow
 from app.providers.base import (
     BatchProvider,
@@ -62,6 +63,7 @@ def submit_batch(*, batch_id: uuid.UUID, catalog: Catalog) -> bool:
             batch_id=batch_id,
             provider=shared_provider(catalog, provider_name),
             attempt=attempt,
+            catalog=catalog,
         )
 
 
@@ -79,11 +81,48 @@ def reroute(session: Session, *, batch_id: uuid.UUID, reason: str) -> bool:
     return True
 
 
-def _requests(jobs: list[job_repository.BatchJob]) -> list[BatchRequest]:
+def _requests(
+    jobs: list[job_repository.BatchJob], *, min_cache_tokens: int | None = None
+) -> list[BatchRequest]:
+    """The batch's requests, jobs that share a prompt prefix next to each other (groups in the
+    order of their first job), each carrying that prefix when at least two share it and it is
+    at least ``min_cache_tokens`` long (the model's shortest cacheable prefix; None: the
+    model has no prompt caching)."""
+    prefixes = {job.id: prompt_prefix(job) for job in jobs}
+    first: dict[str, int] = {}
+    counts: Counter[str] = Counter()
+    for index, prefix in enumerate(prefixes.values()):
+        if prefix is not None:
+            first.setdefault(prefix.key, index)
+            counts[prefix.key] += 1
+
+    def group(item: tuple[int, job_repository.BatchJob]) -> int:
+        prefix = prefixes[item[1].id]
+        return item[0] if prefix is None else first[prefix.key]
+
+    ordered = [job for _, job in sorted(enumerate(jobs), key=group)]
+
+    def shared(prefix: PromptPrefix | None) -> PromptPrefix | None:
+        if prefix is None or min_cache_tokens is None or counts[prefix.key] < 2:
+            return None
+        return prefix if prefix.tokens >= min_cache_tokens else None
+
     return [
-        BatchRequest(str(job.id), build_messages(job), job.max_output_tokens, job.temperature)
-        for job in jobs
+        BatchRequest(
+            str(job.id),
+            build_messages(job),
+            job.max_output_tokens,
+            job.temperature,
+            prefix=shared(prefixes[job.id]),
+        )
+        for job in ordered
     ]
+
+
+def _min_cache_tokens(catalog: Catalog | None, model: str) -> int | None:
+    if catalog is None or not catalog.has_model(model):
+        return None
+    return catalog.model(model).min_cache_tokens
 
 
 def _lock_with_jobs(
@@ -101,7 +140,12 @@ def _lock_with_jobs(
 
 
 def submit(
-    session: Session, *, batch_id: uuid.UUID, provider: BatchProvider, attempt: int | None = None
+    session: Session,
+    *,
+    batch_id: uuid.UUID,
+    provider: BatchProvider,
+    attempt: int | None = None,
+    catalog: Catalog | None = None,
 ) -> bool:
     """Send a pending batch to its provider. Returns False when there was nothing to do.
 
@@ -109,8 +153,11 @@ def submit(
     provider may already hold (a worker killed after the provider accepted it) is looked up
     and adopted, not resent; only the first recorded ``attempt`` can skip that lookup, since
     no earlier one can have reached the provider. Jobs that do not fit the provider's limits
-    go back to their window. A provider that refuses the batch itself fails it and its jobs;
-    a retryable ``ProviderError`` is raised, for the caller to roll back and try again.
+    go back to their window. Requests sharing a prompt prefix are sent together, marked for
+    the provider's prompt cache (``_requests``; the catalog gives the shortest cacheable
+    prefix, and without it nothing is marked). A provider that refuses the batch itself
+    fails it and its jobs; a retryable ``ProviderError`` is raised, for the caller to roll
+    back and try again.
     """
     locked = _lock_with_jobs(session, batch_id=batch_id)
     if locked is None:
@@ -120,7 +167,8 @@ def submit(
         return True
     now = utcnow()
     try:
-        chunks = split_requests(provider, model=batch.model, requests=_requests(jobs))
+        requests = _requests(jobs, min_cache_tokens=_min_cache_tokens(catalog, batch.model))
+        chunks = split_requests(provider, model=batch.model, requests=requests)
         sent = chunks[0]
         # Every attempt after the first may follow one whose batch the provider made (a
         # worker killed, an answer lost): it looks for that batch before creating one.
@@ -180,7 +228,9 @@ def run_realtime(
     now = utcnow()
     transitions.mark_submitted(session, batch_id=batch.id, at=now)
     results = provider.complete_many(
-        model=batch.model, requests=_requests(jobs), concurrency=concurrency
+        model=batch.model,
+        requests=_requests(jobs, min_cache_tokens=_min_cache_tokens(catalog, batch.model)),
+        concurrency=concurrency,
     )
     status = BatchStatus(JobMode.realtime, "completed", True, None, None, None)
     apply_outcomes(session, batch=batch, results=results, status=status, catalog=catalog)

@@ -99,6 +99,9 @@ class ModelConfig(_Strict):
     # and of one written to it (Anthropic's cache creation); unset means no discount.
     cached_input_per_mtok: Decimal | None = Field(default=None, ge=0)
     cache_write_per_mtok: Decimal | None = Field(default=None, ge=0)
+    # The shortest prefix the provider caches (OpenAI 1024 tokens; Anthropic 1024 to 4096 by
+    # model); unset means the model has no prompt caching and no prefix is marked for it.
+    min_cache_tokens: int | None = Field(default=None, gt=0)
     batch_discount: Decimal = Field(default=Decimal("0.5"), ge=0, lt=1)
     context_tokens: int = Field(gt=0)
     # The longest answer the model can give (requests asking for more overflow to the chain).

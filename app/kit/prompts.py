@@ -8,8 +8,13 @@ conversation, in order.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
+from dataclasses import dataclass
 from typing import Protocol, TypedDict
+
+from app.kit.text import estimate_tokens
 
 # Named instructions a client can pass as `instruction`; anything else is used verbatim.
 INSTRUCTION_TEMPLATES: dict[str, str] = {
@@ -96,3 +101,31 @@ def split_messages(
     system = "\n\n".join(m["content"] for m in messages[:lead]) or None
     history = [ChatMessage(role=m["role"], content=m["content"]) for m in messages[lead:-1]]
     return system, history or None, messages[-1]["content"]
+
+
+@dataclass(frozen=True, slots=True)
+class PromptPrefix:
+    """The part of a request that other requests may share, sent first and byte for byte the
+    same: the system prompt, earlier turns and, for a document job, its instruction (the start
+    of the last user message). ``key`` is a hash of it (OpenAI's ``prompt_cache_key``, the
+    simulator's cache key); ``tokens`` an estimate of its length; ``instruction`` the text
+    the last user message opens with, when the prefix reaches into it."""
+
+    key: str
+    tokens: int
+    instruction: str | None
+
+
+def prompt_prefix(job: Request) -> PromptPrefix | None:
+    """The shareable prefix of ``job``'s request; None when it has none (a bare prompt)."""
+    lead = build_messages(job)[:-1]
+    instruction = None
+    if job.document is not None:
+        instruction = f"{instruction_text(job.instruction or DEFAULT_INSTRUCTION)}\n\n"
+    if not lead and instruction is None:
+        return None
+    text = "".join(m["content"] for m in lead) + (instruction or "")
+    digest = hashlib.sha256(
+        json.dumps([lead, instruction], ensure_ascii=False, separators=(",", ":")).encode()
+    ).hexdigest()
+    return PromptPrefix(f"thrifty-{digest[:32]}", estimate_tokens(text), instruction)

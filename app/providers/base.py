@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
-from app.kit.prompts import ChatMessage
+from app.kit.prompts import ChatMessage, PromptPrefix
 
 # A provider batch's status, with OpenAI's names (as openai-python types ``Batch.status``);
 # other providers' adapters map their own statuses onto these.
@@ -30,6 +30,10 @@ class BatchRequest:
     messages: list[ChatMessage]
     max_tokens: int | None
     temperature: float | None = None
+    # The prompt prefix this request shares with others of its batch, long enough for the
+    # provider to cache: OpenAI gets its key as ``prompt_cache_key``, Anthropic a
+    # ``cache_control`` breakpoint at its end. None: nothing to mark.
+    prefix: PromptPrefix | None = None
 
 
 @dataclass(frozen=True)

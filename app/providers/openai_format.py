@@ -40,6 +40,9 @@ class ChatCompletionBody(TypedDict):
     messages: list[ChatMessage]
     max_tokens: NotRequired[int]
     temperature: NotRequired[float]
+    # Requests sharing a prompt prefix carry its hash, so OpenAI routes them to the machine
+    # that holds it in its prompt cache (caching itself is automatic from 1024 tokens).
+    prompt_cache_key: NotRequired[str]
 
 
 class BatchLine(TypedDict):
@@ -71,12 +74,19 @@ def auth_headers(api_key: str) -> dict[str, str]:
 
 
 def chat_body(model: str, request: BatchRequest) -> ChatCompletionBody:
-    """A Chat Completions request body; unset generation parameters are left out."""
+    """A Chat Completions request body; unset generation parameters are left out.
+
+    The messages come in their order (system, earlier turns, then the user message, which
+    opens with a document job's instruction), so a shared prefix is the start of every body
+    that has it, byte for byte; ``prompt_cache_key`` is set only for a shared prefix.
+    """
     body: ChatCompletionBody = {"model": model, "messages": request.messages}
     if request.max_tokens is not None:
         body["max_tokens"] = request.max_tokens
     if request.temperature is not None:
         body["temperature"] = request.temperature
+    if request.prefix is not None:
+        body["prompt_cache_key"] = request.prefix.key
     return body
 
 

@@ -24,6 +24,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 
 from app.simulator.common import APIError, SimulatorSettings, request_fails
+from app.simulator.prompt_cache import PROMPT_CACHE
 from app.simulator.summarise import count_prompt_tokens, count_tokens, simulate_completion
 from app.simulator.wire import (
     DeletedMessageBatch,
@@ -90,9 +91,14 @@ def _chat_messages(params: JSONObject) -> tuple[str, list[JSONObject], int]:
 
 
 def create_message(params: JSONObject) -> Message:
-    """A Messages API ``message`` for valid ``params``; usage counted from the text."""
+    """A Messages API ``message`` for valid ``params``; usage counted from the text, the
+    prefix up to a ``cache_control`` breakpoint read from or written to the prompt cache."""
     model, messages, max_tokens = _chat_messages(params)
     completion = simulate_completion(messages, model, max_tokens)
+    usage = PROMPT_CACHE.anthropic_usage(
+        model=model, params=params, input_tokens=count_prompt_tokens(messages)
+    )
+    usage["output_tokens"] = count_tokens(completion.content)
     return {
         "id": f"msg_{secrets.token_hex(12)}",
         "type": "message",
@@ -101,10 +107,7 @@ def create_message(params: JSONObject) -> Message:
         "content": [{"type": "text", "text": completion.content}],
         "stop_reason": "max_tokens" if completion.finish_reason == "length" else "end_turn",
         "stop_sequence": None,
-        "usage": {
-            "input_tokens": count_prompt_tokens(messages),
-            "output_tokens": count_tokens(completion.content),
-        },
+        "usage": usage,
     }
 
 

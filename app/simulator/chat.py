@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from fastapi import APIRouter, Request
 
 from app.simulator.common import LINE_ERROR_MESSAGE, APIError, SimulatorSettings, request_fails
+from app.simulator.prompt_cache import PROMPT_CACHE
 from app.simulator.summarise import count_prompt_tokens, count_tokens, simulate_completion
 from app.simulator.wire import ChatCompletion, CreateEmbeddingResponse, Embedding, JSONObject
 
@@ -74,8 +75,14 @@ def chat_completion(
     model, messages, max_tokens = validate_chat(body)
     if request_fails(settings, request_key):
         raise APIError(400, LINE_ERROR_MESSAGE.format(rate=settings.error_rate))
+    key = body.get("prompt_cache_key") if isinstance(body, dict) else None
     return completion_object(
-        f"chatcmpl-{secrets.token_hex(15)[:29]}", int(time.time()), model, messages, max_tokens
+        f"chatcmpl-{secrets.token_hex(15)[:29]}",
+        int(time.time()),
+        model,
+        messages,
+        max_tokens,
+        prompt_cache_key=key if isinstance(key, str) else None,
     )
 
 
@@ -85,14 +92,20 @@ def completion_object(
     model: str,
     messages: Sequence[JSONObject],
     max_tokens: int | None,
+    *,
+    prompt_cache_key: str | None = None,
 ) -> ChatCompletion:
-    """The summariser's answer to ``messages`` as a ``chat.completion``, usage matching text.
+    """The summariser's answer to ``messages`` as a ``chat.completion``, usage matching text;
+    a prefix the prompt cache holds is reported as ``cached_tokens`` (``prompt_cache.py``).
 
     Realtime calls and batch output lines both answer with it.
     """
     completion = simulate_completion(messages, model, max_tokens)
     prompt_tokens = count_prompt_tokens(messages)
     completion_tokens = count_tokens(completion.content)
+    cached = PROMPT_CACHE.openai_cached_tokens(
+        model=model, messages=messages, cache_key=prompt_cache_key, prompt_tokens=prompt_tokens
+    )
     return {
         "id": completion_id,
         "object": "chat.completion",
@@ -110,6 +123,7 @@ def completion_object(
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": cached},
         },
         "system_fingerprint": "fp_simulator",
     }

@@ -47,6 +47,7 @@ class BatchRequest:
     model: str
     messages: list[JSONObject]
     max_tokens: int | None
+    prompt_cache_key: str | None = None
 
 
 class HexIds:
@@ -181,7 +182,10 @@ def _validate_line(
             "body.model",
         )
     models.add(model)
-    return BatchRequest(custom_id, model, messages, _max_tokens(body))
+    key = body.get("prompt_cache_key")
+    return BatchRequest(
+        custom_id, model, messages, _max_tokens(body), key if isinstance(key, str) else None
+    )
 
 
 def parse_batch_file(data: bytes, endpoint: str) -> tuple[list[BatchRequest], list[LineError]]:
@@ -219,7 +223,12 @@ def response_line(request: BatchRequest, created: int, hex_id: HexIds) -> Output
     """The output-file line answering ``request``."""
     line_id, request_id = f"batch_req_{hex_id(32)}", f"req_{hex_id(32)}"
     body = completion_object(
-        f"chatcmpl-{hex_id(29)}", created, request.model, request.messages, request.max_tokens
+        f"chatcmpl-{hex_id(29)}",
+        created,
+        request.model,
+        request.messages,
+        request.max_tokens,
+        prompt_cache_key=request.prompt_cache_key,
     )
     return {
         "id": line_id,

@@ -106,6 +106,11 @@ def count_tokens(text: str) -> int:
     return short + math.ceil(long_words * 1.3)
 
 
+def split_tokens(text: str) -> list[str]:
+    """The tokens ``count_tokens`` counts (each long word once), in order."""
+    return _TOKEN_RE.findall(text)
+
+
 def message_text(content: object) -> str:
     """Return the plain text of a chat message ``content`` field.
 

@@ -12,7 +12,7 @@ has checked it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Generic, Literal, Required, TypedDict, TypeVar
+from typing import Generic, Literal, NotRequired, Required, TypedDict, TypeVar
 
 T = TypeVar("T")
 
@@ -142,10 +142,16 @@ class Choice(TypedDict):
     finish_reason: str
 
 
+class PromptTokensDetails(TypedDict):
+    cached_tokens: int
+
+
 class CompletionUsage(TypedDict):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    # Of prompt_tokens, those read from the (simulated) prompt cache.
+    prompt_tokens_details: NotRequired[PromptTokensDetails]
 
 
 class ChatCompletion(TypedDict):
@@ -208,9 +214,18 @@ class TextBlock(TypedDict):
     text: str
 
 
+class CacheCreation(TypedDict):
+    ephemeral_5m_input_tokens: int
+    ephemeral_1h_input_tokens: int
+
+
 class MessageUsage(TypedDict):
+    # Input tokens after the last cache breakpoint; read and written ones are counted apart.
     input_tokens: int
     output_tokens: int
+    cache_creation_input_tokens: NotRequired[int]
+    cache_read_input_tokens: NotRequired[int]
+    cache_creation: NotRequired[CacheCreation]
 
 
 class Message(TypedDict):
