@@ -33,6 +33,9 @@ OPENAI_BLOCK_TOKENS = 128
 # In-memory retention: 5 to 10 minutes of inactivity (up to an hour off-peak).
 OPENAI_TTL_SECONDS = 600.0
 _ROUTING_TOKENS = 64
+# Expired entries are dropped once a cache holds this many, then twice what is left (so a
+# long benchmark's memory stays bounded by what is live, at little cost per request).
+_PRUNE_AT = 10_000
 # Anthropic's shortest cacheable prefix per model family (name prefix → tokens); others 1024.
 ANTHROPIC_MIN_TOKENS: dict[str, int] = {
     "claude-opus-4-5": 4096,
@@ -67,6 +70,7 @@ class PromptCache:
         self.lock = threading.Lock()
         self._openai: dict[str, tuple[float, list[str]]] = {}
         self._anthropic: dict[str, float] = {}
+        self._prune_openai_at = self._prune_anthropic_at = _PRUNE_AT
 
     def clear(self) -> None:
         with self.lock:
@@ -89,6 +93,9 @@ class PromptCache:
         with self.lock:
             seen = self._openai.get(route)
             self._openai[route] = (now + OPENAI_TTL_SECONDS, words)
+            if len(self._openai) > self._prune_openai_at:
+                self._openai = {k: v for k, v in self._openai.items() if v[0] >= now}
+                self._prune_openai_at = max(_PRUNE_AT, 2 * len(self._openai))
         if seen is None or seen[0] < now:
             return 0
         common = 0
@@ -120,6 +127,9 @@ class PromptCache:
             hit = expires is not None and expires >= now
             # A hit refreshes the entry's lifetime; a miss writes it.
             self._anthropic[key] = max(expires or 0.0, now + ANTHROPIC_TTLS[ttl])
+            if len(self._anthropic) > self._prune_anthropic_at:
+                self._anthropic = {k: t for k, t in self._anthropic.items() if t >= now}
+                self._prune_anthropic_at = max(_PRUNE_AT, 2 * len(self._anthropic))
         usage["input_tokens"] = input_tokens - tokens
         if hit:
             usage["cache_read_input_tokens"] = tokens
