@@ -28,57 +28,36 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench import stack
+
+ROOT = stack.ROOT
 WORK = ROOT / ".thrifty" / "bench"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _configure(pg_port: int, redis_url: str, sim_port: int) -> dict[str, str]:
     """Environment for this process and the children; set before any ``app`` import."""
-    catalog = Path(tempfile.mkdtemp(prefix="thrifty-bench-")) / "catalog.toml"
-    shutil.copy(ROOT / "app" / "catalog" / "catalog.toml", catalog)
-    env = {
-        "THRIFTY_ENVIRONMENT": "development",
-        "THRIFTY_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{pg_port}/thrifty_bench",
-        "THRIFTY_REDIS_URL": redis_url,
-        "THRIFTY_OPENAI_BASE_URL": f"http://127.0.0.1:{sim_port}/v1",
-        "THRIFTY_CATALOG_PATH": str(catalog),
-        "THRIFTY_HOME": str(WORK),
-        # The stages' beat intervals, shortened from the production defaults (1 s and 2 s)
-        # because the simulator answers at once.
-        "THRIFTY_COLLECT_INTERVAL_SECONDS": "0.2",
-        "THRIFTY_POLL_INTERVAL_SECONDS": "0.25",
-        "THRIFTY_POLL_BACKOFF_MAX_SECONDS": "0.5",
-        "HF_HUB_OFFLINE": "1",
-    }
-    os.environ.update(env)
-    return env
+    # The stages' beat intervals, shortened from the production defaults (1 s and 2 s)
+    # because the simulator answers at once.
+    return stack.configure(
+        WORK,
+        pg_port,
+        redis_url,
+        sim_port,
+        THRIFTY_COLLECT_INTERVAL_SECONDS="0.2",
+        THRIFTY_POLL_INTERVAL_SECONDS="0.25",
+        THRIFTY_POLL_BACKOFF_MAX_SECONDS="0.5",
+    )
 
 
-def _wait(check: Any, *, timeout: float, what: str, sup: Any) -> None:
-    from app.stack.processes import wait_until
-
-    wait_until(check, timeout=timeout, what=what, on_poll=sup.check_alive)
-
-
-def _start_worker(sup: Any, name: str, argv: list[str], env: dict[str, str], app: Any) -> Any:
-    child = sup.start(name, [sys.executable, "-m", "celery", *argv], env=env, cwd=ROOT)
-    _wait(lambda: bool(app.control.ping(timeout=1.0)), timeout=90, what=name, sup=sup)
-    return child
+# Shared with the other end-to-end benches (bench.stack); the old names stay for bench.ingest.
+_free_port = stack.free_port
+_wait = stack.wait_for
+_start_worker = stack.start_worker
 
 
 def bare_celery(sup: Any, env: dict[str, str], *, jobs: int, concurrency: int) -> float:
