@@ -24,10 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import statistics
-import sys
 import time
 import uuid
 from collections import Counter
@@ -39,24 +36,13 @@ ROOT = stack.ROOT
 WORK = ROOT / ".thrifty" / "bench"
 
 
-def _configure(pg_port: int, redis_url: str, sim_port: int) -> dict[str, str]:
-    """Environment for this process and the children; set before any ``app`` import."""
-    # The stages' beat intervals, shortened from the production defaults (1 s and 2 s)
-    # because the simulator answers at once.
-    return stack.configure(
-        WORK,
-        pg_port,
-        redis_url,
-        sim_port,
-        THRIFTY_COLLECT_INTERVAL_SECONDS="0.2",
-        THRIFTY_POLL_INTERVAL_SECONDS="0.25",
-        THRIFTY_POLL_BACKOFF_MAX_SECONDS="0.5",
-    )
-
-
-# Shared with the other end-to-end benches (bench.stack); the old names stay for bench.ingest.
-_free_port = stack.free_port
-_wait = stack.wait_for
+# The stages' beat intervals, shortened from the production defaults (1 s and 2 s) because
+# the simulator answers at once.
+INTERVALS = {
+    "THRIFTY_COLLECT_INTERVAL_SECONDS": "0.2",
+    "THRIFTY_POLL_INTERVAL_SECONDS": "0.25",
+    "THRIFTY_POLL_BACKOFF_MAX_SECONDS": "0.5",
+}
 _start_worker = stack.start_worker
 
 
@@ -94,13 +80,11 @@ def thrifty(
     from app.intake import submit as intake_submit
     from app.jobs.schemas import JobIn
     from app.kit.db import get_sessionmaker
-    from app.kit.queue import QUEUES, get_sender
+    from app.kit.queue import get_sender
     from app.models import TERMINAL_STATES, Job, JobState, ProviderBatch
     from app.tenants import service as tenant_service
 
-    argv = ["-A", "workers.celery_app", "worker", "-B", "-s", str(WORK / "beat-schedule"),
-            "-Q", ",".join(QUEUES), "-c", str(concurrency), "-n", "bench-thrifty@%h",
-            "--loglevel", "INFO"]  # fmt: skip
+    argv = stack.thrifty_worker_argv(WORK, "bench-thrifty", concurrency)
     child = _start_worker(sup, "bench-thrifty-worker", argv, env, get_sender())
     try:
         session = get_sessionmaker()()
@@ -235,40 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    WORK.mkdir(parents=True, exist_ok=True)
-    pg_port, sim_port = _free_port(), _free_port()
-    redis_url = os.environ.get("THRIFTY_BENCH_REDIS_URL", "")
-    private_redis = not redis_url and shutil.which("redis-server") is not None
-    if not redis_url:
-        redis_url = (
-            f"redis://127.0.0.1:{_free_port()}/0" if private_redis else "redis://127.0.0.1:6379/13"
-        )
-    env = dict(os.environ, **_configure(pg_port, redis_url, sim_port))
-
-    from app.kit.db import get_engine
-    from app.stack.embedded import migrate
-    from app.stack.postgres import EmbeddedPostgres
-    from app.stack.processes import Supervisor, http_ok
-    from app.stack.redis import ensure_redis
-
-    sup = Supervisor(WORK / "run" / "stack.json", WORK / "logs")
-    postgres = EmbeddedPostgres(WORK / "pgdata", pg_port)
-    try:
-        print(f"starting Postgres on {pg_port}, Redis at {redis_url}, simulator on {sim_port}")
-        postgres.start()
-        postgres.ensure_database("thrifty_bench", recreate=True)
-        migrate(env["THRIFTY_DATABASE_URL"])
-        ensure_redis(redis_url, supervisor=sup, data_dir=WORK / "redis", env=env)
-        import redis
-
-        redis.Redis.from_url(redis_url).flushdb()
-        sup.start("bench-simulator",
-                  [sys.executable, "-m", "app.cli", "simulator", "--port", str(sim_port),
-                   "--validating-seconds", "0", "--processing-seconds", "0"],
-                  env=env, cwd=ROOT)  # fmt: skip
-        _wait(lambda: http_ok(f"http://127.0.0.1:{sim_port}/healthz"), timeout=30,
-              what="simulator", sup=sup)  # fmt: skip
-
+    simulator = ["-m", "app.cli", "simulator", "--validating-seconds", "0",
+                 "--processing-seconds", "0"]  # fmt: skip
+    with stack.running_stack(
+        WORK, simulator_argv=simulator, fallback_redis_db=13, **INTERVALS
+    ) as running:
+        sup, env = running.sup, running.env
         bare: list[float] = []
         runs: list[dict[str, Any]] = []
         for round_ in range(1, args.rounds + 1):
@@ -284,10 +240,6 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
             print(f" ratio {runs[-1]['jobs_per_s'] / bare[-1]:.2f}")
         sent = sent_custom_ids(env)
-    finally:
-        sup.stop_all()
-        get_engine().dispose()
-        postgres.stop()
 
     # The median Thrifty round's details; rates are the medians of the rounds.
     figures = sorted(runs, key=lambda run: run["jobs_per_s"])[len(runs) // 2]

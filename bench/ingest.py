@@ -27,26 +27,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
-import shutil
-import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.collector import (
-    ROOT,
-    WORK,
-    _configure,
-    _free_port,
-    _start_worker,
-    _wait,
-    bare_celery,
-    sent_custom_ids,
-)
+from bench import stack
+from bench.collector import INTERVALS, ROOT, WORK, _start_worker, bare_celery, sent_custom_ids
 
 DATA = ROOT.parent / "shared" / "data"
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])")
@@ -168,53 +157,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--submit-size", type=int, default=1000, help="jobs per submission")
     args = parser.parse_args(argv)
 
-    WORK.mkdir(parents=True, exist_ok=True)
-    pg_port, sim_port = _free_port(), _free_port()
-    redis_url = os.environ.get("THRIFTY_BENCH_REDIS_URL", "")
-    private_redis = not redis_url and shutil.which("redis-server") is not None
-    if not redis_url:
-        redis_url = (
-            f"redis://127.0.0.1:{_free_port()}/0" if private_redis else "redis://127.0.0.1:6379/13"
-        )
-    env = dict(os.environ, **_configure(pg_port, redis_url, sim_port))
-
-    from app.jobs.schemas import JobIn
-    from app.kit.db import get_engine, get_sessionmaker
-    from app.kit.queue import QUEUES, get_sender
-    from app.stack.embedded import migrate
-    from app.stack.postgres import EmbeddedPostgres
-    from app.stack.processes import Supervisor, http_ok
-    from app.stack.redis import ensure_redis
-    from app.tenants import service as tenant_service
-
     docs = documents(args.jobs)
     questions = prompts(args.jobs)
-    sup = Supervisor(WORK / "run" / "stack.json", WORK / "logs")
-    postgres = EmbeddedPostgres(WORK / "pgdata", pg_port)
     figures: dict[str, Any] = {}
-    try:
-        print(f"starting Postgres on {pg_port}, Redis at {redis_url}, simulator on {sim_port}")
-        postgres.start()
-        postgres.ensure_database("thrifty_bench", recreate=True)
-        migrate(env["THRIFTY_DATABASE_URL"])
-        ensure_redis(redis_url, supervisor=sup, data_dir=WORK / "redis", env=env)
-        import redis
+    simulator = ["-m", "app.cli", "simulator", "--validating-seconds", "0",
+                 "--processing-seconds", "0"]  # fmt: skip
+    with stack.running_stack(
+        WORK, simulator_argv=simulator, fallback_redis_db=13, **INTERVALS
+    ) as running:
+        # Imported once the stack's environment is set: settings are read once per process.
+        from app.jobs.schemas import JobIn
+        from app.kit.db import get_sessionmaker
+        from app.kit.queue import get_sender
+        from app.tenants import service as tenant_service
 
-        redis.Redis.from_url(redis_url).flushdb()
-        sup.start("bench-simulator",
-                  [sys.executable, "-m", "app.cli", "simulator", "--port", str(sim_port),
-                   "--validating-seconds", "0", "--processing-seconds", "0"],
-                  env=env, cwd=ROOT)  # fmt: skip
-        _wait(lambda: http_ok(f"http://127.0.0.1:{sim_port}/healthz"), timeout=30,
-              what="simulator", sup=sup)  # fmt: skip
-
+        sup, env = running.sup, running.env
         print(f"bare Celery: {args.jobs} trivial tasks on {args.concurrency} processes")
         bare = bare_celery(sup, env, jobs=args.jobs, concurrency=args.concurrency)
 
-        worker_argv = ["-A", "workers.celery_app", "worker", "-B", "-s",
-                       str(WORK / "beat-schedule"), "-Q", ",".join(QUEUES), "-c",
-                       str(args.concurrency), "-n", "bench-ingest@%h",
-                       "--loglevel", "INFO"]  # fmt: skip
+        worker_argv = stack.thrifty_worker_argv(WORK, "bench-ingest", args.concurrency)
         started = time.perf_counter()
         child = _start_worker(sup, "bench-ingest-worker", worker_argv, env, get_sender())
         print(f"worker up in {time.perf_counter() - started:.1f} s (embedder loaded at start)")
@@ -240,10 +201,6 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             sup.stop(child)
         sent = sent_custom_ids(env)
-    finally:
-        sup.stop_all()
-        get_engine().dispose()
-        postgres.stop()
 
     figures = {
         "jobs": args.jobs,

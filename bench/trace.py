@@ -193,29 +193,49 @@ def figures(
         Decimal(0),
     )  # fmt: skip
 
-    # The oracle: each class paid once, at its cheapest member's path, every shared prefix
-    # after its first use read from the prompt cache.
+    # The oracle: each class paid once, at its cheapest member's path, a shared prefix read
+    # from the provider's prompt cache once it was sent to that model before. Beside it, the
+    # same oracle without prompt caching, and what this run would have paid had every shared
+    # prefix been cached (how much of the gap is the prompt cache's).
+    def price(rec: Any, cached_tokens: int) -> Decimal:
+        mode = JobMode(rec.mode) if rec.mode else None
+        usage = TokenUsage(
+            rec.input_tokens, rec.output_tokens, min(cached_tokens, rec.input_tokens)
+        )
+        return paid_price(catalog.model(rec.model), mode, usage)
+
+    def prefix_tokens(item: Item) -> int:
+        tokens = count_tokens(item.job["system"]) if item.job.get("system") else 0
+        return tokens if tokens >= OPENAI_MIN_PREFIX else 0
+
     members: dict[str, list[uuid.UUID]] = defaultdict(list)
-    for job_id, item in sorted(ids.items(), key=lambda kv: kv[1].index):
-        members[item.cls].append(job_id)
-    prefix_seen: set[str] = set()
-    oracle = Decimal(0)
+    in_order = sorted(ids, key=lambda job_id: ids[job_id].index)
+    for job_id in in_order:
+        members[ids[job_id].cls].append(job_id)
+    seen: set[tuple[str, str]] = set()
+    oracle = oracle_uncached = Decimal(0)
     for cls_ids in sorted(members.values(), key=lambda m: ids[m[0]].index):
         first = ids[cls_ids[0]]
-        prefix = first.job.get("system")
-        tokens = count_tokens(prefix) if prefix else 0
-        cached = tokens if prefix in prefix_seen and tokens >= OPENAI_MIN_PREFIX else 0
-        if prefix:
-            prefix_seen.add(prefix)
-        prices = []
-        for job_id in cls_ids:
-            rec = records.get(job_id)
-            if rec is None or rec.model is None or not catalog.has_model(rec.model):
-                continue
-            mode = JobMode(rec.mode) if rec.mode else None
-            usage = TokenUsage(rec.input_tokens, rec.output_tokens, min(cached, rec.input_tokens))
-            prices.append(paid_price(catalog.model(rec.model), mode, usage))
-        oracle += min(prices, default=Decimal(0))
+        prefix = str(first.job.get("system"))
+        paths = [records[j] for j in cls_ids if j in records and records[j].model
+                 and catalog.has_model(records[j].model)]  # fmt: skip
+        if not paths:
+            continue
+        options = [(price(r, prefix_tokens(first) if (prefix, r.model) in seen else 0), r.model)
+                   for r in paths]  # fmt: skip
+        cost, model = min(options)
+        oracle += cost
+        oracle_uncached += min(price(r, 0) for r in paths)
+        seen.add((prefix, model))
+    seen.clear()
+    prefix_cached = Decimal(0)
+    for job_id in in_order:
+        rec = records.get(job_id)
+        if rec is None or rec.answered_by != "provider" or not catalog.has_model(rec.model):
+            continue
+        key = (str(ids[job_id].job.get("system")), rec.model)
+        prefix_cached += price(rec, prefix_tokens(ids[job_id]) if key in seen else 0)
+        seen.add(key)
 
     wrong = 0
     for row in completed:
@@ -264,6 +284,8 @@ def figures(
         "wrong_cache_hits": wrong,
         "lost": len(ids) - len(completed),
         "_answered": answered,
+        "_oracle_uncached": (oracle_uncached / n).quantize(QUANTUM),
+        "_prefix_cached": (prefix_cached / n).quantize(QUANTUM),
         "_missed_repeats": missed,
         "_by_id": by_id,
     }
@@ -338,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = figures(ids, rows, records, stats)
     answered, missed = out.pop("_answered"), out.pop("_missed_repeats")
+    oracle_uncached, prefix_cached = out.pop("_oracle_uncached"), out.pop("_prefix_cached")
     out.pop("_by_id")
     # A job's request sent twice: its custom_id in two batches, or more realtime calls of a
     # body than jobs that paid for it realtime. Two jobs' identical requests both sent (a
@@ -369,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{sum(realtime.values())} realtime calls; identical requests sent again: {again} "
         f"({dict(repeated)}: kind/mode of the later job); custom_ids resent: {resent}; "
         f"legitimate repeats paid: {missed}")  # fmt: skip
+    say(f"the oracle without prompt caching: {oracle_uncached:.12f} per request; this run "
+        f"had every shared prefix been cached: {prefix_cached:.12f}")  # fmt: skip
     say(f"stats: cost_usd={stats['cost_usd']} naive_cost_usd={stats['naive_cost_usd']} "
         f"jobs={stats['jobs']}\n")  # fmt: skip
     cpr, oracle, batch_only = out["cpr_usd"], out["oracle_cpr_usd"], out["batch_only_cpr_usd"]
