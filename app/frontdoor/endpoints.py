@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from app.catalog.deps import CatalogDep
+from app.config import get_settings
 from app.frontdoor import batches, chat, files, output, repository, translate
 from app.frontdoor.schemas import (
     BatchIn,
@@ -29,6 +30,7 @@ from app.kit.db import session_scope
 from app.kit.deps import SessionDep
 from app.kit.errors import API_ERROR_CODES, ValidationFailed, error_responses
 from app.kit.json_input import MultipartRoute, StrictJSONRoute, read_json
+from app.kit.ratelimit import RateLimiterDep
 from app.models import RequestedMode
 from app.tenants.deps import JobsRead, JobsWrite
 
@@ -149,9 +151,15 @@ def delete_file(file_id: str, tenant: JobsWrite, session: SessionDep) -> FileDel
 
 
 @router.post("/batches", response_model=BatchObject, responses=ERRORS, summary="Create a batch")
-def create_batch(body: BatchIn, tenant: JobsWrite, session: SessionDep) -> BatchObject:
+def create_batch(
+    body: BatchIn, tenant: JobsWrite, session: SessionDep, limiter: RateLimiterDep
+) -> BatchObject:
     """Each line of the input file becomes a job of one group, through the normal intake
-    (cache, routing, windows); a line that cannot is refused alone, in the error file."""
+    (cache, routing, windows); a line that cannot is refused alone, in the error file.
+    Every line counts against the tenant's jobs-per-minute limit, as `POST /v1/jobs` does."""
+    source = files.get(session, tenant=tenant, file_id=body.input_file_id)
+    jobs_per_minute = tenant.jobs_per_minute or get_settings().tenant_jobs_per_minute
+    limiter.hit("jobs", str(tenant.id), per_minute=jobs_per_minute, cost=source.lines)
     return batches.to_object(batches.create(session, tenant=tenant, body=body))
 
 

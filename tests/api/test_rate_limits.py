@@ -88,3 +88,20 @@ def test_without_redis_requests_go_through() -> None:
     down = RateLimiter("redis://127.0.0.1:1/0")
     for _ in range(3):
         down.hit("requests", "t", per_minute=1)
+
+
+def test_openai_batch_lines_count_as_jobs(api: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(get_settings(), "tenant_jobs_per_minute", 5)
+    line = (
+        '{"custom_id": "%d", "method": "POST", "url": "/v1/chat/completions", '
+        '"body": {"model": "auto", "messages": [{"role": "user", "content": "q%d"}]}}\n'
+    )
+    content = "".join(line % (i, i) for i in range(3)).encode()
+    upload = api.post("/v1/files", files={"file": ("in.jsonl", content)}, data={"purpose": "batch"})
+    assert upload.status_code == 200, upload.text
+    batch = {"input_file_id": upload.json()["id"], "endpoint": "/v1/chat/completions",
+             "completion_window": "24h"}  # fmt: skip
+    assert api.post("/v1/batches", json=batch).status_code == 200
+    # Three lines spent of five: the same file again is over the tenant's jobs a minute.
+    assert_429(api.post("/v1/batches", json=batch))
+    assert_429(api.post("/v1/jobs", json=[{"prompt": "a"}, {"prompt": "b"}, {"prompt": "c"}]))
