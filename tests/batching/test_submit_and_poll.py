@@ -22,7 +22,7 @@ from app.config import get_settings
 from app.kit import queue
 from app.kit.prompts import build_messages
 from app.models import BatchState, CacheEntry, Job, JobState, ProviderBatch, Tenant, utcnow
-from app.providers.base import BatchRequest, ProviderError
+from app.providers.base import BatchProvider, BatchRequest, ProviderError
 from app.providers.openai_batch import OpenAIBatchProvider
 from app.simulator.summarise import count_prompt_tokens, count_tokens, simulate_completion
 from tests.conftest import free_port
@@ -94,7 +94,7 @@ def simulator_batches(provider_http: httpx.Client, reference: uuid.UUID) -> list
 
 
 def poll_until_ended(
-    db: Session, batch_id: uuid.UUID, provider: OpenAIBatchProvider, catalog: Catalog
+    db: Session, batch_id: uuid.UUID, provider: BatchProvider, catalog: Catalog
 ) -> BatchState:
     deadline = time.monotonic() + POLL_TIMEOUT
     while True:

@@ -18,17 +18,18 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.batching import collector, results, submitter, sweeper
-from app.catalog.catalog import Catalog, get_catalog
+from app.batching import collector, submitter, sweeper
+from app.catalog.catalog import get_catalog
 from app.embeddings.base import EmbeddingError, Vectors
 from app.intake.ingest import ingest
 from app.jobs import repository as job_repository
 from app.jobs import transitions
 from app.kit.db import get_sessionmaker
 from app.ledger import service as ledger_service
-from app.models import BatchState, Job, JobState, WebhookDelivery, utcnow
+from app.models import Job, JobState, WebhookDelivery, utcnow
 from app.providers.openai_batch import OpenAIBatchProvider
 from tests.batching.helpers import simulator_requests
+from tests.batching.test_submit_and_poll import poll_until_ended
 
 MINI = "gpt-4o-mini"
 HOOK = "http://127.0.0.1:9/hook"
@@ -255,17 +256,3 @@ def test_a_cancelled_or_failed_leader_does_not_strand_its_followers(
     db.commit()
     assert counts["stranded_followers"] == 1
     assert jobs(db, stray)[0].state == JobState.queued
-
-
-def poll_until_ended(
-    db: Session, batch_id: uuid.UUID, provider: OpenAIBatchProvider, catalog: Catalog
-) -> None:
-    deadline = time.monotonic() + 20
-    while results.poll(db, batch_id=batch_id, provider=provider, catalog=catalog) not in {
-        BatchState.completed,
-        BatchState.failed,
-    }:
-        db.commit()
-        assert time.monotonic() < deadline, "the batch did not end"
-        time.sleep(0.1)
-    db.commit()

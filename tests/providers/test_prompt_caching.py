@@ -3,7 +3,6 @@ tokens, their prices, and one in-process pipeline through Anthropic's Message Ba
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -13,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.batching import collector, results, submitter
+from app.batching import collector, submitter
 from app.catalog.catalog import Catalog, get_catalog
 from app.jobs.repository import BatchJob
 from app.ledger import service as ledger_service
@@ -24,6 +23,7 @@ from app.providers.anthropic_batch import AnthropicBatchProvider
 from app.simulator.anthropic import create_message
 from app.simulator.chat import completion_object
 from app.simulator.prompt_cache import PROMPT_CACHE
+from tests.batching.test_submit_and_poll import poll_until_ended
 from tests.intake.test_coalescing import run_ingest
 
 # About 1,500 tokens by both counts (the estimate's four characters a token, the simulator's
@@ -229,15 +229,7 @@ def test_a_shared_system_prompt_fills_the_prompt_cache_layer_through_message_bat
     try:
         assert submitter.submit(db, batch_id=batch_id, provider=provider, catalog=catalog)
         db.commit()
-        deadline = time.monotonic() + 20
-        while results.poll(db, batch_id=batch_id, provider=provider, catalog=catalog) not in {
-            BatchState.completed,
-            BatchState.failed,
-        }:
-            db.commit()
-            assert time.monotonic() < deadline, "the batch did not end"
-            time.sleep(0.1)
-        db.commit()
+        assert poll_until_ended(db, batch_id, provider, catalog) == BatchState.completed
     finally:
         provider.close()
 
