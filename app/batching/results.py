@@ -177,8 +177,12 @@ def apply_outcomes(
     status: BatchStatus,
     catalog: Catalog,
     retry_all: bool = False,
+    list_priced: frozenset[str] = frozenset(),
 ) -> None:
     """Apply results by ``custom_id`` onto the batch's jobs still ``submitted``.
+
+    ``list_priced``: the requests of a flex batch that were sent realtime instead (flex
+    refused them), priced at list price rather than the batch's mode.
 
     Retryable failures (expired, rate-limited, 5xx) go back to a window until the model's
     ``max_attempts``; other failures, and the last attempt, fail with the provider's reason.
@@ -226,7 +230,7 @@ def apply_outcomes(
         costs = ledger_service.chain(
             catalog,
             model=model,
-            mode=batch.mode,
+            mode=JobMode.realtime if result.custom_id in list_priced else batch.mode,
             usage=usage,
             naive_model=baselines.get(job.tenant_id),
         )

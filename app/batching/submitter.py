@@ -12,6 +12,7 @@ from app.batching import repository
 from app.batching.collector import enqueue_ingest
 from app.batching.results import apply_outcomes
 from app.catalog.catalog import Catalog
+from app.jobs import flex as job_flex
 from app.jobs import repository as job_repository
 from app.jobs import transitions
 from app.kit import queue
@@ -21,12 +22,23 @@ from app.models import BatchState, JobMode, JobState, ProviderBatch, utcnow
 from app.providers.base import (
     BatchProvider,
     BatchRequest,
+    BatchResult,
     BatchStatus,
     ProviderError,
     RealtimeProvider,
     split_requests,
 )
-from app.providers.registry import realtime_concurrency, shared_provider, shared_realtime_provider
+from app.providers.registry import (
+    realtime_concurrency,
+    shared_flex_provider,
+    shared_provider,
+    shared_realtime_provider,
+)
+
+# What a flex call OpenAI had no capacity for comes back as (429 "resource unavailable",
+# after the flex adapter's retry): it falls back to a realtime call at list price.
+FLEX_REFUSED = "http_429"
+FLEX_FALLBACK = "flex refused (429 resource unavailable): sent realtime at list price"
 
 
 def submit_batch(*, batch_id: uuid.UUID, catalog: Catalog) -> bool:
@@ -52,6 +64,15 @@ def submit_batch(*, batch_id: uuid.UUID, catalog: Catalog) -> bool:
                 provider=shared_realtime_provider(catalog, provider_name),
                 concurrency=realtime_concurrency(catalog, provider_name),
                 catalog=catalog,
+            )
+        if mode == JobMode.flex:
+            return run_realtime(
+                session,
+                batch_id=batch_id,
+                provider=shared_flex_provider(catalog, provider_name),
+                concurrency=realtime_concurrency(catalog, provider_name),
+                catalog=catalog,
+                fallback=shared_realtime_provider(catalog, provider_name),
             )
     with session_scope() as session:
         attempt = repository.record_attempt(session, batch_id=batch_id)
@@ -213,11 +234,15 @@ def run_realtime(
     provider: RealtimeProvider,
     concurrency: int,
     catalog: Catalog,
+    fallback: RealtimeProvider | None = None,
 ) -> bool:
-    """Send a pending realtime micro-batch as concurrent calls and store every outcome.
+    """Send a pending realtime (or flex) micro-batch as concurrent calls and store every
+    outcome.
 
     Runs in one transaction under the batch's lock: a worker killed mid-way leaves the batch
-    pending (nothing applied), and the sweeper sends it again.
+    pending (nothing applied), and the sweeper sends it again. A flex batch (``provider``
+    the flex adapter) sends the calls flex refused once more through ``fallback``, the
+    realtime adapter (``_flex_fallback``).
     """
     locked = _lock_with_jobs(session, batch_id=batch_id)
     if locked is None:
@@ -227,14 +252,48 @@ def run_realtime(
         return True
     now = utcnow()
     transitions.mark_submitted(session, batch_id=batch.id, at=now)
-    results = provider.complete_many(
-        model=batch.model,
-        requests=_requests(jobs, min_cache_tokens=_min_cache_tokens(catalog, batch.model)),
-        concurrency=concurrency,
-    )
-    status = BatchStatus(JobMode.realtime, "completed", True, None, None, None)
-    apply_outcomes(session, batch=batch, results=results, status=status, catalog=catalog)
+    requests = _requests(jobs, min_cache_tokens=_min_cache_tokens(catalog, batch.model))
+    results = provider.complete_many(model=batch.model, requests=requests, concurrency=concurrency)
+    list_priced: frozenset[str] = frozenset()
+    if fallback is not None:
+        results, list_priced = _flex_fallback(
+            session, model=batch.model, requests=requests, results=results,
+            fallback=fallback, concurrency=concurrency,
+        )  # fmt: skip
+    status = BatchStatus(batch.mode, "completed", True, None, None, None)
+    apply_outcomes(
+        session, batch=batch, results=results, status=status, catalog=catalog,
+        list_priced=list_priced,
+    )  # fmt: skip
     batch.state, batch.provider_status = BatchState.completed, "completed"
     batch.submitted_at = batch.completed_at = now
     batch.request_count = len(jobs)
     return True
+
+
+def _flex_fallback(
+    session: Session,
+    *,
+    model: str,
+    requests: list[BatchRequest],
+    results: list[BatchResult],
+    fallback: RealtimeProvider,
+    concurrency: int,
+) -> tuple[list[BatchResult], frozenset[str]]:
+    """The policy for flex calls OpenAI refused for capacity: each is sent at once as a
+    realtime call (the deadline that chose flex may not survive a wait), priced at list
+    price, and its job says so (mode ``realtime``, ``route_reason``, ``routing``). Returns
+    the results with those calls' new outcomes, and their ids."""
+    refused = {r.custom_id for r in results if r.error_code == FLEX_REFUSED}
+    if not refused:
+        return results, frozenset()
+    job_flex.fell_back_to_realtime(
+        session, job_ids=[uuid.UUID(i) for i in sorted(refused)], reason=FLEX_FALLBACK
+    )
+    again = fallback.complete_many(
+        model=model,
+        requests=[r for r in requests if r.custom_id in refused],
+        concurrency=concurrency,
+    )
+    by_id = {r.custom_id: r for r in again}
+    return [by_id.get(r.custom_id, r) for r in results], frozenset(refused)

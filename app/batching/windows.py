@@ -37,7 +37,7 @@ def window_settings(
 ) -> WindowSettings:
     """A window's flush thresholds: the model's settings, capped by the provider's limits."""
     config = catalog.model(model)
-    if mode == JobMode.realtime:
+    if mode in (JobMode.realtime, JobMode.flex):  # both leave as concurrent calls
         return WindowSettings(
             config.realtime_max_size, UNBOUNDED, UNBOUNDED, config.realtime_max_wait_seconds
         )

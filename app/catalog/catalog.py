@@ -66,6 +66,16 @@ class ProviderConfig(_Strict):
     breaker_min_calls: int = Field(default=20, gt=0)
     breaker_failure_ratio: float = Field(default=0.5, gt=0, le=1)
     breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
+    # OpenAI's flex tier (openai_batch providers only): the latency ``auto`` expects of a
+    # flex request when it places a job by its deadline, and the timeout of one flex call
+    # (OpenAI advises raising the default 10 minutes to 15).
+    flex_latency_seconds: float = Field(default=600.0, gt=0)
+    flex_timeout_seconds: float = Field(default=900.0, gt=0)
+
+    @property
+    def has_flex(self) -> bool:
+        """OpenAI itself serves ``service_tier: "flex"``; other servers and Anthropic don't."""
+        return self.kind == "openai_batch"
 
     def resolved_base_url(self) -> str:
         return (

@@ -98,6 +98,20 @@ def simulator(
             envvar=_env("embedding_dimensions"), help="embedding size when a request gives none"
         ),
     ] = _DEFAULTS.embedding_dimensions,
+    flex_latency_seconds: Annotated[
+        float,
+        typer.Option(
+            envvar=_env("flex_latency_seconds"),
+            help='delay added to every flex call (service_tier: "flex")',
+        ),
+    ] = _DEFAULTS.flex_latency_seconds,
+    flex_unavailable_rate: Annotated[
+        float,
+        typer.Option(
+            envvar=_env("flex_unavailable_rate"),
+            help="share of flex calls answered 429 resource_unavailable",
+        ),
+    ] = _DEFAULTS.flex_unavailable_rate,
     seed: Annotated[
         int, typer.Option(envvar=_env("seed"), help="seed for output order and injected failures")
     ] = _DEFAULTS.seed,
@@ -119,6 +133,8 @@ def simulator(
             lose_create_rate=lose_create_rate,
             expire_rate=expire_rate,
             embedding_dimensions=embedding_dimensions,
+            flex_latency_seconds=flex_latency_seconds,
+            flex_unavailable_rate=flex_unavailable_rate,
             seed=seed,
         )
     except ValueError as exc:

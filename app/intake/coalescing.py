@@ -34,7 +34,10 @@ Live = dict[tuple[uuid.UUID, str], jobs_coalescing.Leader]
 
 
 def _may_follow(mode: JobMode | None, leader: JobMode | None) -> bool:
-    """A batch job may ride any leader; a realtime job only a realtime one."""
+    """A batch job may ride any leader; a flex job a flex or realtime one (minutes, not the
+    batch window); a realtime job only a realtime one."""
+    if mode == JobMode.flex:
+        return leader in (JobMode.flex, JobMode.realtime)
     return mode != JobMode.realtime or leader == JobMode.realtime
 
 
@@ -93,7 +96,9 @@ def coalesce(
     for group, members in groups.items():
         leader = live.get(group)
         if leader is None:
-            first = next((m for m in members if m.mode == JobMode.realtime), members[0])
+            # The fastest member leads, so every other may ride it.
+            speed = {JobMode.realtime: 0, JobMode.flex: 1}
+            first = min(members, key=lambda m: speed.get(m.mode, 2) if m.mode else 2)
             rows.append(replace(first, coalesce_leader=True))
             leader = jobs_coalescing.Leader(first.id, first.mode)
             members = [m for m in members if m is not first]

@@ -44,7 +44,7 @@ def _validate(items: list[JobIn], *, keys: list[str], catalog: Catalog) -> None:
             f"idempotency_key repeated within one request: {', '.join(duplicated[:5])}"
         )
     for item in items:
-        routing_service.validate_hints(catalog, model=item.model, tier=item.tier)
+        routing_service.validate_hints(catalog, model=item.model, tier=item.tier, mode=item.mode)
     # SSRF: refuse receivers on internal addresses now; delivery checks them again.
     for url in sorted({str(item.webhook_url) for item in items if item.webhook_url}):
         delivery_service.check_url(url, field="webhook_url")

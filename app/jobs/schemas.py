@@ -101,8 +101,10 @@ class JobIn(BaseModel):
     mode: RequestedMode = Field(
         default=RequestedMode.auto,
         description="`batch`: the provider's discounted Batch API; `realtime`: concurrent "
-        "realtime calls, for latency-sensitive jobs; `auto`: batch when `deadline` (if any) "
-        "leaves room for the provider's completion window, realtime otherwise.",
+        "realtime calls, for latency-sensitive jobs; `flex`: OpenAI's flex tier (batch "
+        "prices, minutes of latency; OpenAI models only, a pinned other model is a 422); "
+        "`auto`: batch when `deadline` (if any) leaves room for the provider's completion "
+        "window, flex when it leaves room for flex's expected latency, realtime otherwise.",
     )
     deadline: AwareDatetime | None = Field(
         default=None,

@@ -106,7 +106,9 @@ def list_price(model: ModelConfig, usage: TokenUsage) -> Decimal:
 
 
 def _discount(model: ModelConfig, mode: JobMode | None) -> Decimal:
-    return 1 - model.batch_discount if mode == JobMode.batch else Decimal(1)
+    # OpenAI prices its flex tier as its Batch API (the batch discount).
+    discounted = mode in (JobMode.batch, JobMode.flex)
+    return 1 - model.batch_discount if discounted else Decimal(1)
 
 
 def paid_price(model: ModelConfig, mode: JobMode | None, usage: TokenUsage) -> Decimal:

@@ -32,6 +32,9 @@ class JobMode(enum.StrEnum):
 
     batch = "batch"  # the provider's discounted Batch API
     realtime = "realtime"  # concurrent realtime calls, for latency-sensitive jobs
+    # OpenAI's flex tier: realtime calls with ``service_tier: "flex"``, batch prices, minutes
+    # of latency, and a 429 "resource unavailable" when OpenAI has no capacity.
+    flex = "flex"
 
 
 class RequestedMode(enum.StrEnum):
@@ -40,6 +43,7 @@ class RequestedMode(enum.StrEnum):
     auto = "auto"
     batch = "batch"
     realtime = "realtime"
+    flex = "flex"
 
 
 class CacheMode(enum.StrEnum):

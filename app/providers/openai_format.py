@@ -43,6 +43,8 @@ class ChatCompletionBody(TypedDict):
     # Requests sharing a prompt prefix carry its hash, so OpenAI routes them to the machine
     # that holds it in its prompt cache (caching itself is automatic from 1024 tokens).
     prompt_cache_key: NotRequired[str]
+    # "flex": OpenAI's flex tier (batch prices, slower, may answer 429 resource unavailable).
+    service_tier: NotRequired[str]
 
 
 class BatchLine(TypedDict):
@@ -73,7 +75,9 @@ def auth_headers(api_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
-def chat_body(model: str, request: BatchRequest) -> ChatCompletionBody:
+def chat_body(
+    model: str, request: BatchRequest, *, service_tier: str | None = None
+) -> ChatCompletionBody:
     """A Chat Completions request body; unset generation parameters are left out.
 
     The messages come in their order (system, earlier turns, then the user message, which
@@ -87,6 +91,8 @@ def chat_body(model: str, request: BatchRequest) -> ChatCompletionBody:
         body["temperature"] = request.temperature
     if request.prefix is not None:
         body["prompt_cache_key"] = request.prefix.key
+    if service_tier is not None:
+        body["service_tier"] = service_tier
     return body
 
 

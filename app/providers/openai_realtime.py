@@ -20,13 +20,23 @@ TIMEOUT = 120.0
 
 
 class OpenAIRealtimeProvider:
-    def __init__(self, *, base_url: str, api_key: str, **options: Unpack[HTTPOptions]) -> None:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        service_tier: str | None = None,
+        **options: Unpack[HTTPOptions],
+    ) -> None:
+        """``service_tier="flex"``: every call asks for OpenAI's flex tier (the ``flex``
+        mode's adapter, built by ``registry.get_flex_provider``)."""
         options.setdefault("timeout", TIMEOUT)
+        self._service_tier = service_tier
         self._http = ProviderHTTP(
             base_url=base_url,
             headers=wire.auth_headers(api_key),
             secret=api_key,
-            provider="openai_realtime",
+            provider="openai_flex" if service_tier == "flex" else "openai_realtime",
             **options,
         )
 
@@ -35,9 +45,10 @@ class OpenAIRealtimeProvider:
 
     def _complete(self, model: str, request: BatchRequest) -> BatchResult:
         """One request's outcome; failures after retries come back as ``error``."""
+        body = wire.chat_body(model, request, service_tier=self._service_tier)
         try:
             completion: wire.ResponseBody = self._http.request(
-                "POST", "chat/completions", json=wire.chat_body(model, request)
+                "POST", "chat/completions", json=body
             ).json()
             return wire.completion_result(request.custom_id, completion)
         except ProviderError as exc:

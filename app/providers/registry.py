@@ -115,6 +115,36 @@ def get_realtime_provider(catalog: Catalog, name: str) -> RealtimeProvider:
     return OpenAIRealtimeProvider(**_connection(name, config))
 
 
+_FLEX: dict[tuple[int, int, str], tuple[Catalog, RealtimeProvider]] = {}
+
+# A flex call refused for capacity (429) is tried once more, then falls back to realtime
+# (app/batching/submitter.py): OpenAI's 429s on flex mean "no capacity now", not a rate limit.
+FLEX_ATTEMPTS = 2
+
+
+def get_flex_provider(catalog: Catalog, name: str) -> RealtimeProvider:
+    """The flex adapter for provider ``name`` (an ``openai_batch`` provider): chat calls with
+    ``service_tier: "flex"`` and the provider's long ``flex_timeout_seconds``. Its 429s do
+    not count towards the provider's circuit breaker: they say flex is full, not OpenAI."""
+    config = catalog.providers[name]
+    if not config.has_flex:
+        raise ValueError(f"provider {name} ({config.kind}) has no flex tier")
+    connection = _connection(name, config)
+    connection["timeout"] = config.flex_timeout_seconds
+    connection["policy"] = RetryPolicy(max_attempts=min(FLEX_ATTEMPTS, config.max_attempts))
+    connection["observer"] = None
+    return OpenAIRealtimeProvider(service_tier="flex", **connection)
+
+
+def shared_flex_provider(catalog: Catalog, name: str) -> RealtimeProvider:
+    """This process's long-lived flex adapter for ``name``; callers must not close it."""
+    key = (os.getpid(), id(catalog), name)
+    cached = _FLEX.get(key)
+    if cached is None or cached[0] is not catalog:
+        cached = _FLEX[key] = (catalog, get_flex_provider(catalog, name))
+    return cached[1]
+
+
 def realtime_concurrency(catalog: Catalog, name: str) -> int:
     """How many realtime calls to provider ``name`` may be in flight at once."""
     return catalog.providers[name].concurrency

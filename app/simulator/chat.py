@@ -7,9 +7,11 @@ texts sharing words are close and the same text always gets the same vector.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
+import random
 import re
 import secrets
 import struct
@@ -18,7 +20,13 @@ from collections.abc import Sequence
 
 from fastapi import APIRouter, Request
 
-from app.simulator.common import LINE_ERROR_MESSAGE, APIError, SimulatorSettings, request_fails
+from app.simulator.common import (
+    FLEX_UNAVAILABLE_MESSAGE,
+    LINE_ERROR_MESSAGE,
+    APIError,
+    SimulatorSettings,
+    request_fails,
+)
 from app.simulator.prompt_cache import PROMPT_CACHE
 from app.simulator.summarise import count_prompt_tokens, count_tokens, simulate_completion
 from app.simulator.wire import ChatCompletion, CreateEmbeddingResponse, Embedding, JSONObject
@@ -76,7 +84,7 @@ def chat_completion(
     if request_fails(settings, request_key):
         raise APIError(400, LINE_ERROR_MESSAGE.format(rate=settings.error_rate))
     key = body.get("prompt_cache_key") if isinstance(body, dict) else None
-    return completion_object(
+    completion = completion_object(
         f"chatcmpl-{secrets.token_hex(15)[:29]}",
         int(time.time()),
         model,
@@ -84,6 +92,23 @@ def chat_completion(
         max_tokens,
         prompt_cache_key=key if isinstance(key, str) else None,
     )
+    completion["service_tier"] = "flex" if is_flex(body) else "default"
+    return completion
+
+
+def is_flex(body: object) -> bool:
+    return isinstance(body, dict) and body.get("service_tier") == "flex"
+
+
+async def serve_flex(settings: SimulatorSettings, rng: random.Random) -> None:
+    """A flex call waits ``flex_latency_seconds``, then may find no capacity: a 429 with
+    OpenAI's ``resource_unavailable`` error, at ``flex_unavailable_rate``."""
+    if settings.flex_latency_seconds:
+        await asyncio.sleep(settings.flex_latency_seconds)
+    if settings.flex_unavailable_rate and rng.random() < settings.flex_unavailable_rate:
+        raise APIError(
+            429, FLEX_UNAVAILABLE_MESSAGE, code="resource_unavailable", error_type="requests"
+        )
 
 
 def completion_object(
@@ -204,10 +229,13 @@ async def json_body(request: Request) -> object:
 def router(settings: SimulatorSettings) -> APIRouter:
     """The realtime routes (mounted under ``/v1`` behind bearer auth)."""
     routes = APIRouter()
+    flex_dice = random.Random(settings.seed)
 
     @routes.post("/chat/completions", response_model=None)
     async def create_chat_completion(request: Request) -> ChatCompletion:
         body = await json_body(request)
+        if is_flex(body):
+            await serve_flex(settings, flex_dice)
         key = json.dumps(body.get("messages") if isinstance(body, dict) else body, sort_keys=True)
         return chat_completion(settings, body, request_key=key)
 

@@ -10,6 +10,10 @@ from app.simulator.wire import AnthropicErrorBody, OpenAIErrorBody
 # Published for the OpenAI Batch API: a 24 h completion window.
 COMPLETION_WINDOW_SECONDS = 24 * 60 * 60
 
+FLEX_UNAVAILABLE_MESSAGE = (
+    "Resource unavailable: the flex tier has no capacity for this request right now "
+    "(simulated). Retry later or use the default service tier."
+)
 EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
 LINE_ERROR_MESSAGE = (
     "The simulator rejected this request (per-request error rate {rate}): "
@@ -33,6 +37,10 @@ class SimulatorSettings:
     ``server_error_rate`` are the shares of API calls answered 429 (with ``retry-after:
     retry_after_seconds``) or 500; ``latency_seconds`` delays every API call.
 
+    Flex (``service_tier: "flex"`` chat calls): ``flex_latency_seconds`` delays each one on
+    top of ``latency_seconds``, and ``flex_unavailable_rate`` is the share answered 429 with
+    OpenAI's ``resource_unavailable`` error (drawn per call: a retry may get through).
+
     ``seed`` fixes the output line order and the dice. IDs are random, as a real provider's
     are: a restarted simulator must never hand out an ID twice.
     """
@@ -51,6 +59,8 @@ class SimulatorSettings:
     lose_create_rate: float = 0.0
     expire_rate: float = 0.0
     embedding_dimensions: int = 256
+    flex_latency_seconds: float = 0.0
+    flex_unavailable_rate: float = 0.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -60,6 +70,7 @@ class SimulatorSettings:
             "finalizing_seconds",
             "latency_seconds",
             "retry_after_seconds",
+            "flex_latency_seconds",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
@@ -69,6 +80,7 @@ class SimulatorSettings:
             "server_error_rate",
             "lose_create_rate",
             "expire_rate",
+            "flex_unavailable_rate",
         ):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be between 0 and 1")

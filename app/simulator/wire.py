@@ -162,6 +162,8 @@ class ChatCompletion(TypedDict):
     choices: list[Choice]
     usage: CompletionUsage
     system_fingerprint: str
+    # The tier that served it: "flex" for a flex request, else "default".
+    service_tier: NotRequired[str]
 
 
 class Embedding(TypedDict):
