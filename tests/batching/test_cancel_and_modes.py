@@ -188,7 +188,9 @@ def poll_until_ended(db: Session, batch_id: uuid.UUID, provider: OpenAIBatchProv
         ("realtime", None, "realtime"),
         ("auto", None, "batch"),
         ("auto", timedelta(hours=48), "batch"),
-        ("auto", timedelta(hours=1), "realtime"),
+        ("auto", timedelta(hours=1), "flex"),  # inside the batch window, past flex's
+        ("auto", timedelta(minutes=5), "realtime"),  # inside flex's expected latency
+        ("flex", None, "flex"),
     ],
 )
 def test_choose_mode(requested: str, deadline_in: timedelta | None, expected: str) -> None:
