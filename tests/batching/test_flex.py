@@ -107,7 +107,8 @@ def flex_jobs(api: TestClient, db: Session, count: int) -> tuple[list[uuid.UUID]
     assert "flex" in (job(db, ids[-1]).route_reason or "")
     (batch_id,) = collect(db)
     batch = db.get(ProviderBatch, batch_id)
-    assert batch is not None and batch.mode == JobMode.flex
+    assert batch is not None
+    assert batch.mode == JobMode.flex
     return ids, batch_id
 
 
@@ -125,16 +126,17 @@ def test_flex_jobs_complete_through_the_simulator_at_the_batch_discount(
     assert db.get(ProviderBatch, batch_id).state == BatchState.completed  # type: ignore[union-attr]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def no_flex_capacity(supervisor: Supervisor) -> Iterator[str]:
     """A second simulator whose flex tier always answers 429 resource_unavailable."""
     port = free_port()
     argv = [sys.executable, "-m", "app.cli", "simulator", "--port", str(port),
             "--flex-unavailable-rate", "1", "--flex-latency-seconds", "0.05"]  # fmt: skip
     name = f"simulator-no-flex-{port}"
-    supervisor.start(name, argv, env=dict(os.environ), cwd=ROOT)
+    child = supervisor.start(name, argv, env=dict(os.environ), cwd=ROOT)
     wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), timeout=30, what=name)
     yield f"http://127.0.0.1:{port}/v1"
+    supervisor.stop(child)
 
 
 def test_the_simulator_refuses_flex_as_openai_does(no_flex_capacity: str) -> None:
