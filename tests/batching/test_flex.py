@@ -166,3 +166,11 @@ def test_a_refused_flex_call_falls_back_to_realtime_at_list_price_and_says_so(
         shown = api.get(f"/v1/jobs/{job_id}").json()
         assert shown["mode"] == "realtime"
         assert "flex refused" in shown["route_reason"]
+
+
+def test_the_registry_builds_flex_only_for_openai() -> None:
+    catalog = get_catalog()
+    flex = registry.get_flex_provider(catalog, "openai")
+    flex.close()
+    with pytest.raises(ValueError, match="no flex tier"):
+        registry.get_flex_provider(catalog, "anthropic")
