@@ -35,10 +35,15 @@ from app.providers.registry import (
     shared_realtime_provider,
 )
 
-# What a flex call OpenAI had no capacity for comes back as (429 "resource unavailable",
-# after the flex adapter's retry): it falls back to a realtime call at list price.
-FLEX_REFUSED = "http_429"
-FLEX_FALLBACK = "flex refused (429 resource unavailable): sent realtime at list price"
+# A flex call OpenAI refused falls back to a realtime call at list price: 429 "resource
+# unavailable" (no flex capacity now, after the flex adapter's retry), or 400 (OpenAI offers
+# flex on some models only, and answers 400 invalid_request_error for the others; a request
+# that is bad in itself fails again, realtime, with the provider's reason).
+FLEX_REFUSED = {
+    "http_429": "flex refused (429 resource unavailable): sent realtime at list price",
+    "http_400": "flex refused (400: the model may not offer flex): sent realtime at list price",
+}
+FLEX_FALLBACK = FLEX_REFUSED["http_429"]
 
 
 def submit_batch(*, batch_id: uuid.UUID, catalog: Catalog) -> bool:
@@ -280,16 +285,20 @@ def _flex_fallback(
     fallback: RealtimeProvider,
     concurrency: int,
 ) -> tuple[list[BatchResult], frozenset[str]]:
-    """The policy for flex calls OpenAI refused for capacity: each is sent at once as a
+    """The policy for flex calls OpenAI refused (for capacity, or a model without flex): each
+    is sent at once as a
     realtime call (the deadline that chose flex may not survive a wait), priced at list
     price, and its job says so (mode ``realtime``, ``route_reason``, ``routing``). Returns
     the results with those calls' new outcomes, and their ids."""
-    refused = {r.custom_id for r in results if r.error_code == FLEX_REFUSED}
+    refused = {r.custom_id: r.error_code for r in results if r.error_code in FLEX_REFUSED}
     if not refused:
         return results, frozenset()
-    job_flex.fell_back_to_realtime(
-        session, job_ids=[uuid.UUID(i) for i in sorted(refused)], reason=FLEX_FALLBACK
-    )
+    for code, reason in FLEX_REFUSED.items():
+        ids = sorted(i for i, refusal in refused.items() if refusal == code)
+        if ids:
+            job_flex.fell_back_to_realtime(
+                session, job_ids=[uuid.UUID(i) for i in ids], reason=reason
+            )
     again = fallback.complete_many(
         model=model,
         requests=[r for r in requests if r.custom_id in refused],

@@ -112,6 +112,13 @@ def simulator(
             help="share of flex calls answered 429 resource_unavailable",
         ),
     ] = _DEFAULTS.flex_unavailable_rate,
+    flex_models: Annotated[
+        str | None,
+        typer.Option(
+            envvar=_env("flex_models"),
+            help="comma-separated models that offer flex (others answer 400); default: all",
+        ),
+    ] = None,
     seed: Annotated[
         int, typer.Option(envvar=_env("seed"), help="seed for output order and injected failures")
     ] = _DEFAULTS.seed,
@@ -135,6 +142,9 @@ def simulator(
             embedding_dimensions=embedding_dimensions,
             flex_latency_seconds=flex_latency_seconds,
             flex_unavailable_rate=flex_unavailable_rate,
+            flex_models=tuple(m.strip() for m in flex_models.split(",") if m.strip())
+            if flex_models is not None
+            else None,
             seed=seed,
         )
     except ValueError as exc:

@@ -100,9 +100,12 @@ def is_flex(body: object) -> bool:
     return isinstance(body, dict) and body.get("service_tier") == "flex"
 
 
-async def serve_flex(settings: SimulatorSettings, rng: random.Random) -> None:
-    """A flex call waits ``flex_latency_seconds``, then may find no capacity: a 429 with
-    OpenAI's ``resource_unavailable`` error, at ``flex_unavailable_rate``."""
+async def serve_flex(settings: SimulatorSettings, rng: random.Random, model: object) -> None:
+    """A flex call for a model without flex is a 400 (``flex_models``); any other waits
+    ``flex_latency_seconds``, then may find no capacity: a 429 with OpenAI's
+    ``resource_unavailable`` error, at ``flex_unavailable_rate``."""
+    if settings.flex_models is not None and model not in settings.flex_models:
+        raise APIError(400, f"Flex is not available for the model {model!r}.", param="service_tier")
     if settings.flex_latency_seconds:
         await asyncio.sleep(settings.flex_latency_seconds)
     if settings.flex_unavailable_rate and rng.random() < settings.flex_unavailable_rate:
@@ -235,7 +238,9 @@ def router(settings: SimulatorSettings) -> APIRouter:
     async def create_chat_completion(request: Request) -> ChatCompletion:
         body = await json_body(request)
         if is_flex(body):
-            await serve_flex(settings, flex_dice)
+            await serve_flex(
+                settings, flex_dice, body.get("model") if isinstance(body, dict) else None
+            )
         key = json.dumps(body.get("messages") if isinstance(body, dict) else body, sort_keys=True)
         return chat_completion(settings, body, request_key=key)
 

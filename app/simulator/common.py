@@ -61,6 +61,9 @@ class SimulatorSettings:
     embedding_dimensions: int = 256
     flex_latency_seconds: float = 0.0
     flex_unavailable_rate: float = 0.0
+    # The models that offer flex (OpenAI serves flex on some models only and answers the
+    # others 400 invalid_request_error); None: every model.
+    flex_models: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in (

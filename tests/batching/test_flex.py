@@ -175,3 +175,32 @@ def test_the_registry_builds_flex_only_for_openai() -> None:
     flex.close()
     with pytest.raises(ValueError, match="no flex tier"):
         registry.get_flex_provider(catalog, "anthropic")
+
+
+@pytest.fixture(scope="module")
+def flex_elsewhere(supervisor: Supervisor) -> Iterator[str]:
+    """A simulator that offers flex on another model only (OpenAI: 400 for the others)."""
+    port = free_port()
+    argv = [sys.executable, "-m", "app.cli", "simulator", "--port", str(port),
+            "--flex-models", "gpt-5-mini"]  # fmt: skip
+    name = f"simulator-flex-elsewhere-{port}"
+    child = supervisor.start(name, argv, env=dict(os.environ), cwd=ROOT)
+    wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), timeout=30, what=name)
+    yield f"http://127.0.0.1:{port}/v1"
+    supervisor.stop(child)
+
+
+def test_a_model_without_flex_falls_back_to_realtime_and_says_so(
+    api: TestClient, db: Session, flex_elsewhere: str
+) -> None:
+    ids, batch_id = flex_jobs(api, db, 2)
+    # The same simulator serves the realtime fallback: only flex is refused for the model.
+    run_flex(db, batch_id, flex_url=flex_elsewhere, realtime_url=flex_elsewhere)
+    reason = submitter.FLEX_REFUSED["http_400"]
+    for job_id in ids:
+        done = job(db, job_id)
+        assert done.state == JobState.completed, done.error
+        assert done.mode == JobMode.realtime
+        assert done.cost_usd == expected_cost(done, JobMode.realtime)
+        assert reason in (done.route_reason or "")
+        assert (done.routing or {}).get("flex_fallback") == reason
