@@ -365,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     # A job's request sent twice: its custom_id in two batches, or more realtime calls of a
     # body than jobs that paid for it realtime. Two jobs' identical requests both sent (a
     # repeat Thrifty did not catch) are counted apart, as repeated requests.
-    paid_realtime = Counter(d for d, mode in digests.values() if mode == "realtime")
+    # Flex calls are chat calls too (service_tier "flex"): the same log.
+    paid_realtime = Counter(d for d, mode in digests.values() if mode in ("realtime", "flex"))
     resent = sum(n - 1 for n in custom_ids.values() if n > 1)
     out["duplicated"] = resent + sum(
         max(0, n - max(1, paid_realtime[d])) for d, n in realtime.items()
