@@ -62,22 +62,16 @@ def submit_batch(*, batch_id: uuid.UUID, catalog: Catalog) -> bool:
         provider_name, mode, model = route
         if not catalog.has_model(model) or provider_name not in catalog.providers:
             return reroute(session, batch_id=batch_id, reason=f"{model} left the catalog")
-        if mode == JobMode.realtime:
+        if mode in (JobMode.realtime, JobMode.flex):
+            realtime = shared_realtime_provider(catalog, provider_name)
+            flex = mode == JobMode.flex  # flex calls refused fall back to realtime ones
             return run_realtime(
                 session,
                 batch_id=batch_id,
-                provider=shared_realtime_provider(catalog, provider_name),
+                provider=shared_flex_provider(catalog, provider_name) if flex else realtime,
                 concurrency=realtime_concurrency(catalog, provider_name),
                 catalog=catalog,
-            )
-        if mode == JobMode.flex:
-            return run_realtime(
-                session,
-                batch_id=batch_id,
-                provider=shared_flex_provider(catalog, provider_name),
-                concurrency=realtime_concurrency(catalog, provider_name),
-                catalog=catalog,
-                fallback=shared_realtime_provider(catalog, provider_name),
+                fallback=realtime if flex else None,
             )
     with session_scope() as session:
         attempt = repository.record_attempt(session, batch_id=batch_id)

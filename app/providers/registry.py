@@ -8,6 +8,8 @@ retry policy); only the provider-specific options differ.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import TypeVar
 
 from app.catalog.catalog import Catalog, ProviderConfig
 from app.providers.anthropic_batch import LIMITS as ANTHROPIC_LIMITS
@@ -78,6 +80,21 @@ def get_provider(catalog: Catalog, name: str) -> BatchProvider:
 # be used by the children, and a reloaded catalog gets new ones.
 _BATCH: dict[tuple[int, int, str], tuple[Catalog, BatchProvider]] = {}
 _REALTIME: dict[tuple[int, int, str], tuple[Catalog, RealtimeProvider]] = {}
+_FLEX: dict[tuple[int, int, str], tuple[Catalog, RealtimeProvider]] = {}
+P = TypeVar("P")
+
+
+def _shared(
+    cache: dict[tuple[int, int, str], tuple[Catalog, P]],
+    build: Callable[[Catalog, str], P],
+    catalog: Catalog,
+    name: str,
+) -> P:
+    key = (os.getpid(), id(catalog), name)
+    cached = cache.get(key)
+    if cached is None or cached[0] is not catalog:
+        cached = cache[key] = (catalog, build(catalog, name))
+    return cached[1]
 
 
 def shared_provider(catalog: Catalog, name: str) -> BatchProvider:
@@ -87,20 +104,12 @@ def shared_provider(catalog: Catalog, name: str) -> BatchProvider:
     submits and polls: a new connection (and its TLS handshake) per call costs more than a
     poll against a fast provider.
     """
-    key = (os.getpid(), id(catalog), name)
-    cached = _BATCH.get(key)
-    if cached is None or cached[0] is not catalog:
-        cached = _BATCH[key] = (catalog, get_provider(catalog, name))
-    return cached[1]
+    return _shared(_BATCH, get_provider, catalog, name)
 
 
 def shared_realtime_provider(catalog: Catalog, name: str) -> RealtimeProvider:
     """This process's long-lived realtime adapter for ``name``; callers must not close it."""
-    key = (os.getpid(), id(catalog), name)
-    cached = _REALTIME.get(key)
-    if cached is None or cached[0] is not catalog:
-        cached = _REALTIME[key] = (catalog, get_realtime_provider(catalog, name))
-    return cached[1]
+    return _shared(_REALTIME, get_realtime_provider, catalog, name)
 
 
 def get_realtime_provider(catalog: Catalog, name: str) -> RealtimeProvider:
@@ -114,8 +123,6 @@ def get_realtime_provider(catalog: Catalog, name: str) -> RealtimeProvider:
         raise ValueError(f"provider {name} ({config.kind}) has no OpenAI-compatible chat API")
     return OpenAIRealtimeProvider(**_connection(name, config))
 
-
-_FLEX: dict[tuple[int, int, str], tuple[Catalog, RealtimeProvider]] = {}
 
 # A flex call refused for capacity (429) is tried once more, then falls back to realtime
 # (app/batching/submitter.py): OpenAI's 429s on flex mean "no capacity now", not a rate limit.
@@ -138,11 +145,7 @@ def get_flex_provider(catalog: Catalog, name: str) -> RealtimeProvider:
 
 def shared_flex_provider(catalog: Catalog, name: str) -> RealtimeProvider:
     """This process's long-lived flex adapter for ``name``; callers must not close it."""
-    key = (os.getpid(), id(catalog), name)
-    cached = _FLEX.get(key)
-    if cached is None or cached[0] is not catalog:
-        cached = _FLEX[key] = (catalog, get_flex_provider(catalog, name))
-    return cached[1]
+    return _shared(_FLEX, get_flex_provider, catalog, name)
 
 
 def realtime_concurrency(catalog: Catalog, name: str) -> int:
