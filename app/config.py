@@ -56,7 +56,8 @@ class Settings(BaseSettings):
     # Stage timing; beat drives the collector, poller and sweeper at these intervals.
     collect_interval_seconds: float = Field(default=1.0, gt=0)
     poll_interval_seconds: float = Field(default=2.0, gt=0)
-    sweep_interval_seconds: float = Field(default=30.0, gt=0)
+    # The sweep also notices a broker that lost its messages: at most this late.
+    sweep_interval_seconds: float = Field(default=10.0, gt=0)
     # A job or batch untouched this long in a non-terminal, pre-provider state is re-driven.
     stale_after_seconds: float = Field(default=60.0, gt=0)
     # Per-batch poll backoff: the first re-poll after poll_interval_seconds, doubling up to this.

@@ -223,9 +223,19 @@ def _register(api: str, key: str, url: str) -> None:
     response.raise_for_status()
 
 
+# What a pending job waits for, by its state: the stage that owes it a move.
+STAGES = {
+    "queued": "ingesting",  # accepted, waiting for ingest (lookup, routing)
+    "waiting": "waiting",  # routed, in its model's window
+    "batched": "submitting",  # claimed into a provider batch not yet accepted
+    "submitted": "polling",  # in a live provider batch
+}
+
+
 class Watch:
     """Samples the jobs table every second: the longest time with work pending and no job
-    moving (``stalled``), and whether everything has ended."""
+    moving (``stalled``), whether everything has ended, and a timeline of what was pending
+    (jobs by stage, provider batches by state), so the longest stall can be broken down."""
 
     def __init__(self) -> None:
         self.stalled = 0.0
@@ -233,6 +243,8 @@ class Watch:
         self.last_move = time.monotonic()
         self.last: tuple[Any, ...] | None = None
         self.pending = 1
+        # (monotonic, moved, {stage: jobs} | None when Postgres did not answer, {batch state: n})
+        self.samples: list[tuple[float, bool, dict[str, int] | None, dict[str, int]]] = []
         self.stop = threading.Event()
         threading.Thread(target=self._run, daemon=True).start()
 
@@ -242,23 +254,69 @@ class Watch:
         from app.kit.db import get_engine
 
         query = text(
-            "SELECT count(*) FILTER (WHERE state NOT IN ('completed','failed','cancelled')),"
-            " count(*) FILTER (WHERE state IN ('completed','failed','cancelled')),"
+            "SELECT count(*) FILTER (WHERE state IN ('completed','failed','cancelled')),"
             " max(updated_at) FROM jobs"
+        )
+        by_state = text(
+            "SELECT state::text, count(*) FROM jobs"
+            " WHERE state NOT IN ('completed','failed','cancelled') GROUP BY 1"
+        )
+        batches = text(
+            "SELECT state::text || CASE WHEN state = 'submitted' AND next_poll_at > now()"
+            " THEN ' (backing off)' ELSE '' END, count(*) FROM provider_batches"
+            " WHERE state IN ('pending','submitted') GROUP BY 1"
         )
         while not self.stop.wait(1.0):
             now = time.monotonic()
+            stages: dict[str, int] | None
+            open_batches: dict[str, int] = {}
             try:
                 with get_engine().connect() as conn:
-                    pending, ended, moved = conn.execute(query).one()
+                    ended, moved = conn.execute(query).one()
+                    counts = dict(conn.execute(by_state).all())
+                    open_batches = {k: int(n) for k, n in conn.execute(batches).all()}
+                stages = {STAGES.get(k, k): int(n) for k, n in counts.items()}
+                pending = sum(stages.values())
             except Exception:  # Postgres is down: nothing moves meanwhile
-                pending, ended, moved = self.pending, None, None
+                pending, ended, moved, stages = self.pending, None, None, None
             sample = (ended, moved)
-            if ended is not None and sample != self.last:
+            progressed = ended is not None and sample != self.last
+            self.samples.append((now, progressed, stages, open_batches))
+            if progressed:
                 self.last, self.last_move = sample, now
             elif self.pending and now - self.last_move > self.stalled:
                 self.stalled, self.stalled_from = now - self.last_move, self.last_move
             self.pending = int(pending or 0)
+
+    def breakdown(self, events: list[tuple[float, str]], t0: float) -> list[str]:
+        """The longest stall: the faults that overlap it (and the last ones before it), and
+        what was pending through it, sampled every few seconds."""
+        begin, end = self.stalled_from, self.stalled_from + self.stalled
+        out = [f"longest stall: {begin - t0:.1f}s to {end - t0:.1f}s ({self.stalled:.1f}s)"]
+        before = [e for e in events if e[0] < begin - t0]
+        during = [e for e in events if begin - t0 <= e[0] <= end - t0]
+        for at, what in before[-3:]:
+            out.append(f"  before: {at:6.1f}s {what}")
+        for at, what in during:
+            out.append(f"  during: {at:6.1f}s {what}")
+        last_shown = -1e9
+        for now, _, stages, open_batches in self.samples:
+            if not (begin - 1.5 <= now <= end + 1.5) or now - last_shown < 3.0:
+                continue
+            last_shown = now
+            if stages is None:
+                out.append(f"  {now - t0:6.1f}s Postgres did not answer")
+                continue
+            jobs = ", ".join(f"{k} {n}" for k, n in sorted(stages.items())) or "none"
+            held = ", ".join(f"{k} {n}" for k, n in sorted(open_batches.items())) or "none"
+            out.append(f"  {now - t0:6.1f}s jobs pending: {jobs}; batches: {held}")
+        return out
+
+    def dump(self, path: Path, t0: float) -> None:
+        with path.open("w") as f:
+            for now, moved, stages, open_batches in self.samples:
+                row = {"t": round(now - t0, 1), "moved": moved, "jobs": stages}
+                f.write(json.dumps({**row, "batches": open_batches}) + "\n")
 
 
 def _simulator_duplicates(sim: str) -> tuple[int, int]:
@@ -411,11 +469,11 @@ def _run(args: argparse.Namespace, stack: Stack, catalog: Path, say: Callable[[s
     # 2. Chaos.
     watch = Watch()
     stop = threading.Event()
-    events: list[str] = []
+    events: list[tuple[float, str]] = []
     t0 = time.monotonic()
 
     def note(what: str) -> None:
-        events.append(f"{time.monotonic() - t0:6.1f}s {what}")
+        events.append((time.monotonic() - t0, what))
         say(f"  [{time.monotonic() - t0:6.1f}s] {what}")
 
     def faults() -> None:
@@ -485,10 +543,12 @@ def _run(args: argparse.Namespace, stack: Stack, catalog: Path, say: Callable[[s
     duplicated, billed_twice = _simulator_duplicates(sim)
     jobs = sum(counts.values())
     lost = sum(n for state, n in counts.items() if state not in TERMINAL)
-    say("\nfaults:\n" + "\n".join(events))
+    say("\nfaults:\n" + "\n".join(f"{at:6.1f}s {what}" for at, what in events))
     say("failures by reason: " + "; ".join(f"{n} x {e}" for e, n in errors))
     say(f"wall time {wall:.0f}s; stale timeout {STALE_AFTER}s; states {counts}")
-    say(f"the longest stall began at {watch.stalled_from - t0:.1f}s")
+    say("\n".join(watch.breakdown(events, t0)))
+    watch.dump(stack.home / "watch.jsonl", t0)
+    say(f"every sample: {stack.home / 'watch.jsonl'}")
     say(f"jobs={jobs}")
     say(f"completed={counts.get('completed', 0)}")
     say(f"failed={counts.get('failed', 0)}")

@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init
+from celery.signals import worker_init, worker_process_init, worker_ready
 
 from app.catalog.catalog import get_catalog
 from app.config import get_settings
@@ -45,7 +45,11 @@ celery_app.conf.update(
             "schedule": settings.poll_interval_seconds,
             "options": {"expires": max(1.0, settings.poll_interval_seconds)},
         },
-        "sweep": {"task": queue.SWEEP, "schedule": settings.sweep_interval_seconds},
+        "sweep": {
+            "task": queue.SWEEP,
+            "schedule": settings.sweep_interval_seconds,
+            "options": {"expires": max(1.0, settings.sweep_interval_seconds)},
+        },
         "dispatch-webhooks": {
             "task": queue.DISPATCH_WEBHOOKS,
             "schedule": settings.webhook_dispatch_interval_seconds,
@@ -148,3 +152,14 @@ def _prepare_process(**_: Any) -> None:
             shared_provider(catalog, name)
     except Exception:  # the first task that needs a client reports the problem
         log.warning("could not build the provider clients ahead of time", exc_info=True)
+
+
+@worker_ready.connect
+def _redrive_on_start(**_: Any) -> None:
+    # A worker that starts may replace one that was SIGKILLed holding messages (acked late,
+    # they come back only after the broker's visibility timeout): re-drive at once instead of
+    # waiting for the sweeper's stale timeout.
+    try:
+        celery_app.send_task(queue.SWEEP, kwargs={"redrive": True})
+    except Exception:  # the periodic sweep comes anyway
+        log.warning("could not ask for a re-drive at start", exc_info=True)

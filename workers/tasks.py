@@ -62,7 +62,11 @@ def poll_batches() -> int:
 
 
 @celery_app.task(name=queue.POLL_BATCH)
+@retry(max_retries=5)
 def poll_batch(batch_id: str) -> str | None:
+    """Poll one batch. A lost database connection is retried with backoff, not dropped: a
+    dropped poll waits out its lease (``results.POLL_LEASE``). The provider's own errors are
+    handled inside (the batch backs off)."""
     settings = get_settings()
     backoff = (settings.poll_interval_seconds, settings.poll_backoff_max_seconds)
     with session_scope() as session:
@@ -73,10 +77,20 @@ def poll_batch(batch_id: str) -> str | None:
 
 
 @celery_app.task(name=queue.SWEEP)
-def sweep() -> dict[str, int]:
+@retry(max_retries=5)
+def sweep(redrive: bool = False) -> dict[str, int]:
+    """``redrive``: a worker started that may replace one that died holding messages; the
+    sweep also re-drives everything at once when the broker lost its queued messages. A
+    lost database connection is retried with backoff (a re-drive must not be dropped)."""
+    lost = queue.broker_lost_messages()
     stale_after = timedelta(seconds=get_settings().stale_after_seconds)
     with session_scope() as session:
-        return batching_service.sweep(session, stale_after=stale_after, catalog=get_catalog())
+        found = batching_service.sweep(
+            session, stale_after=stale_after, catalog=get_catalog(), redrive=redrive or lost
+        )
+    if lost:  # only once the hints were sent: a sweep that failed leaves it to the next
+        queue.mark_broker()
+    return {**found, "redrive": int(redrive or lost)}
 
 
 @celery_app.task(name=queue.DISPATCH_WEBHOOKS)

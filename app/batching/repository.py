@@ -85,6 +85,17 @@ def lease_due_polls(session: Session, *, now: datetime, until: datetime) -> list
     return list(session.scalars(statement))
 
 
+def poll_now(session: Session) -> list[uuid.UUID]:
+    """Make every submitted batch due for a poll now (its lease or backoff dropped)."""
+    statement = (
+        update(ProviderBatch)
+        .where(ProviderBatch.state == BatchState.submitted)
+        .values(next_poll_at=None)
+        .returning(ProviderBatch.id)
+    )
+    return list(session.scalars(statement))
+
+
 def stale_batches(session: Session, *, state: BatchState, before: datetime) -> list[uuid.UUID]:
     """Batches in ``state`` not updated since ``before``."""
     query = select(ProviderBatch.id).where(

@@ -27,8 +27,10 @@ log = logging.getLogger(__name__)
 
 # Per-line codes that a later batch may not repeat; ``batch_cancelled`` is someone's decision.
 NOT_RETRIED = frozenset({"batch_cancelled"})
-# How long a batch handed to a poll task is not handed out again; a lost message costs this.
-POLL_LEASE = timedelta(seconds=60)
+# How long a batch handed to a poll task is not handed out again; a lost message (a poll worker
+# killed, the broker restarted) costs this. A poll that outlives it is only polled twice
+# (each poll locks its batch, SKIP LOCKED).
+POLL_LEASE = timedelta(seconds=15)
 # Attempts of a job whose model left the catalog: the model's default.
 _DEFAULT_ATTEMPTS: int = ModelConfig.model_fields["max_attempts"].default
 

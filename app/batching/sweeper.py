@@ -26,6 +26,7 @@ def sweep(
     stale_after: timedelta,
     catalog: Catalog | None = None,
     now: datetime | None = None,
+    redrive: bool = False,
 ) -> dict[str, int]:
     """Re-drive work stuck in any non-terminal state for longer than ``stale_after``.
 
@@ -35,19 +36,26 @@ def sweep(
     follower whose leader ended without settling it → ingest again. Enqueues hints
     (or repairs rows) only; the tasks they wake check state again under row locks. Returns
     how many of each it found.
+
+    ``redrive``: hints may have been lost just now (the broker lost its messages, or a worker
+    was replaced that may have died holding some), so every hint is sent again whatever its
+    work's age: queued jobs, waiting windows, pending batches, and a poll of every submitted
+    batch now (poll leases and backoffs dropped). The repairs (orphaned, stranded, followers)
+    still wait for ``stale_after``: they read rows that a live worker may be changing.
     """
     now = now or utcnow()
     before = now - stale_after
-    queued = job_repository.stale_jobs(session, state=JobState.queued, before=before, limit=50_000)
+    hinted = now if redrive else before
+    queued = job_repository.stale_jobs(session, state=JobState.queued, before=hinted, limit=50_000)
     for start in range(0, len(queued), 500):
         queue.enqueue(session, queue.INGEST, [str(i) for i in queued[start : start + 500]])
-    waiting = job_repository.stale_jobs(session, state=JobState.waiting, before=before, limit=1)
+    waiting = job_repository.stale_jobs(session, state=JobState.waiting, before=hinted, limit=1)
     orphans = transitions.release_orphans(
         session, before=before, live=repository.ids_in_state(BatchState.pending)
     )
     if waiting or orphans:
         queue.enqueue(session, queue.COLLECT)
-    pending = repository.stale_batches(session, state=BatchState.pending, before=before)
+    pending = repository.stale_batches(session, state=BatchState.pending, before=hinted)
     for batch_id in pending:
         queue.enqueue(session, queue.SUBMIT_BATCH, str(batch_id))
     stranded = job_repository.stranded_submitted(
@@ -60,6 +68,8 @@ def sweep(
         _settle_stranded(session, jobs=stranded, catalog=catalog or get_catalog(), now=now)
     stranded_followers = jobs_coalescing.redrive_stranded(session)
     unpolled = repository.stale_batches(session, state=BatchState.submitted, before=before)
+    if redrive:
+        unpolled = repository.poll_now(session)
     if unpolled:
         queue.enqueue(session, queue.POLL_BATCHES)
     return {

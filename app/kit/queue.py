@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import redis
 from celery import Celery
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -47,10 +48,13 @@ QUEUES = tuple(sorted(set(TASK_QUEUES.values())))
 
 @dataclass(frozen=True)
 class Pool:
-    """A worker process (and its pool) that serves only its own queues, so no stage can take
-    another's capacity: bulk ingest never holds the processes polls and submissions need, a
-    submission waiting out a provider's rate limit never delays a poll, and slow webhook
-    receivers only ever hold delivery threads."""
+    """A worker process (and its pool) that serves its own queues, so no stage can take
+    another's reserved capacity: bulk ingest never holds the processes polls and submissions
+    need, a submission waiting out a provider's rate limit never delays a poll (the poll pool
+    serves no submissions), and slow webhook receivers only ever hold delivery threads. The
+    collect and poll pools also serve each other's short tasks (collect ticks, sweeps, polls)
+    with what they have free, so a restart of either (seconds to tens of seconds on a loaded
+    machine) stops neither polls nor the sweeper's re-drive."""
 
     name: str
     queues: tuple[str, ...]
@@ -60,13 +64,15 @@ class Pool:
 
 
 POOLS: tuple[Pool, ...] = (
-    Pool("worker", ("collect", "provider"), 2),
-    Pool("worker-poll", ("poll",), 2),
+    Pool("worker", ("collect", "provider", "poll"), 2),
+    Pool("worker-poll", ("poll", "collect"), 2),
     Pool("worker-ingest", ("ingest",), 2),
     Pool("worker-delivery", ("delivery",), 16, kind="threads"),
 )
 
 _OUTBOX = "thrifty_outbox"
+# A key the broker holds for as long as it holds the queued messages: gone, so are they.
+BROKER_MARK = "thrifty:broker:mark"
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,33 @@ def get_sender() -> Celery:
     app = Celery("thrifty-sender")
     app.conf.update(celery_app_config())
     return app
+
+
+def _broker() -> redis.Redis[bytes]:
+    return redis.Redis.from_url(
+        get_settings().redis_url, socket_timeout=2, socket_connect_timeout=2
+    )
+
+
+def broker_lost_messages() -> bool:
+    """Whether the broker lost its queued messages since ``mark_broker`` was last called (a
+    Redis restarted without persistence, or flushed; also its first start): the mark is gone.
+    False when Redis does not answer (ask again later)."""
+    try:
+        with _broker() as client:
+            return not client.exists(BROKER_MARK)
+    except redis.RedisError:
+        log.debug("broker mark: Redis did not answer", exc_info=True)
+        return False
+
+
+def mark_broker() -> None:
+    """Mark the broker, once what it lost was re-driven (see ``broker_lost_messages``)."""
+    try:
+        with _broker() as client:
+            client.set(BROKER_MARK, "1")
+    except redis.RedisError:
+        log.debug("broker mark: Redis did not answer", exc_info=True)
 
 
 def enqueue(session: Session, task: str, *args: Any) -> None:

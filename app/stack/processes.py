@@ -24,9 +24,10 @@ class Child:
 
 
 # Restart backoff: 1 s after the first exit, doubling up to a minute; a child that ran for
-# RESET_AFTER seconds before it died starts again from 1 s.
+# RESET_AFTER seconds before it died starts again from 1 s (as Docker's restart policy: a
+# container that ran 10 s is restarted at its first delay again).
 RESTART_BACKOFF_MAX = 60.0
-RESET_AFTER = 60.0
+RESET_AFTER = 10.0
 
 
 @dataclass

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.kit import queue
 from app.kit.db import get_sessionmaker
 from app.kit.queue import QUEUES
 from app.models import BatchState, Job, JobState, ProviderBatch, Tenant
@@ -52,10 +53,17 @@ def start_simulator(sup: Supervisor, *flags: str) -> str:
 
 
 def start_worker(
-    sup: Supervisor, name: str, *, simulator: str, redis_url: str = REDIS_URL
+    sup: Supervisor,
+    name: str,
+    *,
+    simulator: str,
+    redis_url: str = REDIS_URL,
+    env: dict[str, str] | None = None,
 ) -> Child:
     """A Celery worker with its own embedded beat, as `thrifty up` runs it."""
-    env = dict(os.environ, THRIFTY_OPENAI_BASE_URL=simulator, THRIFTY_REDIS_URL=redis_url)
+    env = dict(
+        os.environ, THRIFTY_OPENAI_BASE_URL=simulator, THRIFTY_REDIS_URL=redis_url, **(env or {})
+    )
     schedule = TEST_HOME / "run" / f"beat-{name}"
     argv = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-B",
             "-s", str(schedule), "-Q", ",".join(QUEUES), "-c", "2",
@@ -293,6 +301,28 @@ def test_a_redis_restart_mid_run_loses_nothing(
         return all_ended(db, ids)
 
     eventually(ended, timeout=120, what="jobs to end after the restart")
+    assert_accounted(db, simulator, ids)
+
+
+def test_a_worker_that_starts_re_drives_work_whose_hints_were_lost_at_once(
+    procs: Supervisor, db: Session, tenant: tuple[Tenant, str]
+) -> None:
+    """A worker replacing one that was SIGKILLed holding messages (acked late: the broker
+    gives them back only after its visibility timeout) re-drives everything when it starts,
+    instead of leaving it to the sweeper's stale timeout: here an hour, and no periodic
+    sweep in the run, so only the start's re-drive can move these jobs, whose hints are gone."""
+    queue.mark_broker()  # the broker lost nothing: not the broker-loss re-drive
+    ids = []
+    for i in range(20):
+        job = make_job(db, tenant=tenant[0], prompt=f"Lost hint {i}: {uuid.uuid4().hex}?")
+        job.cache_mode = "bypass"
+        ids.append(job.id)
+    db.commit()
+    simulator = start_simulator(procs, "--validating-seconds", "0.1", "--processing-seconds", "1")
+    hour = {"THRIFTY_STALE_AFTER_SECONDS": "3600", "THRIFTY_SWEEP_INTERVAL_SECONDS": "3600"}
+    start_worker(procs, "redrive", simulator=simulator, env=hour)
+
+    eventually(lambda: all_ended(db, ids), timeout=120, what="the re-driven jobs to end")
     assert_accounted(db, simulator, ids)
 
 

@@ -546,3 +546,61 @@ def test_sweep_re_drives_only_stale_work_in_each_state(
     counts = sweeper.sweep(db, stale_after=stale_after, now=utcnow() + old)
     assert (counts["queued_jobs"], counts["pending_batches"]) == (2, 2)
     db.rollback()
+
+
+def test_a_redrive_sweep_sends_every_hint_again_whatever_its_age(
+    db: Session, tenant: tuple[Tenant, str]
+) -> None:
+    """After the broker lost its messages (or a worker that may have held some was replaced),
+    nothing waits for the stale timeout: fresh work is hinted again, and every submitted batch
+    is due for a poll now, its lease dropped. The repairs still wait for the stale timeout."""
+    stale_after = timedelta(hours=1)
+    queued = make_job(db, tenant=tenant[0])
+    make_job(db, tenant=tenant[0], state=JobState.waiting)
+    leased_until = utcnow() + timedelta(minutes=10)
+    batches = {
+        state: ProviderBatch(
+            provider="openai",
+            model=MINI,
+            mode="batch",
+            state=state,
+            request_count=0,
+            external_id=f"batch_{state.value}",
+            next_poll_at=leased_until,
+        )
+        for state in (BatchState.pending, BatchState.submitted, BatchState.completed)
+    }
+    db.add_all(batches.values())
+    db.commit()
+
+    assert sweeper.sweep(db, stale_after=stale_after) == {
+        "queued_jobs": 0,
+        "waiting_jobs": 0,
+        "orphaned_jobs": 0,
+        "pending_batches": 0,
+        "stranded_jobs": 0,
+        "unpolled_batches": 0,
+        "stranded_followers": 0,
+    }
+    db.rollback()
+
+    counts = sweeper.sweep(db, stale_after=stale_after, redrive=True)
+    assert counts == {
+        "queued_jobs": 1,
+        "waiting_jobs": 1,
+        "orphaned_jobs": 0,
+        "pending_batches": 1,
+        "stranded_jobs": 0,
+        "unpolled_batches": 1,
+        "stranded_followers": 0,
+    }
+    assert db.info["thrifty_outbox"] == [
+        queue.Message(queue.INGEST, ([str(queued.id)],)),
+        queue.Message(queue.COLLECT, ()),
+        queue.Message(queue.SUBMIT_BATCH, (str(batches[BatchState.pending].id),)),
+        queue.Message(queue.POLL_BATCHES, ()),
+    ]
+    db.commit()
+    # The leased batch is handed to a poll at the next tick, not after its lease.
+    assert results.dispatch_polls(db) == [batches[BatchState.submitted].id]
+    db.rollback()
