@@ -22,7 +22,10 @@ Ends with ``key=value`` lines: jobs, completed, failed, lost (not terminal at th
 duplicated (a request in two live provider batches), billed_twice (a custom_id with a
 successful result in two batches), stalled_s (longest time with work pending and no job
 moving), small_tenant_slowdown (its completion beside the noisy tenant over alone), and the
-figures behind them. Ports: THRIFTY_PG_PORT / _API_PORT / _SIMULATOR_PORT / _FLOWER_PORT /
+figures behind them. The longest stall is broken down: the faults before and during it, when
+each worker pool was ready again, and what was pending through it (jobs by stage: ingesting,
+waiting, submitting, polling; open provider batches, backing off or due); every sample is in
+``<home>/watch.jsonl``. Ports: THRIFTY_PG_PORT / _API_PORT / _SIMULATOR_PORT / _FLOWER_PORT /
 _METRICS_PORT if set, else free ones.
 """
 
@@ -288,16 +291,19 @@ class Watch:
                 self.stalled, self.stalled_from = now - self.last_move, self.last_move
             self.pending = int(pending or 0)
 
-    def breakdown(self, events: list[tuple[float, str]], t0: float) -> list[str]:
-        """The longest stall: the faults that overlap it (and the last ones before it), and
-        what was pending through it, sampled every few seconds."""
+    def breakdown(self, events: list[tuple[float, str]], t0: float, logs: Path) -> list[str]:
+        """The longest stall: the faults that overlap it (and the last ones before it), when
+        each worker pool was ready again (its log's ``ready.`` lines), and what was pending
+        through it, sampled every few seconds."""
         begin, end = self.stalled_from, self.stalled_from + self.stalled
         out = [f"longest stall: {begin - t0:.1f}s to {end - t0:.1f}s ({self.stalled:.1f}s)"]
+        ready = _ready_times(logs, time.time() - (time.monotonic() - t0))
         before = [e for e in events if e[0] < begin - t0]
         during = [e for e in events if begin - t0 <= e[0] <= end - t0]
+        during += [(at, f"{pool} ready") for at, pool in ready if begin - t0 <= at <= end - t0]
         for at, what in before[-3:]:
             out.append(f"  before: {at:6.1f}s {what}")
-        for at, what in during:
+        for at, what in sorted(during):
             out.append(f"  during: {at:6.1f}s {what}")
         last_shown = -1e9
         for now, _, stages, open_batches in self.samples:
@@ -317,6 +323,19 @@ class Watch:
             for now, moved, stages, open_batches in self.samples:
                 row = {"t": round(now - t0, 1), "moved": moved, "jobs": stages}
                 f.write(json.dumps({**row, "batches": open_batches}) + "\n")
+
+
+def _ready_times(logs: Path, wall0: float) -> list[tuple[float, str]]:
+    """(seconds since the chaos began, pool) for every time a worker pool said it was ready."""
+    from datetime import datetime
+
+    found = []
+    for log in logs.glob("worker*.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            if line.endswith(" ready.") and line.startswith("[20"):
+                stamp = datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                found.append((stamp - wall0, log.stem))
+    return sorted(found)
 
 
 def _simulator_duplicates(sim: str) -> tuple[int, int]:
@@ -546,7 +565,7 @@ def _run(args: argparse.Namespace, stack: Stack, catalog: Path, say: Callable[[s
     say("\nfaults:\n" + "\n".join(f"{at:6.1f}s {what}" for at, what in events))
     say("failures by reason: " + "; ".join(f"{n} x {e}" for e, n in errors))
     say(f"wall time {wall:.0f}s; stale timeout {STALE_AFTER}s; states {counts}")
-    say("\n".join(watch.breakdown(events, t0)))
+    say("\n".join(watch.breakdown(events, t0, stack.home / "logs")))
     watch.dump(stack.home / "watch.jsonl", t0)
     say(f"every sample: {stack.home / 'watch.jsonl'}")
     say(f"jobs={jobs}")

@@ -59,6 +59,12 @@ def lock_batch(session: Session, *, batch_id: uuid.UUID, state: BatchState) -> P
     return session.scalars(query).one_or_none()
 
 
+def attempted(session: Session, *, batch_id: uuid.UUID) -> bool:
+    """Whether a submission of the batch was ever started (it may be at its provider)."""
+    query = select(ProviderBatch.submit_attempts).where(ProviderBatch.id == batch_id)
+    return bool(session.scalar(query))
+
+
 def record_attempt(session: Session, *, batch_id: uuid.UUID) -> int | None:
     """Count one more submission attempt of a pending batch; None if it is not pending."""
     statement = (

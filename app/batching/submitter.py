@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -20,6 +21,7 @@ from app.kit.db import session_scope
 from app.kit.prompts import PromptPrefix, build_messages, prompt_prefix
 from app.models import BatchState, JobMode, JobState, ProviderBatch, utcnow
 from app.providers.base import (
+    BatchHandle,
     BatchProvider,
     BatchRequest,
     BatchResult,
@@ -60,7 +62,14 @@ def submit_batch(*, batch_id: uuid.UUID, catalog: Catalog) -> bool:
         if route is None:
             return False
         provider_name, mode, model = route
-        if not catalog.has_model(model) or provider_name not in catalog.providers:
+        left = not catalog.has_model(model) or provider_name not in catalog.providers
+        # A batch of a model that left may still have reached its provider in an earlier
+        # attempt (a worker killed mid-call, an answer lost): it is looked up, not dropped.
+        if left and (
+            mode != JobMode.batch
+            or provider_name not in catalog.providers
+            or not repository.attempted(session, batch_id=batch_id)
+        ):
             return reroute(session, batch_id=batch_id, reason=f"{model} left the catalog")
         if mode in (JobMode.realtime, JobMode.flex):
             realtime = shared_realtime_provider(catalog, provider_name)
@@ -84,6 +93,7 @@ def submit_batch(*, batch_id: uuid.UUID, catalog: Catalog) -> bool:
             provider=shared_provider(catalog, provider_name),
             attempt=attempt,
             catalog=catalog,
+            reroute_reason=f"{model} left the catalog" if left else None,
         )
 
 
@@ -166,8 +176,13 @@ def submit(
     provider: BatchProvider,
     attempt: int | None = None,
     catalog: Catalog | None = None,
+    reroute_reason: str | None = None,
 ) -> bool:
     """Send a pending batch to its provider. Returns False when there was nothing to do.
+
+    ``reroute_reason``: the batch is not to be sent (its model left the catalog), but an
+    earlier attempt may have sent it: the provider's batch is adopted if it holds one, and
+    the jobs are routed again (``reroute``) only if it does not.
 
     The batch row is locked for the duration, so only one worker submits it. A batch the
     provider may already hold (a worker killed after the provider accepted it) is looked up
@@ -186,6 +201,16 @@ def submit(
     if not jobs:
         return True
     now = utcnow()
+    if reroute_reason is not None:
+        handle = provider.find_batch(
+            reference=str(batch.id),
+            custom_ids=frozenset(str(job.id) for job in jobs),
+            since=batch.created_at,
+        )
+        if handle is None:
+            return reroute(session, batch_id=batch.id, reason=reroute_reason)
+        _record_submitted(session, batch=batch, handle=handle, count=len(jobs), at=now)
+        return True
     try:
         requests = _requests(jobs, min_cache_tokens=_min_cache_tokens(catalog, batch.model))
         chunks = split_requests(provider, model=batch.model, requests=requests)
@@ -216,14 +241,21 @@ def submit(
             session, batch_id=batch.id, error=f"provider refused the batch: {exc}", at=now
         )
         return True
+    _record_submitted(session, batch=batch, handle=handle, count=len(jobs), at=now)
+    return True
+
+
+def _record_submitted(
+    session: Session, *, batch: ProviderBatch, handle: BatchHandle, count: int, at: datetime
+) -> None:
+    """The provider holds the batch: it and its jobs are submitted, polled from now on."""
     batch.external_id = handle.external_id
     batch.input_file_id = handle.input_file_id
     batch.provider_status = handle.status
     batch.state = BatchState.submitted
-    batch.submitted_at = now
-    batch.request_count = len(jobs)
-    transitions.mark_submitted(session, batch_id=batch.id, at=now)
-    return True
+    batch.submitted_at = at
+    batch.request_count = count
+    transitions.mark_submitted(session, batch_id=batch.id, at=at)
 
 
 def run_realtime(

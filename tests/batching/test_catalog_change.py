@@ -11,12 +11,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.accounting import service as accounting_service
-from app.batching import collector, submitter
+from app.batching import collector, repository, submitter
 from app.catalog.catalog import Catalog, get_catalog
 from app.intake import ingest as intake_ingest
 from app.models import BatchState, Job, JobState, ProviderBatch, Tenant
 from app.providers.openai_batch import OpenAIBatchProvider
-from tests.batching.helpers import waiting_jobs
+from tests.batching.helpers import simulator_requests, waiting_jobs
 from tests.batching.test_submit_and_poll import money, poll_until_ended
 
 GONE = "gpt-4.1-mini"
@@ -103,3 +103,33 @@ def test_an_open_batch_of_a_removed_model_is_still_polled_applied_and_priced(
             old.model(GONE), input_tokens=job.input_tokens, output_tokens=job.output_tokens
         )
         assert job.cost_usd == money(expected)
+
+
+def test_a_pending_batch_of_a_removed_model_that_reached_its_provider_is_adopted_not_resent(
+    db: Session, tenant: tuple[Tenant, str], provider: OpenAIBatchProvider, simulator: str
+) -> None:
+    """A worker killed after the provider accepted the batch but before it recorded so: the
+    batch is still pending locally, with an attempt counted. Once its model has left the
+    catalog it is not routed again (its jobs would run, and be billed, twice): the provider's
+    batch is found and adopted, then polled and applied."""
+    old = get_catalog()
+    jobs = waiting_jobs(db, tenant[0], 3, model=GONE)
+    created = collector.collect(db, catalog=old)
+    db.commit()
+    assert repository.record_attempt(db, batch_id=created[0]) == 1
+    db.commit()
+    assert submitter.submit(db, batch_id=created[0], provider=provider, attempt=1)
+    db.rollback()  # the worker died before its commit; the provider holds the batch
+
+    assert submitter.submit_batch(batch_id=created[0], catalog=without_gone(old))
+
+    db.expire_all()
+    batch = db.get(ProviderBatch, created[0])
+    assert batch is not None
+    assert batch.state == BatchState.submitted
+    assert batch.external_id is not None
+    assert poll_until_ended(db, created[0], provider, without_gone(old)) == BatchState.completed
+    db.expire_all()
+    assert {db.get(Job, j.id).state for j in jobs} == {JobState.completed}  # type: ignore[union-attr]
+    sent = simulator_requests(simulator)
+    assert {sent[str(j.id)] for j in jobs} == {1}  # in one provider batch, not two
