@@ -5,6 +5,7 @@ it would only repeat it (and its side effects) with a delay."""
 from __future__ import annotations
 
 import functools
+import random
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -13,7 +14,6 @@ import psycopg
 import redis.exceptions
 import sqlalchemy.exc
 from celery import current_task
-from celery.utils.time import get_exponential_backoff_interval
 
 from app.providers.base import ProviderError
 
@@ -55,8 +55,12 @@ def retry(
     backoff_max: int = 600,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Retry the task (under ``@celery_app.task``) on errors of ``on`` except ``exclude``, at
-    most ``max_retries`` times, with jittered exponential backoff (1 s, 2 s, 4 s ... up to
-    ``backoff_max``); any other error fails it at once."""
+    most ``max_retries`` times, with exponential backoff (1 s, 2 s, 4 s ... up to
+    ``backoff_max``); any other error fails it at once.
+
+    The jitter is "equal jitter": half of each delay is kept, half is random. With full
+    jitter (any delay from 0) five retries could all fall within a second or two, and a
+    Postgres restart of a few seconds would use them up; these span at least 15 s."""
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(func)
@@ -67,9 +71,8 @@ def retry(
                 if not curable(exc, on=on, exclude=exclude):
                     raise
                 task = current_task
-                countdown = get_exponential_backoff_interval(
-                    factor=1, retries=task.request.retries, maximum=backoff_max, full_jitter=True
-                )
+                delay = min(backoff_max, 2.0**task.request.retries)
+                countdown = delay / 2 + random.uniform(0, delay / 2)
                 raise task.retry(exc=exc, countdown=countdown, max_retries=max_retries) from exc
 
         return wrapped
