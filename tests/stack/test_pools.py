@@ -1,6 +1,7 @@
 """Stages do not starve each other: with the worker pools `thrifty up` runs (one per group of
 queues, app/kit/queue.py POOLS), an ingest pool held up by bulk work does not delay a batch's
-collect, submission, poll and results by a second."""
+collect, submission, poll and results by a second; and with the collect pool down, the poll
+pool still collects."""
 
 from __future__ import annotations
 
@@ -82,3 +83,31 @@ def test_a_held_up_ingest_pool_does_not_delay_collect_submit_and_poll(
         return JobState.queued not in set(found)
 
     eventually(ingested, timeout=90, what="ingest went on once released")
+
+
+def test_with_the_collect_pool_down_the_poll_pool_still_collects(
+    database: str, broker: str, simulator: str, db: Session, tenant: tuple[Tenant, str]
+) -> None:
+    """`worker` (collect, submissions) restarting, or dead: the poll pool serves the collect
+    ticks and sweeps too, so due windows are still claimed into batches (their submissions
+    wait for `worker`: they may wait out a provider's rate limit, never on the poll pool)."""
+    (poll_pool,) = [pool for pool in queue.POOLS if pool.name == "worker-poll"]
+    assert queue.TASK_QUEUES[queue.SUBMIT_BATCH] not in poll_pool.queues
+    sup = Supervisor(TEST_HOME / "run" / f"poll-{uuid.uuid4().hex[:6]}.json", TEST_HOME / "logs")
+    name = f"only-poll-{uuid.uuid4().hex[:4]}"
+    argv = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-B",
+            "-s", str(TEST_HOME / "run" / f"beat-{name}"), "-Q", ",".join(poll_pool.queues),
+            "-c", "1", "-n", f"{name}@%h", "--loglevel", "INFO"]  # fmt: skip
+    env = dict(os.environ, THRIFTY_OPENAI_BASE_URL=simulator)
+    try:
+        sup.start(name, argv, env=env, cwd=ROOT)
+        ready = waiting_jobs(db, tenant[0], 3)  # routed and due
+
+        def claimed() -> bool:
+            db.expire_all()
+            found = db.scalars(select(Job.state).where(Job.id.in_([j.id for j in ready])))
+            return set(found) == {JobState.batched}
+
+        eventually(claimed, timeout=90, what="the poll pool to collect the due window")
+    finally:
+        sup.stop_all()
