@@ -57,6 +57,7 @@ TABLE_OWNERS = {
     "CostDayRollup": "ledger",
     "CostGroupRollup": "ledger",
     "CostPeak": "ledger",
+    "SupersededLine": "ledger",
     "OpenAIFile": "frontdoor",
     "OpenAIFilePart": "frontdoor",
     "OpenAIBatch": "frontdoor",

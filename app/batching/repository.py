@@ -108,3 +108,25 @@ def stale_batches(session: Session, *, state: BatchState, before: datetime) -> l
         ProviderBatch.state == state, ProviderBatch.updated_at < before
     )
     return list(session.scalars(query))
+
+
+def lock_open_batches(session: Session, *, batch_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Of ``batch_ids``, the Batch API batches still pending or submitted, locked; a batch a
+    submitter or poller holds is skipped (its work is looked at again on the next sweep)."""
+    query = (
+        select(ProviderBatch.id)
+        .where(
+            ProviderBatch.id.in_(batch_ids),
+            ProviderBatch.mode == JobMode.batch,
+            ProviderBatch.state.in_((BatchState.pending, BatchState.submitted)),
+        )
+        .with_for_update(skip_locked=True)
+    )
+    return list(session.scalars(query))
+
+
+def open_batch_ids() -> Select[uuid.UUID]:
+    """The ids of batches not yet ended (pending or submitted), as a subquery."""
+    return select(ProviderBatch.id).where(
+        ProviderBatch.state.in_((BatchState.pending, BatchState.submitted))
+    )

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from app.batching import repository
 from app.cache import service as cache_service
 from app.catalog.catalog import Catalog, ModelConfig
+from app.jobs import escalation as job_escalation
 from app.jobs import repository as job_repository
 from app.jobs import transitions
 from app.jobs.transitions import JobOutcome, Retry
@@ -284,5 +285,52 @@ def apply_outcomes(
         for job, cache_key, content, result in answers
     ]
     cache_service.store_many(session, writes)
+    _record_superseded(session, batch=batch, model=model, results=results, members=jobs)
     if retries:
         queue.enqueue(session, queue.COLLECT)
+
+
+def _record_superseded(
+    session: Session,
+    *,
+    batch: ProviderBatch,
+    model: ModelConfig,
+    results: list[BatchResult],
+    members: dict[str, job_repository.BatchMember],
+) -> None:
+    """Answers for jobs escalated out of this batch (``escalation``) came too late: they are
+    not applied (the job completes, or completed, from its escalation), but the provider
+    charges for them, so the ledger records each as superseded with what it cost."""
+    late: dict[uuid.UUID, BatchResult] = {}
+    for result in results:
+        if result.content is None or result.custom_id in members:
+            continue
+        try:
+            late[uuid.UUID(result.custom_id)] = result
+        except ValueError:
+            continue  # not one of ours
+    tenants = job_escalation.escalated_from(session, batch_id=batch.id, job_ids=list(late))
+    lines = []
+    for job_id, tenant_id in tenants.items():
+        result = late[job_id]
+        usage = ledger_service.TokenUsage(
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+            cached_input_tokens=result.cached_input_tokens,
+            cache_write_tokens=result.cache_write_tokens,
+        )
+        lines.append(
+            ledger_service.LateLine(
+                job_id=job_id,
+                tenant_id=tenant_id,
+                provider_batch_id=batch.id,
+                provider=batch.provider,
+                model=batch.model,
+                mode=batch.mode.value,
+                usage=usage,
+                cost_usd=ledger_service.paid_price(model, batch.mode, usage),
+            )
+        )
+    if lines:
+        log.info("batch %s: %d late answers of escalated jobs superseded", batch.id, len(lines))
+    ledger_service.record_superseded(session, lines)

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from app.batching import repository
+from app.batching.escalation import escalate_late
 from app.batching.results import retry_for
 from app.catalog.catalog import Catalog, get_catalog
 from app.jobs import coalescing as jobs_coalescing
@@ -33,7 +34,8 @@ def sweep(
     queued → ingest again; waiting → collect; batched in a batch that is no longer pending →
     back to the window; pending batch → submit again; submitted in a batch that ended without
     an outcome for it → retried or failed; submitted batch not polled → poll; a coalesced
-    follower whose leader ended without settling it → ingest again. Enqueues hints
+    follower whose leader ended without settling it → ingest again; a batch-mode job whose
+    batch will miss its deadline → escalated to a faster path (``escalation``). Enqueues hints
     (or repairs rows) only; the tasks they wake check state again under row locks. Returns
     how many of each it found.
 
@@ -67,6 +69,7 @@ def sweep(
     if stranded:
         _settle_stranded(session, jobs=stranded, catalog=catalog or get_catalog(), now=now)
     stranded_followers = jobs_coalescing.redrive_stranded(session)
+    escalated = escalate_late(session, catalog=catalog or get_catalog(), now=now)
     unpolled = repository.stale_batches(session, state=BatchState.submitted, before=before)
     if redrive:
         unpolled = repository.poll_now(session)
@@ -80,6 +83,7 @@ def sweep(
         "stranded_jobs": len(stranded),
         "unpolled_batches": len(unpolled),
         "stranded_followers": len(stranded_followers),
+        "escalated_jobs": escalated,
     }
 
 

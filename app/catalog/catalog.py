@@ -71,11 +71,19 @@ class ProviderConfig(_Strict):
     # (OpenAI advises raising the default 10 minutes to 15).
     flex_latency_seconds: float = Field(default=600.0, gt=0)
     flex_timeout_seconds: float = Field(default=900.0, gt=0)
+    # Deadline escalation: a batch-mode job whose batch has not ended this long before its
+    # deadline is sent again on a faster path (flex or realtime), its late line ignored.
+    escalation_margin_seconds: float = Field(default=900.0, gt=0)
 
     @property
     def has_flex(self) -> bool:
         """OpenAI itself serves ``service_tier: "flex"``; other servers and Anthropic don't."""
         return self.kind == "openai_batch"
+
+    @property
+    def has_realtime(self) -> bool:
+        """Whether requests can be sent one by one (Anthropic is reached by batch only)."""
+        return self.kind != "anthropic_batch"
 
     def resolved_base_url(self) -> str:
         return (

@@ -25,18 +25,22 @@ from app.ledger.pricing import (
     paid_price,
 )
 from app.ledger.rows import EndedJob
+from app.ledger.superseded import LateLine, record_superseded, superseded_usd
 
 __all__ = [
     "AnsweredBy",
     "CostChain",
     "EndedJob",
+    "LateLine",
     "Savings",
     "TokenUsage",
     "chain",
     "paid_price",
     "record",
+    "record_superseded",
     "savings_of",
     "spent_usd",
+    "superseded_usd",
 ]
 
 

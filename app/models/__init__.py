@@ -22,6 +22,7 @@ from app.models.openai_batch_line import OpenAIBatchLine
 from app.models.openai_file import OpenAIFile
 from app.models.openai_file_part import OpenAIFilePart
 from app.models.provider_batch import BatchState, ProviderBatch
+from app.models.superseded_line import SupersededLine
 from app.models.tenant import Tenant
 from app.models.webhook_attempt import WebhookAttempt
 from app.models.webhook_delivery import DeliveryState, WebhookDelivery
@@ -58,6 +59,7 @@ __all__ = [
     "OpenAIFilePart",
     "ProviderBatch",
     "RequestedMode",
+    "SupersededLine",
     "Tenant",
     "WebhookAttempt",
     "WebhookDelivery",

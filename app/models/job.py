@@ -117,6 +117,16 @@ class Job(IdMixin, CreatedAtMixin, Base):
             "coalesced_with",
             postgresql_where=text("coalesced_with IS NOT NULL AND state = 'waiting'"),
         ),
+        # Deadline escalation (app/batching/escalation.py): batch-mode jobs in a batch that
+        # has not ended, by deadline.
+        Index(
+            "ix_jobs_batch_deadline",
+            "provider",
+            "deadline",
+            postgresql_where=text(
+                "deadline IS NOT NULL AND mode = 'batch' AND state IN ('batched', 'submitted')"
+            ),
+        ),
         Index("ix_jobs_group_id", "group_id", postgresql_where=text("group_id IS NOT NULL")),
         Index(
             "ix_jobs_provider_batch_id",
