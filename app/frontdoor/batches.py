@@ -31,6 +31,7 @@ from app.frontdoor.schemas import (
     RequestCounts,
 )
 from app.intake import submit as intake_submit
+from app.intake.placement import context_overflow
 from app.jobs import service as jobs_service
 from app.jobs import transitions
 from app.jobs.schemas import JobIn
@@ -173,6 +174,10 @@ def _check_line(
     job = translate.to_job(
         request.get("body"), catalog=catalog, tenant=tenant.name, mode=RequestedMode.auto
     )
+    if isinstance(job, JobIn):
+        overflow = context_overflow(job, model_hint=job.model, catalog=catalog)
+        if overflow is not None:  # refused alone, as OpenAI refuses such a line
+            return custom_id, translate.LineError("context_length_exceeded", overflow, "body")
     return custom_id, job
 
 

@@ -42,6 +42,39 @@ class Placement(NamedTuple):
 UNROUTED = Placement(JobState.queued, None, None, None, None, None, None, None, None, None)
 
 
+def input_tokens(job: Request, *, text: str | None = None) -> int:
+    """The estimated input tokens of ``job``: its user content (``text``, when the caller
+    has it), system prompt and history."""
+    tokens = estimate_tokens(user_content(job) if text is None else text)
+    tokens += estimate_tokens(job.system or "")
+    if job.history:
+        tokens += estimate_tokens(history_text(job.history))
+    return tokens
+
+
+def context_overflow(job: Request, *, model_hint: str | None, catalog: Catalog) -> str | None:
+    """Why no model ``job`` can reach holds its input (the model it pins, else any model of
+    the catalog: a tier falls back to whichever model holds it), or None when one does. The
+    router would fail such a job; intake refuses it before anything is stored."""
+    tokens = input_tokens(job)
+    if model_hint is not None and catalog.has_model(model_hint):
+        model = catalog.model(model_hint)
+        if tokens > model.context_tokens:
+            return (
+                f"the input (prompt, document, system prompt and history) is about {tokens} "
+                f"tokens, more than {model.name}'s context window of {model.context_tokens}"
+            )
+        return None
+    largest = max(catalog.models, key=lambda m: m.context_tokens)
+    if tokens > largest.context_tokens:
+        return (
+            f"the input (prompt, document, system prompt and history) is about {tokens} tokens, "
+            f"more than any model's context window (the largest: {largest.name}, "
+            f"{largest.context_tokens})"
+        )
+    return None
+
+
 def place(
     job: Request,
     *,
@@ -66,9 +99,7 @@ def place(
     why such a tenant's job was routed by the rules instead.
     """
     text = user_content(job)
-    tokens = estimate_tokens(text) + estimate_tokens(job.system or "")
-    if job.history:
-        tokens += estimate_tokens(history_text(job.history))
+    tokens = input_tokens(job, text=text)
     try:
         if learned is not None:
             route = routing_service.route_learned(catalog, tokens=tokens, verdict=learned)

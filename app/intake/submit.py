@@ -14,7 +14,7 @@ from app.batching import service as batching_service
 from app.catalog.catalog import Catalog
 from app.config import get_settings
 from app.delivery import service as delivery_service
-from app.intake.placement import UNROUTED, Placement, place
+from app.intake.placement import UNROUTED, Placement, context_overflow, place
 from app.intake.strategy import rules_note
 from app.jobs import repository as job_repository
 from app.jobs import transitions
@@ -43,8 +43,11 @@ def _validate(items: list[JobIn], *, keys: list[str], catalog: Catalog) -> None:
         raise ValidationFailed(
             f"idempotency_key repeated within one request: {', '.join(duplicated[:5])}"
         )
-    for item in items:
+    for index, item in enumerate(items):
         routing_service.validate_hints(catalog, model=item.model, tier=item.tier, mode=item.mode)
+        overflow = context_overflow(item, model_hint=item.model, catalog=catalog)
+        if overflow is not None:
+            raise ValidationFailed(f"jobs[{index}]: {overflow}" if len(items) > 1 else overflow)
     # SSRF: refuse receivers on internal addresses now; delivery checks them again.
     for url in sorted({str(item.webhook_url) for item in items if item.webhook_url}):
         delivery_service.check_url(url, field="webhook_url")

@@ -176,22 +176,6 @@ def test_a_window_with_jobs_waiting_is_left_to_the_collector(
     assert db.scalar(select(func.count()).select_from(ProviderBatch)) == 0
 
 
-def test_a_job_no_model_can_take_fails_when_accepted_with_the_reason(
-    api: TestClient, db: Session
-) -> None:
-    # About 200,000 tokens: more than gpt-4o-mini's 128,000-token context.
-    document = "word " * 160_000
-    response = submit(api, {"document": document, "model": "gpt-4o-mini", "cache": "bypass"})
-
-    assert response.status_code == 202, response.text
-    submitted = response.json()["jobs"][0]
-    assert submitted["state"] == "failed"
-    job = api.get(f"/v1/jobs/{submitted['id']}").json()
-    assert job["state"] == "failed"
-    assert "exceeds gpt-4o-mini's context window" in job["error"]
-    assert job["timings"]["completed_at"] is not None
-
-
 def test_document_without_instruction_defaults_to_summarise(api: TestClient, db: Session) -> None:
     response = submit(api, {"document": "The council met on Tuesday and agreed a budget."})
 
