@@ -57,10 +57,6 @@ def escalate_late(session: Session, *, catalog: Catalog, now: datetime) -> int:
     return moved
 
 
-def _offers_flex(catalog: Catalog, model: ModelConfig) -> bool:
-    return catalog.providers[model.provider].has_flex
-
-
 def _faster_path(
     job: LateJob, *, catalog: Catalog, provider: str, now: datetime
 ) -> Escalation | None:
@@ -87,7 +83,7 @@ def _faster_path(
     config = catalog.providers[model.provider]
     left = (job.deadline - now).total_seconds()
     mode = JobMode.realtime
-    if _offers_flex(catalog, model) and left >= config.flex_latency_seconds:
+    if catalog.offers_flex(model.name) and left >= config.flex_latency_seconds:
         mode = JobMode.flex
     where = "" if model.name == job.model else f" on {model.name}, next in {job.model}'s chain"
     reason = (

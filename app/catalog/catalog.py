@@ -150,6 +150,10 @@ class ModelConfig(_Strict):
     max_attempts: int = Field(default=3, gt=0)
     # What an expired request does next: another batch, or the realtime path.
     on_expiry: Literal["resubmit", "realtime"] = "resubmit"
+    # Whether the provider serves this model on its flex tier (OpenAI's service_tier "flex",
+    # on some models only): ``mode: "flex"`` pinning a model without it is a 422, and
+    # ``auto`` places only these on flex. docs/providers.md has OpenAI's list and its date.
+    flex: bool = False
 
     @model_validator(mode="after")
     def _quality_in_range(self) -> ModelConfig:
@@ -228,6 +232,11 @@ class Catalog(_Strict):
         for model in self.models:
             if model.provider not in self.providers:
                 raise ValueError(f"model {model.name} names unknown provider {model.provider}")
+            if model.flex and not self.providers[model.provider].has_flex:
+                raise ValueError(
+                    f"model {model.name}: flex = true, but provider {model.provider} has no "
+                    "flex tier (OpenAI's own API only)"
+                )
         if self.naive_model not in names:
             raise ValueError(f"naive_model {self.naive_model} is not in the catalog")
         for tier in [
@@ -276,6 +285,11 @@ class Catalog(_Strict):
         if policy is None:
             return None
         return policy.tenants.get(tenant, policy)
+
+    def offers_flex(self, name: str) -> bool:
+        """Whether model ``name`` can be sent on its provider's flex tier."""
+        model = self.model(name)
+        return model.flex and self.providers[model.provider].has_flex
 
     def has_model(self, name: str) -> bool:
         return any(m.name == name for m in self.models)

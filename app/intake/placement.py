@@ -124,7 +124,7 @@ def place(
             state=JobState.failed, error=str(exc), estimated_tokens=tokens, completed_at=now
         )
     mode, why = routing_service.choose_mode(
-        catalog, provider=route.provider, requested=requested_mode, deadline=deadline, now=now
+        catalog, model=route.model, requested=requested_mode, deadline=deadline, now=now
     )
     return Placement(
         state=JobState.waiting,
@@ -177,11 +177,10 @@ def routing_record(
             continue
         model = chosen if name == route.model else catalog.model(name)
         candidate_mode = mode
-        if model.provider != chosen.provider:  # its own provider's mode (a batch API or not)
+        if name != route.model:  # its own mode (its provider's APIs, flex or not)
             candidate_mode, _ = routing_service.choose_mode(
-                catalog, provider=model.provider, requested=requested_mode, deadline=deadline,
-                now=now,
-            )  # fmt: skip
+                catalog, model=name, requested=requested_mode, deadline=deadline, now=now
+            )
         costs[name] = str(ledger_service.paid_price(model, candidate_mode, usage))
     record = {key: value for key, value in route.details.items() if value is not None}
     record.update(

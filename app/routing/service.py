@@ -34,17 +34,18 @@ def validate_hints(
     catalog: Catalog, *, model: str | None, tier: str | None, mode: RequestedMode | None = None
 ) -> None:
     """Reject hints the catalog cannot honour, before anything is stored: an unknown model
-    or tier, or ``flex`` for a pinned model whose provider has no flex tier (OpenAI only)."""
+    or tier, or ``flex`` for a pinned model its provider does not serve on a flex tier
+    (OpenAI's flex tier, on the models the catalog marks ``flex``)."""
     if model is not None and not catalog.has_model(model):
         known = ", ".join(sorted(m.name for m in catalog.models))
         raise ValidationFailed(f"unknown model {model!r}; the catalog has: {known}")
-    if model is not None and mode == RequestedMode.flex:
+    if model is not None and mode == RequestedMode.flex and not catalog.offers_flex(model):
         provider = catalog.model(model).provider
-        if not catalog.providers[provider].has_flex:
-            raise ValidationFailed(
-                f"mode 'flex' is OpenAI's flex tier; {model} ({provider}) has none: "
-                "use batch, realtime or auto"
-            )
+        flexible = ", ".join(sorted(m.name for m in catalog.models if catalog.offers_flex(m.name)))
+        raise ValidationFailed(
+            f"mode 'flex' is OpenAI's flex tier, which {model} ({provider}) is not served on: "
+            f"use batch, realtime or auto, or a model with flex ({flexible or 'none'})"
+        )
     if tier is not None and tier not in catalog.tiers:
         raise ValidationFailed(
             f"unknown tier {tier!r}; the catalog has: {', '.join(sorted(catalog.tiers))}"
@@ -184,27 +185,30 @@ def route_learned(catalog: Catalog, *, tokens: int, verdict: LearnedScore) -> Ro
 def choose_mode(
     catalog: Catalog,
     *,
-    provider: str,
+    model: str,
     requested: RequestedMode,
     deadline: datetime | None,
     now: datetime,
 ) -> tuple[JobMode, str]:
-    """``batch``, ``flex`` or ``realtime`` for a job routed to ``provider``, and why.
+    """``batch``, ``flex`` or ``realtime`` for a job routed to ``model``, and why.
 
     ``auto`` takes the discounted batch path when the job's deadline (if any) leaves room for
     the provider's whole completion window, OpenAI's flex tier (batch prices, minutes of
-    latency) when it leaves room for the provider's ``flex_latency_seconds``, and the
-    realtime path otherwise. ``flex`` asked for a provider without a flex tier (a job that
-    pinned no model, routed to Anthropic: intake refuses a pinned one) is placed as ``auto``.
+    latency) when it leaves room for the provider's ``flex_latency_seconds`` and the model
+    is served on flex, and the realtime path otherwise. ``flex`` asked for a model without
+    flex (a job that pinned no model, routed to one: intake refuses a pinned one) is placed
+    as ``auto``.
     """
+    provider = catalog.model(model).provider
     config = catalog.providers[provider]
+    flex = catalog.offers_flex(model)
     if requested == RequestedMode.flex:
-        if config.has_flex:
+        if flex:
             return JobMode.flex, "flex requested"
         mode, why = choose_mode(
-            catalog, provider=provider, requested=RequestedMode.auto, deadline=deadline, now=now
+            catalog, model=model, requested=RequestedMode.auto, deadline=deadline, now=now
         )
-        return mode, f"flex requested, but {provider} has no flex tier; {why}"
+        return mode, f"flex requested, but {model} ({provider}) has no flex tier; {why}"
     has_batch = config.kind != "openai_realtime"
     has_realtime = config.kind != "anthropic_batch"
     wants_batch = requested == RequestedMode.batch
@@ -227,7 +231,7 @@ def choose_mode(
         why = f"auto: deadline inside {batch_window}, but {provider} has no realtime API"
         return JobMode.batch, why
     flex_latency = f"flex's expected {config.flex_latency_seconds:g} s latency"
-    if config.has_flex:
+    if flex:
         if deadline - now >= timedelta(seconds=config.flex_latency_seconds):
             why = f"auto: the deadline is inside {batch_window} but allows {flex_latency}"
             return JobMode.flex, why

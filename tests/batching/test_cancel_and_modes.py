@@ -198,7 +198,7 @@ def test_choose_mode(requested: str, deadline_in: timedelta | None, expected: st
     now = datetime(2026, 1, 1, tzinfo=UTC)
     deadline = now + deadline_in if deadline_in else None
     mode, reason = routing_service.choose_mode(
-        catalog, provider="openai", requested=requested, deadline=deadline, now=now
+        catalog, model="gpt-5-nano", requested=requested, deadline=deadline, now=now
     )
     assert mode == expected
     assert reason
@@ -219,7 +219,7 @@ def test_auto_without_batch_api_or_realtime_api_falls_back() -> None:
     now = utcnow()
     assert (
         routing_service.choose_mode(
-            realtime_only, provider="openai", requested="batch", deadline=None, now=now
+            realtime_only, model="gpt-4o-mini", requested="batch", deadline=None, now=now
         )[0]
         == "realtime"
     )

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.batching import results, submitter, sweeper
-from app.catalog.catalog import Catalog, get_catalog
+from app.catalog.catalog import get_catalog
 from app.ledger import service as ledger_service
 from app.models import (
     BatchState,
@@ -34,7 +34,8 @@ from tests.batching.helpers import eventually, start_simulator, stop
 from tests.batching.test_cancel_and_modes import collect, job, submit
 from tests.batching.test_flex import run_flex
 
-MINI = "gpt-4o-mini"
+MINI = "gpt-4o-mini"  # not served on flex
+FLEX = "gpt-5-nano"  # served on flex
 SLOW = "simulator-slow-batches"
 
 
@@ -57,9 +58,9 @@ def batch_api(slow: str) -> Iterator[OpenAIBatchProvider]:
 
 
 def batch_jobs(
-    api: TestClient, db: Session, *, deadline_in: timedelta | None, count: int
+    api: TestClient, db: Session, *, deadline_in: timedelta | None, count: int, model: str = MINI
 ) -> list[uuid.UUID]:
-    fields = {"mode": "batch", "model": MINI}
+    fields = {"mode": "batch", "model": model}
     if deadline_in is not None:
         fields["deadline"] = (datetime.now(UTC) + deadline_in).isoformat()
     return submit(api, count, **fields)
@@ -69,7 +70,7 @@ def paid(done: Job, mode: JobMode) -> object:
     usage = ledger_service.TokenUsage(
         input_tokens=done.input_tokens or 0, output_tokens=done.output_tokens or 0
     )
-    return ledger_service.paid_price(get_catalog().model(MINI), mode, usage)
+    return ledger_service.paid_price(get_catalog().model(done.model or ""), mode, usage)
 
 
 def records(db: Session, job_id: uuid.UUID) -> list[CostRecord]:
@@ -174,19 +175,15 @@ def test_a_late_batch_is_escalated_before_the_deadline_and_its_late_answer_ignor
     assert db.scalar(select(func.count()).select_from(CostRecord)) == 3
 
 
-def with_flex(catalog: Catalog) -> Catalog:
-    return catalog
-
-
 def test_a_job_of_a_pending_batch_escalates_to_flex_when_its_deadline_allows(
     api: TestClient, db: Session, slow: str
 ) -> None:
-    catalog = with_flex(get_catalog())
+    catalog = get_catalog()
     config = catalog.providers["openai"]
     # Inside the margin, but with room for flex's expected latency.
     left = (config.escalation_margin_seconds + config.flex_latency_seconds) / 2
     assert config.flex_latency_seconds < left < config.escalation_margin_seconds
-    (job_id,) = batch_jobs(api, db, deadline_in=timedelta(seconds=left), count=1)
+    (job_id,) = batch_jobs(api, db, deadline_in=timedelta(seconds=left), count=1, model=FLEX)
     (batch_id,) = collect(db)  # pending: the batch has not even left
     assert sweeper.sweep(db, stale_after=timedelta(hours=1), catalog=catalog)["escalated_jobs"] == 1
     db.commit()

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from app.batching import submitter
-from app.catalog.catalog import get_catalog
+from app.catalog.catalog import Catalog, get_catalog
 from app.ledger import service as ledger_service
 from app.models import BatchState, Job, JobMode, JobState, ProviderBatch, RequestedMode
 from app.providers import registry
@@ -28,29 +28,35 @@ from tests.batching.test_cancel_and_modes import collect, ingest, job, submit
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+# A model OpenAI serves on flex (catalog `flex = true`); gpt-4o-mini is not.
+FLEX = "gpt-5-nano"
 MINI = "gpt-4o-mini"
 
 
 @pytest.mark.parametrize(
-    ("provider", "requested", "deadline_in", "expected", "why"),
+    ("model", "requested", "deadline_in", "expected", "why"),
     [
-        ("openai", "auto", None, "batch", "no deadline"),
-        ("openai", "auto", timedelta(hours=30), "batch", "allows the 24h batch window"),
-        ("openai", "auto", timedelta(hours=2), "flex", "allows flex's expected 600 s latency"),
-        ("openai", "auto", timedelta(minutes=3), "realtime", "sooner than flex's expected"),
-        ("openai", "flex", timedelta(minutes=3), "flex", "flex requested"),
+        (FLEX, "auto", None, "batch", "no deadline"),
+        (FLEX, "auto", timedelta(hours=30), "batch", "allows the 24h batch window"),
+        (FLEX, "auto", timedelta(hours=2), "flex", "allows flex's expected 600 s latency"),
+        (FLEX, "auto", timedelta(minutes=3), "realtime", "sooner than flex's expected"),
+        (FLEX, "flex", timedelta(minutes=3), "flex", "flex requested"),
+        # A model OpenAI does not serve on flex: auto never picks flex for it, and flex
+        # asked for it (the router chose it; a pinned one is a 422) is placed as auto.
+        (MINI, "auto", timedelta(hours=2), "realtime", "sooner than the 24h batch window"),
+        (MINI, "flex", timedelta(hours=2), "realtime", "gpt-4o-mini (openai) has no flex"),
         # Anthropic has no flex tier: flex is placed as auto would place it.
-        ("anthropic", "flex", None, "batch", "anthropic has no flex tier; auto: no deadline"),
-        ("anthropic", "auto", timedelta(hours=2), "batch", "anthropic has no realtime API"),
+        ("claude-haiku-4-5", "flex", None, "batch", "has no flex tier; auto: no deadline"),
+        ("claude-haiku-4-5", "auto", timedelta(hours=2), "batch", "anthropic has no realtime"),
     ],
 )
 def test_placement_by_deadline(
-    provider: str, requested: str, deadline_in: timedelta | None, expected: str, why: str
+    model: str, requested: str, deadline_in: timedelta | None, expected: str, why: str
 ) -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     mode, reason = routing_service.choose_mode(
         get_catalog(),
-        provider=provider,
+        model=model,
         requested=RequestedMode(requested),
         deadline=now + deadline_in if deadline_in else None,
         now=now,
@@ -58,12 +64,26 @@ def test_placement_by_deadline(
     assert (mode, why in reason) == (expected, True), reason
 
 
-def test_flex_for_an_anthropic_model_is_a_422(api: TestClient) -> None:
-    response = api.post(
-        "/v1/jobs", json={"prompt": "Hi?", "mode": "flex", "model": "claude-haiku-4-5"}
-    )
+@pytest.mark.parametrize("model", ["claude-haiku-4-5", MINI])
+def test_flex_for_a_model_without_flex_is_a_422(api: TestClient, model: str) -> None:
+    response = api.post("/v1/jobs", json={"prompt": "Hi?", "mode": "flex", "model": model})
     assert response.status_code == 422, response.text
-    assert "flex" in response.json()["error"]["message"]
+    message = response.json()["error"]["message"]
+    assert f"which {model}" in message
+    assert FLEX in message  # the models that have it
+    assert (
+        api.post("/v1/jobs", json={"prompt": "Hi?", "mode": "flex", "model": FLEX}).status_code
+        == 202
+    )
+
+
+def test_a_flex_flag_on_a_provider_without_flex_is_refused() -> None:
+    catalog = get_catalog()
+    haiku = catalog.model("claude-haiku-4-5").model_copy(update={"flex": True})
+    data = catalog.model_dump()
+    data["models"] = [haiku.model_dump() if m["name"] == haiku.name else m for m in data["models"]]
+    with pytest.raises(ValueError, match="provider anthropic has no flex tier"):
+        Catalog.model_validate(data)
 
 
 def run_flex(db: Session, batch_id: uuid.UUID, *, flex_url: str, realtime_url: str) -> None:
@@ -93,14 +113,14 @@ def expected_cost(done: Job, mode: JobMode) -> object:
         cached_input_tokens=done.cached_input_tokens or 0,
         cache_write_tokens=done.cache_write_tokens or 0,
     )
-    return ledger_service.paid_price(get_catalog().model(MINI), mode, usage)
+    return ledger_service.paid_price(get_catalog().model(FLEX), mode, usage)
 
 
 def flex_jobs(api: TestClient, db: Session, count: int) -> tuple[list[uuid.UUID], uuid.UUID]:
     """``count`` flex jobs asked for through the API, routed and in one flex batch."""
     soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-    ids = submit(api, count - 1, mode="flex", model=MINI)
-    ids += submit(api, 1, mode="auto", deadline=soon, model=MINI)  # auto picks flex too
+    ids = submit(api, count - 1, mode="flex", model=FLEX)
+    ids += submit(api, 1, mode="auto", deadline=soon, model=FLEX)  # auto picks flex too
     ingest(db, ids)
     for job_id in ids:
         assert job(db, job_id).mode == JobMode.flex, job(db, job_id).route_reason
