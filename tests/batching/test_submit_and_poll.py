@@ -532,6 +532,7 @@ def test_sweep_re_drives_only_stale_work_in_each_state(
         "stranded_jobs": 0,
         "unpolled_batches": 1,
         "stranded_followers": 0,
+        "escalated_jobs": 0,
     }
     assert db.info["thrifty_outbox"] == [
         queue.Message(queue.INGEST, ([str(stale_job.id)],)),
@@ -581,6 +582,7 @@ def test_a_redrive_sweep_sends_every_hint_again_whatever_its_age(
         "stranded_jobs": 0,
         "unpolled_batches": 0,
         "stranded_followers": 0,
+        "escalated_jobs": 0,
     }
     db.rollback()
 
@@ -593,6 +595,7 @@ def test_a_redrive_sweep_sends_every_hint_again_whatever_its_age(
         "stranded_jobs": 0,
         "unpolled_batches": 1,
         "stranded_followers": 0,
+        "escalated_jobs": 0,
     }
     assert db.info["thrifty_outbox"] == [
         queue.Message(queue.INGEST, ([str(queued.id)],)),
