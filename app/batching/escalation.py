@@ -1,7 +1,9 @@
 """Deadline escalation: a batch-mode job whose batch has not ended ``escalation_margin_seconds``
 before the job's deadline (the provider is late, or the batch has not even left) is sent
 again on a faster path, flex when the time left allows flex's latency and the model offers
-it, realtime otherwise. Its batch's late line is then ignored when it arrives: the job is no
+it, realtime otherwise. So is a coalesced follower whose leader has not been answered by
+then (a patient job rides a slower leader, ``app/intake/coalescing.py``): it stops
+following and goes on its own. Its batch's late line is then ignored when it arrives: the job is no
 longer a member of that batch, and ``results.apply_outcomes`` records the line as superseded
 in the ledger (``superseded_lines``) instead of completing the job a second time."""
 
@@ -40,17 +42,27 @@ def escalate_late(session: Session, *, catalog: Catalog, now: datetime) -> int:
         if not late:
             continue
         locked = set(
-            repository.lock_open_batches(
-                session, batch_ids=sorted({job.provider_batch_id for job in late})
-            )
+            repository.lock_open_batches(session, batch_ids=sorted({job.waits_on for job in late}))
         )
         escalations = [
             step
             for job in late
-            if job.provider_batch_id in locked
+            if job.waits_on in locked
             and (step := _faster_path(job, catalog=catalog, provider=name, now=now)) is not None
         ]
         moved += len(job_escalation.escalate(session, escalations))
+    for name, config in catalog.providers.items():
+        margin = timedelta(seconds=config.escalation_margin_seconds)
+        followers = job_escalation.late_followers(
+            session, provider=name, by=now + margin, limit=BATCH_LIMIT
+        )
+        detached = [
+            step
+            for job in followers
+            if (step := _faster_path(job, catalog=catalog, provider=name, now=now, leader=True))
+            is not None
+        ]
+        moved += len(job_escalation.detach_followers(session, detached))
     if moved:
         log.info("escalated %d jobs whose batch would miss their deadline", moved)
         queue.enqueue(session, queue.COLLECT)
@@ -58,7 +70,7 @@ def escalate_late(session: Session, *, catalog: Catalog, now: datetime) -> int:
 
 
 def _faster_path(
-    job: LateJob, *, catalog: Catalog, provider: str, now: datetime
+    job: LateJob, *, catalog: Catalog, provider: str, now: datetime, leader: bool = False
 ) -> Escalation | None:
     """The job's model on its provider's realtime path, or, for a provider reached by batch
     only (Anthropic), the first model of its fallback chain that has one and holds the input;
@@ -86,8 +98,12 @@ def _faster_path(
     if catalog.offers_flex(model.name) and left >= config.flex_latency_seconds:
         mode = JobMode.flex
     where = "" if model.name == job.model else f" on {model.name}, next in {job.model}'s chain"
-    reason = (
-        f"escalated to {mode.value}{where}: its batch had not ended {margin:g} s before the "
-        "deadline; a late batch answer is ignored"
+    late = (
+        "the identical request it followed had not been answered"
+        if leader
+        else "its batch had not ended"
     )
-    return Escalation(job.id, job.provider_batch_id, model.provider, model.name, mode, reason)
+    reason = f"escalated to {mode.value}{where}: {late} {margin:g} s before the deadline"
+    if not leader:
+        reason += "; a late batch answer is ignored"
+    return Escalation(job.id, job.waits_on, model.provider, model.name, mode, reason)

@@ -17,9 +17,11 @@ from sqlalchemy.orm import Session
 
 from app.cache import metrics, neardup, repository
 from app.cache.documents import DocumentQuery, lookup_documents
+from app.cache.inflight import NearQuery
 from app.cache.keys import DOCUMENT, cache_key, kind_of, request_text, scope_key, semantic_allowed
 from app.cache.policy import Policy, policy
 from app.cache.verification import Candidate, PromptVerifier, prompt_verifier, verified
+from app.cache.verify import MIN_SHINGLE_JACCARD
 from app.config import get_settings
 from app.embeddings.base import Embedder, EmbeddingError
 from app.kit.prompts import CacheableRequest
@@ -54,6 +56,9 @@ class Lookup:
     hits: dict[uuid.UUID, Hit]
     keys: dict[uuid.UUID, str]
     embeddings: dict[uuid.UUID, list[float]] = field(default_factory=dict)
+    # The documents that missed and may be answered by a near-duplicate: what coalescing
+    # needs to look for one in flight (``app.cache.inflight``).
+    near: dict[uuid.UUID, NearQuery] = field(default_factory=dict)
 
 
 def lookup_jobs(
@@ -142,6 +147,16 @@ def lookup_jobs(
     for job_id, checked in near.items():
         hits[job_id] = Hit(checked.entry, checked.similarity, semantic=True)
         hit_entries.append(checked.entry.id)
+    unanswered = {
+        p.job.id: NearQuery(
+            p.scope,
+            p.text,
+            p.bands,
+            max(policies[p.job.tenant_id].threshold(DOCUMENT), MIN_SHINGLE_JACCARD),
+        )
+        for p in documents
+        if p.bands is not None and wanted(p) and p.job.id not in hits
+    }
 
     searching = [p for p in prompts if p.embedding is not None and wanted(p)]
     if searching:
@@ -170,7 +185,7 @@ def lookup_jobs(
         exact=len(hits) - semantic, semantic=semantic, misses=len(keys) - len(hits)
     )
     embeddings = {p.job.id: p.embedding for p in prompts if p.embedding is not None}
-    return Lookup(hits, keys, embeddings)
+    return Lookup(hits, keys, embeddings, unanswered)
 
 
 def _embed(items: list[_Pending], embedder: Callable[[], Embedder]) -> None:

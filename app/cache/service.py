@@ -14,6 +14,7 @@ poller's write, limits, invalidation), ``repository`` (the queries).
 
 from __future__ import annotations
 
+from app.cache.inflight import NearQuery, in_flight_matches
 from app.cache.keys import cache_key
 from app.cache.lookup import Hit, Lookup, lookup_jobs
 from app.cache.policy import Policy, PolicyChanges, policy, update_policy
@@ -23,11 +24,13 @@ __all__ = [
     "CacheWrite",
     "Hit",
     "Lookup",
+    "NearQuery",
     "Policy",
     "PolicyChanges",
     "cache_key",
     "count_entries",
     "enforce_limits",
+    "in_flight_matches",
     "invalidate",
     "lookup_jobs",
     "policy",

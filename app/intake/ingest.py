@@ -158,8 +158,25 @@ def _ingest(
         if job.id in routed and job.cache_mode != CacheMode.bypass
     }
     live = coalescing.live_leaders(session, keys=keys, tenant_of=tenant_of)
+    patient = {
+        job.id
+        for job in jobs
+        if job.id in keys
+        and coalescing.is_patient(
+            requested=job.requested_mode,
+            deadline=job.deadline,
+            margin_seconds=catalog.providers[
+                routed[job.id].provider or ""
+            ].escalation_margin_seconds,
+            now=now,
+        )
+    }
     riding = coalescing.riders(
-        keys=keys, modes={i: p.mode for i, p in routed.items()}, tenant_of=tenant_of, live=live
+        keys=keys,
+        modes={i: p.mode for i, p in routed.items()},
+        tenant_of=tenant_of,
+        live=live,
+        patient=patient,
     )
     # Exact, then semantic (one embedding call for the whole chunk), then verification.
     lookup = cache_service.lookup_jobs(
@@ -214,7 +231,10 @@ def _ingest(
             )
         )
     # Misses with the same key as another (live, or in this chunk) are sent once.
-    waiting = coalescing.coalesce(misses=waiting, tenant_of=tenant_of, live=live)
+    near = coalescing.near_leaders(session, queries=lookup.near, tenant_of=tenant_of)
+    waiting = coalescing.coalesce(
+        misses=waiting, tenant_of=tenant_of, live=live, patient=patient, near=near
+    )
     transitions.write_outcomes(session, waiting + failed)
     transitions.write_outcomes(session, answered, costs=costs)
     if waiting:

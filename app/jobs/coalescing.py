@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple, cast
 
 import psycopg
-from sqlalchemy import Table, select, text, update
+from sqlalchemy import Select, Table, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -62,6 +62,26 @@ def live_leaders(
         .with_for_update(read=True)
     )
     return {key: Leader(job_id, mode) for key, job_id, mode in session.execute(query) if key}
+
+
+def live_leader_ids(*, tenant_id: uuid.UUID) -> Select[uuid.UUID]:
+    """The tenant's live leaders' ids, as a subquery (the semantic side of coalescing
+    searches their saved band keys)."""
+    return select(Job.id).where(Job.tenant_id == tenant_id, _LIVE_LEADER)
+
+
+def lock_live(session: Session, *, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Leader]:
+    """The jobs among ``ids`` that are still live leaders, locked ``FOR SHARE`` as
+    ``live_leaders`` locks them (so none ends without settling followers attached now)."""
+    if not ids:
+        return {}
+    query = (
+        select(Job.id, Job.mode)
+        .where(in_array(Job.id, sorted(set(ids))), _LIVE_LEADER)
+        .order_by(Job.id)
+        .with_for_update(read=True)
+    )
+    return {job_id: Leader(job_id, mode) for job_id, mode in session.execute(query)}
 
 
 def lost_election(exc: Exception) -> bool:
