@@ -238,10 +238,18 @@ def figures(
         seen.add(key)
 
     wrong = 0
+    wrongs: list[str] = []
     for row in completed:
         source = row.cached_from_job_id if row.cache_hit else row.coalesced_with
         if source is not None and (source not in ids or ids[source].cls != ids[row.id].cls):
             wrong += 1
+            how = "hit" if row.cache_hit else "coalesced"
+            was = ids.get(source)
+            wrongs.append(
+                f"{ids[row.id].kind} {ids[row.id].cls} {how} from "
+                + (f"{was.kind} {was.cls} (submission {was.submission})" if was else f"{source}")
+                + f", submission {ids[row.id].submission}"
+            )
     answered = Counter(
         ("hit" if r.cache_hit else "coalesced" if r.coalesced_with else "paid", ids[r.id].kind)
         for r in completed
@@ -287,6 +295,7 @@ def figures(
         "_oracle_uncached": (oracle_uncached / n).quantize(QUANTUM),
         "_prefix_cached": (prefix_cached / n).quantize(QUANTUM),
         "_missed_repeats": missed,
+        "_wrong": wrongs,
         "_by_id": by_id,
     }
     return out
@@ -360,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
 
     out = figures(ids, rows, records, stats)
     answered, missed = out.pop("_answered"), out.pop("_missed_repeats")
+    for line in out.pop("_wrong"):
+        say(f"wrong: {line}")
     oracle_uncached, prefix_cached = out.pop("_oracle_uncached"), out.pop("_prefix_cached")
     out.pop("_by_id")
     # A job's request sent twice: its custom_id in two batches, or more realtime calls of a
