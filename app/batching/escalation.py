@@ -1,11 +1,13 @@
 """Deadline escalation: a batch-mode job whose batch has not ended ``escalation_margin_seconds``
 before the job's deadline (the provider is late, or the batch has not even left) is sent
 again on a faster path, flex when the time left allows flex's latency and the model offers
-it, realtime otherwise. So is a coalesced follower whose leader has not been answered by
-then (a patient job rides a slower leader, ``app/intake/coalescing.py``): it stops
-following and goes on its own. Its batch's late line is then ignored when it arrives: the job is no
+it, realtime otherwise. Its batch's late line is then ignored when it arrives: the job is no
 longer a member of that batch, and ``results.apply_outcomes`` records the line as superseded
-in the ledger (``superseded_lines``) instead of completing the job a second time."""
+in the ledger (``superseded_lines``) instead of completing the job a second time.
+
+A coalesced follower whose leader has not been answered by then (a patient job rides a
+slower leader, ``app/intake/coalescing.py``) is escalated the same way: it stops following
+and goes on its own path (the leader goes on; nothing of its answer is superseded)."""
 
 from __future__ import annotations
 
@@ -64,7 +66,7 @@ def escalate_late(session: Session, *, catalog: Catalog, now: datetime) -> int:
         ]
         moved += len(job_escalation.detach_followers(session, detached))
     if moved:
-        log.info("escalated %d jobs whose batch would miss their deadline", moved)
+        log.info("escalated %d jobs whose batch or leader would miss their deadline", moved)
         queue.enqueue(session, queue.COLLECT)
     return moved
 
