@@ -17,6 +17,7 @@ summed straight from the cost records. Ends with ``key=value`` lines.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -25,6 +26,7 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".thrifty" / "bench-stats"
@@ -169,6 +171,13 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--pg-port", type=int, default=0)
     parser.add_argument("--home", default=str(WORK), help="where its Postgres keeps its data")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="time the database a run with the same --home already loaded (its --jobs, "
+        "--tenants and --days are kept in HOME/loaded.json; new migrations are applied, "
+        "which fill any new rollup from the records) instead of loading it again",
+    )
     args = parser.parse_args()
     pg_port = args.pg_port or _free_port()
     work = Path(args.home)
@@ -186,19 +195,39 @@ def main() -> int:
     postgres = EmbeddedPostgres(work / "pgdata", pg_port)
     print(f"starting Postgres on {pg_port}")
     postgres.start()
+    marker = work / "loaded.json"
+    loaded = json.loads(marker.read_text()) if args.reuse and marker.exists() else None
+    if args.reuse and loaded is None:
+        print(f"no loaded database in {work} (no {marker.name}): loading one")
     try:
-        postgres.ensure_database("thrifty_bench", recreate=True)
+        postgres.ensure_database("thrifty_bench", recreate=loaded is None)
+        began = time.perf_counter()
         migrate(os.environ["THRIFTY_DATABASE_URL"])
-        now = utcnow().replace(minute=37, second=11, microsecond=0)
+        migrate_s = time.perf_counter() - began
         with Session(get_engine()) as session:
-            tenants = [Tenant(name=f"bench-{i}") for i in range(args.tenants)]
-            session.add_all(tenants)
-            session.commit()
-            ids = [t.id for t in tenants]
-            began = time.perf_counter()
-            print(f"loading {args.jobs:,} jobs' cost records over {args.days} days")
-            _load(session, jobs=args.jobs, tenants=ids, days=args.days, now=now)
-            load_s = time.perf_counter() - began
+            if loaded is not None:
+                args.jobs, args.tenants, args.days = (loaded[k] for k in ("jobs", "tenants",
+                                                                          "days"))  # fmt: skip
+                now = datetime.fromisoformat(loaded["now"])
+                ids = [UUID(value) for value in loaded["tenants_ids"]]
+                load_s = float(loaded["load_s"])
+                print(f"reusing {args.jobs:,} jobs loaded at {now} (migrations: {migrate_s:.1f} s)")
+            else:
+                marker.unlink(missing_ok=True)
+                now = utcnow().replace(minute=37, second=11, microsecond=0)
+                tenants = [Tenant(name=f"bench-{i}") for i in range(args.tenants)]
+                session.add_all(tenants)
+                session.commit()
+                ids = [t.id for t in tenants]
+                began = time.perf_counter()
+                print(f"loading {args.jobs:,} jobs' cost records over {args.days} days")
+                _load(session, jobs=args.jobs, tenants=ids, days=args.days, now=now)
+                load_s = time.perf_counter() - began
+                marker.write_text(json.dumps({
+                    "jobs": args.jobs, "tenants": args.tenants, "days": args.days,
+                    "now": now.isoformat(), "tenants_ids": [str(i) for i in ids],
+                    "load_s": round(load_s, 1),
+                }))  # fmt: skip
             rollup_rows = session.scalar(text("SELECT count(*) FROM cost_rollups"))
             day_rollup_rows = session.scalar(text("SELECT count(*) FROM cost_day_rollups"))
             group_rollup_rows = session.scalar(text("SELECT count(*) FROM cost_group_rollups"))

@@ -56,6 +56,7 @@ TABLE_OWNERS = {
     "CostRollup": "ledger",
     "CostDayRollup": "ledger",
     "CostGroupRollup": "ledger",
+    "CostGroupTotal": "ledger",
     "CostPeak": "ledger",
     "OpenAIFile": "frontdoor",
     "OpenAIFilePart": "frontdoor",
