@@ -77,11 +77,24 @@ def _sums_sql(rows: str) -> str:
 
 
 def _edges_sql(group_by: str | None, where: str) -> str:
-    """The partial hours at the ends of the range, from the cost records ``where`` holds."""
+    """The partial hours at the ends of the range, from the cost records ``where`` holds: summed
+    per key, mode and latency bucket first, so each record is counted once and not once per
+    bucket, then per key and mode with the bucket counts spread into their columns."""
+    plain = [(n, e) for n, e in repository.aggregates() if n not in histogram.COLUMNS]
+    per_bucket = (
+        f"SELECT {_RECORD_KEYS[group_by]} AS key, coalesce(mode, '') AS mode, b, "  # noqa: S608
+        + ", ".join(f"{expression} AS {name}" for name, expression in plain)
+        + f", count(*) AS n FROM ({repository.bucketed(f'cost_records WHERE {where}')}) AS r "
+        "GROUP BY 1, 2, 3"
+    )
+    spread = [f"sum({name}) AS {name}" for name, _ in plain] + [
+        f"coalesce(sum(n) FILTER (WHERE b = {i}), 0) AS {name}"
+        for i, name in enumerate(histogram.COLUMNS)
+    ]
+    columns = ", ".join(name for name, _ in repository.aggregates())
     return (
-        f"SELECT {_RECORD_KEYS[group_by]} AS key, coalesce(mode, '') AS mode, "  # noqa: S608
-        + ", ".join(f"{expression} AS {name}" for name, expression in repository.aggregates())
-        + f" FROM ({repository.bucketed(f'cost_records WHERE {where}')}) AS r GROUP BY 1, 2"
+        f"SELECT key, mode, {columns} FROM (SELECT key, mode, {', '.join(spread)} "  # noqa: S608
+        f"FROM ({per_bucket}) AS s GROUP BY 1, 2) AS e"
     )
 
 
@@ -119,10 +132,13 @@ def _groups_sql(*, all_tenants: bool, by_hour: bool = False) -> str:
         f"last_ended_at AS l FROM cost_group_totals WHERE {overlap} AND NOT ({inside}))"
     )
     cut_rows = (
+        # Each cut group's own hours, by the primary key: a join over every group's hours
+        # would read them all (OFFSET 0 keeps the planner from making it one).
         f"SELECT h.group_id::text AS key, h.mode, {columns} FROM cut AS c "  # noqa: S608
-        "JOIN cost_group_rollups AS h ON h.tenant_id = c.tenant_id AND h.group_id = c.group_id "
-        "AND h.mode = c.mode AND h.hour >= greatest(:h0, date_trunc('hour', c.f, 'UTC')) "
-        "AND h.hour <= c.l AND h.hour < :h1 UNION ALL "
+        "CROSS JOIN LATERAL (SELECT * FROM cost_group_rollups AS r "
+        "WHERE r.tenant_id = c.tenant_id AND r.group_id = c.group_id AND r.mode = c.mode "
+        "AND r.hour >= greatest(:h0, date_trunc('hour', c.f, 'UTC')) "
+        "AND r.hour <= c.l AND r.hour < :h1 OFFSET 0) AS h UNION ALL "
         + _edges_sql(
             "group",
             f"{tenant}{_EDGES} AND (tenant_id, group_id, coalesce(mode, '')) IN "  # noqa: S608
