@@ -1,9 +1,11 @@
 """``GET /v1/stats`` from the rollups: whole days from ``cost_day_rollups``, the whole hours
-around them from ``cost_rollups`` (``cost_group_rollups`` per group), the partial hours at
-either end of the range from the cost records themselves (at most two hours of them), peaks
-from ``cost_peaks``. Nothing scans the jobs table, so the answer costs the same with ten
-jobs stored or ten million: it follows the rollup rows in the range (a 30-day range reads 28
-days' and 48 hours' rows per model and mode).
+around them from ``cost_rollups``, the partial hours at either end of the range from the
+cost records themselves (at most two hours of them), peaks from ``cost_peaks``. Per job
+group: one all-time row of ``cost_group_totals`` per group and mode the range holds wholly,
+the hours of ``cost_group_rollups`` and the edge records for the few groups it cuts.
+Nothing scans the jobs table, so the answer costs the same with ten jobs stored or ten
+million: it follows the rollup rows in the range (a 30-day range reads 28 days' and 48
+hours' rows per model and mode).
 """
 
 from __future__ import annotations
@@ -54,7 +56,6 @@ _PEAK_KEYS: dict[str | None, str] = {
 }
 _SPAN = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
 _EDGES = "((ended_at >= :a1 AND ended_at < :b1) OR (ended_at >= :a2 AND ended_at < :b2))"
-Totals = dict[str, Any]
 
 
 def _floor_hour(moment: datetime) -> datetime:
