@@ -225,17 +225,21 @@ class _Blocks:
     def __init__(self, totals: sums.Sums) -> None:
         self.totals = totals
         self.ints = {name: totals.column(name) for name in sums.INTS[: -histogram.BUCKETS]}
-        self.lpr = histogram.percentiles_of(totals.lpr, (0.50, 0.95, 0.99))
+        quantiles = histogram.percentiles_of(totals.lpr, (0.50, 0.95, 0.99))
+        self.lpr = [
+            {"p50": p50, "p95": p95, "p99": p99,
+             "mean": round(latency / completed, 4) if completed else None}
+            for (p50, p95, p99), latency, completed in zip(
+                quantiles, totals.latency, self.ints["completed"], strict=True
+            )
+        ]  # fmt: skip
 
     def completed(self, row: int) -> int:
         count: int = self.ints["completed"][row]
         return count
 
     def percentiles(self, row: int) -> dict[str, float | None]:
-        completed = self.ints["completed"][row]
-        p50, p95, p99 = self.lpr[row]
-        mean = round(self.totals.latency[row] / completed, 4) if completed else None
-        return {"p50": p50, "p95": p95, "p99": p99, "mean": mean}
+        return self.lpr[row]
 
     def block(
         self,
