@@ -56,6 +56,7 @@ TABLE_OWNERS = {
     "CostRollup": "ledger",
     "CostDayRollup": "ledger",
     "CostGroupRollup": "ledger",
+    "CostGroupTotal": "ledger",
     "CostPeak": "ledger",
     "SupersededLine": "ledger",
     "OpenAIFile": "frontdoor",

@@ -126,10 +126,16 @@ def submit(
         raise typer.Exit(1) from None
     for state in ("completed", "failed", "cancelled"):
         say(f"{state}={totals['counts'].get(state, 0)}")
-    say(f"cost_usd={totals['cost']}")
-    say(f"naive_cost_usd={totals['naive']}")
+    say(f"cost_usd={usd(totals['cost'])}")
+    say(f"naive_cost_usd={usd(totals['naive'])}")
     if output:
         say(f"output={output}")
+
+
+def usd(amount: Decimal) -> str:
+    """A sum of the API's money strings as they are written: ``0.000000000000``, not
+    ``0E-12`` (what adding zeros with 12 places gives)."""
+    return format(amount, "f")
 
 
 def _totals(http: Any, groups: list[str]) -> dict[str, Any]:

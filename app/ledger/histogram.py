@@ -9,10 +9,10 @@ assigns the buckets in SQL.
 
 from __future__ import annotations
 
-import math
-from bisect import bisect_left
 from collections.abc import Sequence
-from itertools import accumulate
+
+import numpy as np
+import numpy.typing as npt
 
 from app.models.cost_rollup import LATENCY_BUCKETS, LATENCY_COLUMNS
 
@@ -22,6 +22,9 @@ BOUNDS: tuple[float, ...] = tuple(round(FIRST * GROWTH**i, 6) for i in range(74)
 BUCKETS = len(BOUNDS) + 1
 COLUMNS = LATENCY_COLUMNS
 assert BUCKETS == LATENCY_BUCKETS
+# Each bucket's bounds for the interpolation: below the first bound, above the last.
+_LOW = np.array((FIRST / GROWTH, *BOUNDS))
+_HIGH = np.array((*BOUNDS, BOUNDS[-1] * GROWTH))
 
 
 def bucket(seconds: float) -> int:
@@ -42,21 +45,35 @@ def bounds_sql() -> str:
 
 
 def percentiles(counts: Sequence[int], qs: Sequence[float]) -> list[float | None]:
-    """The ``qs`` quantiles (0..1) of the latencies counted in ``counts`` (None when empty),
-    summing the buckets once: the stats answer reads three of each of thousands."""
-    cumulative = list(accumulate(counts))
-    total = cumulative[-1] if cumulative else 0
-    if total == 0:
-        return [None] * len(qs)
-    found: list[float | None] = []
+    """The ``qs`` quantiles (0..1) of the latencies counted in ``counts`` (None when empty)."""
+    return percentiles_of(np.asarray(counts, dtype=np.int64).reshape(1, BUCKETS), qs)[0]
+
+
+def percentiles_of(counts: npt.NDArray[np.int64], qs: Sequence[float]) -> list[list[float | None]]:
+    """The ``qs`` quantiles of each row of bucket counts (rows x ``BUCKETS``): the stats
+    answer reads three of each of thousands. numpy finds each quantile's bucket for every row
+    at once; the interpolation inside it is Python's float arithmetic, one value at a time."""
+    rows = np.arange(len(counts))
+    cumulative = np.cumsum(counts, axis=1)
+    totals = cumulative[:, -1]
+    columns: list[list[float | None]] = []
     for q in qs:
-        rank = max(1.0, math.ceil(q * total))
+        rank = np.maximum(1.0, np.ceil(q * totals))
         # The first bucket whose running total reaches the rank (it holds jobs: an empty
         # bucket's total equals the one before it, which would have been found first).
-        index = bisect_left(cumulative, rank)
-        seen = cumulative[index - 1] if index > 0 else 0
-        low = BOUNDS[index - 1] if index > 0 else FIRST / GROWTH
-        high = BOUNDS[index] if index < len(BOUNDS) else BOUNDS[-1] * GROWTH
-        share = (rank - seen) / counts[index]
-        found.append(round(float(low * (high / low) ** share), 4))
-    return found
+        index = np.minimum((cumulative < rank[:, None]).sum(axis=1), BUCKETS - 1)
+        seen = np.where(index > 0, cumulative[rows, index - 1], 0)
+        share = (rank - seen) / np.maximum(counts[rows, index], 1)
+        columns.append(
+            [
+                round(low * (high / low) ** part, 4) if total else None
+                for low, high, part, total in zip(
+                    _LOW[index].tolist(),
+                    _HIGH[index].tolist(),
+                    share.tolist(),
+                    totals.tolist(),
+                    strict=True,
+                )
+            ]
+        )
+    return [list(row) for row in zip(*columns, strict=True)] if columns else [[] for _ in rows]

@@ -34,9 +34,21 @@ ROLLUP_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
                          ("model", _MODEL), ("mode", _MODE)),
     "cost_group_rollups": (("tenant_id", "tenant_id"), ("hour", _HOUR), ("group_id", "group_id"),
                            ("mode", _MODE)),
+    "cost_group_totals": (("tenant_id", "tenant_id"), ("group_id", "group_id"), ("mode", _MODE)),
 }  # fmt: skip
-# The group rollup holds the jobs in a group only.
-_ROLLUP_FILTER = {"cost_group_rollups": "WHERE group_id IS NOT NULL"}
+# The group rollups hold the jobs in a group only.
+_ROLLUP_FILTER = {
+    "cost_group_rollups": "WHERE group_id IS NOT NULL",
+    "cost_group_totals": "WHERE group_id IS NOT NULL",
+}
+# The all-time group rollup also keeps the span of end times it holds: (column, aggregate
+# over records and over its own rows, how a new value meets the stored one).
+_SPANS = {
+    "cost_group_totals": (
+        ("first_ended_at", "min", "least"),
+        ("last_ended_at", "max", "greatest"),
+    ),
+}
 # The groupings a peak is kept for: (dimension, key over cost-record rows).
 PEAK_KEYS = (("all", "''"), ("model", _MODEL), ("mode", _MODE), ("group", "group_id::text"))
 
@@ -90,25 +102,32 @@ def _rollup_sql(table: str, sums: list[tuple[str, str]]) -> str:
     names = [name for name, _ in key]
     positions = ", ".join(str(i + 1) for i in range(len(key)))
     plain = [(name, expression) for name, expression in sums if name not in histogram.COLUMNS]
+    spans = _SPANS.get(table, ())
     per_bucket = (
         f"SELECT {', '.join(f'{e} AS {n}' for n, e in key)}, b, "  # noqa: S608
-        f"{', '.join(f'{e} AS {n}' for n, e in plain)}, count(*) AS n "
-        f"FROM r {_ROLLUP_FILTER.get(table, '')} GROUP BY {positions}, {len(key) + 1}"
+        f"{', '.join(f'{e} AS {n}' for n, e in plain)}, count(*) AS n"
+        + "".join(f", {agg}(ended_at) AS {name}" for name, agg, _ in spans)
+        + f" FROM r {_ROLLUP_FILTER.get(table, '')} GROUP BY {positions}, {len(key) + 1}"
     )
     per_key = (
         f"SELECT {', '.join(names)}, {', '.join(f'sum({n}) AS {n}' for n, _ in plain)}, "  # noqa: S608
-        "jsonb_object_agg(b, n) FILTER (WHERE b IS NOT NULL) AS j "
-        f"FROM ({per_bucket}) AS s GROUP BY {positions}"
+        "jsonb_object_agg(b, n) FILTER (WHERE b IS NOT NULL) AS j"
+        + "".join(f", {agg}({name}) AS {name}" for name, agg, _ in spans)
+        + f" FROM ({per_bucket}) AS s GROUP BY {positions}"
     )
     buckets = [
         f"coalesce((j ->> '{histogram.COLUMNS.index(name)}')::bigint, 0)"
         if name in histogram.COLUMNS
         else name
         for name, _ in sums
-    ]
-    updates = ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name, _ in sums)
+    ] + [name for name, _, _ in spans]
+    columns = [name for name, _ in sums] + [name for name, _, _ in spans]
+    updates = ", ".join(
+        [f"{name} = {table}.{name} + excluded.{name}" for name, _ in sums]
+        + [f"{name} = {meet}({table}.{name}, excluded.{name})" for name, _, meet in spans]
+    )
     return (
-        f"INSERT INTO {table} ({', '.join(names)}, {', '.join(name for name, _ in sums)}) "  # noqa: S608
+        f"INSERT INTO {table} ({', '.join(names)}, {', '.join(columns)}) "  # noqa: S608
         f"SELECT {', '.join(names)}, {', '.join(buckets)} FROM ({per_key}) AS k "
         f"ORDER BY {positions} ON CONFLICT ({', '.join(names)}) DO UPDATE SET {updates} "
         "RETURNING 1"

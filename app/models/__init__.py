@@ -11,6 +11,7 @@ from app.models.cost_rollup import (
     NO_GROUP,
     CostDayRollup,
     CostGroupRollup,
+    CostGroupTotal,
     CostPeak,
     CostRollup,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "CacheSettings",
     "CostDayRollup",
     "CostGroupRollup",
+    "CostGroupTotal",
     "CostPeak",
     "CostRecord",
     "CostRollup",

@@ -91,8 +91,34 @@ class CostGroupRollup(RollupSums, Base):
     mode: Mapped[str] = mapped_column(String(20), primary_key=True)
 
 
+class CostGroupTotal(RollupSums, Base):
+    """The same sums per tenant, job group and mode over all time, with the first and last
+    ``ended_at`` they hold: a range that holds a group's jobs wholly reads its one row per
+    mode (the jobs in no group are the total minus the groups)."""
+
+    __tablename__ = "cost_group_totals"
+    # The groups whose jobs ended in a range: those that ended last after its start (which of
+    # them it cuts is read from the index alone).
+    __table_args__ = (
+        Index(
+            "ix_cost_group_totals_tenant_last",
+            "tenant_id",
+            "last_ended_at",
+            postgresql_include=["first_ended_at", "group_id", "mode"],
+        ),
+    )
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    group_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    mode: Mapped[str] = mapped_column(String(20), primary_key=True)
+    first_ended_at: Mapped[datetime]
+    last_ended_at: Mapped[datetime]
+
+
 # One count column per latency bucket, in every rollup.
-for _model in (CostRollup, CostDayRollup, CostGroupRollup):
+for _model in (CostRollup, CostDayRollup, CostGroupRollup, CostGroupTotal):
     for _name in LATENCY_COLUMNS:
         cast(Table, _model.__table__).append_column(Column(_name, BigInteger, nullable=False))
 

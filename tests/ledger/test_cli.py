@@ -97,3 +97,14 @@ def test_stats_reports_the_apis_422(
 ) -> None:
     assert cli(["stats", "--since", "yesterday"]) == 1
     assert "since" in capsys.readouterr().err
+
+
+def test_submit_writes_a_zero_cost_as_a_plain_decimal() -> None:
+    """Jobs that all came from the cache cost 0.000000000000 each; their sum is written the
+    same way, not as Decimal's 0E-12."""
+    from decimal import Decimal
+
+    total = sum((Decimal("0.000000000000") for _ in range(3)), Decimal(0))
+    assert str(total) == "0E-12"
+    assert cli_jobs.usd(total) == "0.000000000000"
+    assert cli_jobs.usd(Decimal("0.002384000000")) == "0.002384000000"

@@ -24,6 +24,7 @@ TABLES = {
     "cost_rollups",
     "cost_day_rollups",
     "cost_group_rollups",
+    "cost_group_totals",
     "cost_peaks",
     "jobs",
     "tenants",
@@ -108,3 +109,41 @@ def test_the_speed_revision_keeps_what_the_rollups_summed(scratch_url: str, engi
             ).all()
         )
         assert peaks == {"all:": 4, "model:gpt-4o-mini": 4, "mode:batch": 4, f"group:{group}": 3}
+
+
+def test_the_stats_revision_fills_the_all_time_group_rollup(
+    scratch_url: str, engine: Engine
+) -> None:
+    """0022 builds cost_group_totals from the hourly group rollup and the records' end times:
+    the same rows the writer keeps as jobs end."""
+    from sqlalchemy.orm import Session
+
+    from app.ledger import service as ledger_service
+    from app.models import JobMode, Tenant
+    from tests.ledger.test_stats import ended
+
+    config = alembic_config(scratch_url)
+    command.upgrade(config, "head")
+    hour = datetime(2026, 11, 30, 10, 17, tzinfo=UTC)
+    groups = [uuid.uuid4(), uuid.uuid4()]
+    with Session(engine) as session:
+        tenant = Tenant(name="m")
+        session.add(tenant)
+        session.flush()
+        jobs = [
+            ended(tenant, at=hour + timedelta(minutes=37 * i), latency=1 + i,
+                  mode=JobMode.realtime if i % 3 else JobMode.batch,
+                  group_id=groups[i % 2] if i % 5 else None)
+            for i in range(40)
+        ]  # fmt: skip
+        ledger_service.record(session, jobs)
+        session.commit()
+    read = "SELECT * FROM cost_group_totals ORDER BY group_id, mode"
+    with engine.connect() as conn:
+        written = [tuple(row) for row in conn.execute(text(read))]
+    assert len(written) == 4
+    command.downgrade(config, "0022_stats-1")
+    command.upgrade(config, "head")
+    with engine.connect() as conn:
+        filled = [tuple(row) for row in conn.execute(text(read))]
+    assert filled == written

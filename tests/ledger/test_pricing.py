@@ -154,3 +154,46 @@ def test_histogram_percentiles_stay_within_a_bucket() -> None:
     assert histogram.BOUNDS[39] <= p99 <= histogram.BOUNDS[40]
     assert top is not None
     assert top >= histogram.BOUNDS[-1]
+
+
+def _one_at_a_time(counts: list[int], qs: tuple[float, ...]) -> list[float | None]:
+    """The percentiles as the stats answer read them before numpy: one histogram at a time."""
+    import math
+    from bisect import bisect_left
+    from itertools import accumulate
+
+    cumulative = list(accumulate(counts))
+    if not cumulative[-1]:
+        return [None] * len(qs)
+    found: list[float | None] = []
+    for q in qs:
+        rank = max(1.0, math.ceil(q * cumulative[-1]))
+        index = bisect_left(cumulative, rank)
+        seen = cumulative[index - 1] if index > 0 else 0
+        low = histogram.BOUNDS[index - 1] if index > 0 else histogram.FIRST / histogram.GROWTH
+        high = (histogram.BOUNDS[index] if index < len(histogram.BOUNDS)
+                else histogram.BOUNDS[-1] * histogram.GROWTH)  # fmt: skip
+        found.append(round(float(low * (high / low) ** ((rank - seen) / counts[index])), 4))
+    return found
+
+
+def test_percentiles_of_many_histograms_are_each_one_s_own() -> None:
+    """numpy finds the buckets of thousands of histograms at once; every value is the one a
+    histogram read alone gives, to the last digit (empty, sparse, huge and full ones)."""
+    import random
+
+    import numpy as np
+
+    dice = random.Random(7)
+    rows = []
+    for _ in range(3000):
+        counts = [0] * histogram.BUCKETS
+        if dice.random() < 0.2:
+            counts = [dice.randint(0, 10**6) for _ in counts]
+        else:
+            for _ in range(dice.randint(0, 4)):
+                counts[dice.randrange(histogram.BUCKETS)] += dice.choice([1, 2, 7, 123456789])
+        rows.append(counts)
+    qs = (0.5, 0.95, 0.99, 1.0, 0.0001)
+    many = histogram.percentiles_of(np.array(rows, dtype=np.int64), qs)
+    assert many == [_one_at_a_time(counts, qs) for counts in rows]

@@ -9,9 +9,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.ledger import service as ledger_service
+from app.ledger import stats as ledger_stats
 from app.ledger.pricing import AnsweredBy
 from app.ledger.stats import stats
 from app.models import JobMode, Tenant
@@ -130,3 +132,111 @@ def test_the_operator_peak_is_every_tenant_s_busiest_minute(
     by_model = {g.key: g.peak_minute_jobs_per_s for g in everyone.groups}
     assert by_model["gpt-4o-mini"] == round(11 / 60, 6)
     assert by_model["gpt-4.1-mini"] == round(5 / 60, 6)
+
+
+# Four groups of one tenant: one wholly inside the range, one it cuts at its start, one at
+# its end, and one that ends inside the range's first, partial hour and goes on after it.
+CUT_SINCE = DAY + timedelta(hours=10, minutes=20)
+CUT_UNTIL = DAY + timedelta(days=1, hours=3, minutes=40)
+
+
+@pytest.fixture
+def cut_groups(db: Session, tenant: tuple[Tenant, str]) -> dict[str, uuid.UUID]:
+    groups = {name: uuid.uuid4() for name in ("inside", "start", "end", "edge")}
+    spans = {
+        "inside": (CUT_SINCE + timedelta(hours=2), timedelta(minutes=11), 40),
+        "start": (CUT_SINCE - timedelta(hours=3), timedelta(minutes=9), 50),
+        "end": (CUT_UNTIL - timedelta(hours=2), timedelta(minutes=7), 40),
+        "edge": (CUT_SINCE - timedelta(minutes=10), timedelta(minutes=1), 90),
+    }
+    jobs = [
+        ended(
+            tenant[0],
+            at=start + step * i,
+            latency=0.5 + 3.7 * i,
+            model="gpt-4o-mini" if i % 3 else "gpt-4.1-mini",
+            mode=JobMode.realtime if i % 4 == 0 else JobMode.batch,
+            answered_by=AnsweredBy.cache_semantic if i % 6 == 1 else AnsweredBy.provider,
+            tokens=100 + 13 * i,
+            group_id=groups[name],
+            state="cancelled" if i % 17 == 5 else "completed",
+        )
+        for name, (start, step, count) in spans.items()
+        for i in range(count)
+    ]
+    # Jobs in no group, across the range.
+    jobs += [ended(tenant[0], at=CUT_SINCE + timedelta(minutes=5 * i), latency=2)
+             for i in range(100)]  # fmt: skip
+    ledger_service.record(db, jobs)
+    db.commit()
+    return groups
+
+
+@pytest.mark.parametrize(
+    ("since", "until"),
+    [
+        (CUT_SINCE, CUT_UNTIL),
+        (CUT_SINCE - timedelta(hours=4), CUT_UNTIL + timedelta(hours=4)),  # every group whole
+        (CUT_SINCE + timedelta(minutes=2), CUT_SINCE + timedelta(minutes=40)),  # one hour
+        (CUT_SINCE + timedelta(hours=2, minutes=30), CUT_UNTIL),  # inside the inside group
+    ],
+)
+def test_whole_groups_from_the_all_time_rollup_agree_with_the_hours(
+    db: Session,
+    tenant: tuple[Tenant, str],
+    cut_groups: dict[str, uuid.UUID],
+    since: datetime,
+    until: datetime,
+) -> None:
+    """A group the range holds wholly is read from its all-time row, a group it cuts from
+    the hourly group rollup and the records: per group and mode, the same sums (to the cent,
+    every histogram count) as reading every group by the hour, the old way."""
+    params = ledger_stats._params(tenant_id=tenant[0].id, since=since, until=until,
+                                  group_by="group")  # fmt: skip
+    fast = ledger_stats._entries(db, ledger_stats._groups_sql(all_tenants=False), params)
+    hourly = ledger_stats._entries(
+        db, ledger_stats._groups_sql(all_tenants=False, by_hour=True), params
+    )
+    assert fast.labels, "no group in the range"
+    order = sorted(range(len(fast.labels)), key=lambda i: fast.labels[i])
+    reference = sorted(range(len(hourly.labels)), key=lambda i: hourly.labels[i])
+    assert [fast.labels[i] for i in order] == [hourly.labels[i] for i in reference]
+    assert (fast.ints[order] == hourly.ints[reference]).all()
+    assert [fast.money[i] for i in order] == [hourly.money[i] for i in reference]
+    assert [fast.latency[i] for i in order] == pytest.approx([hourly.latency[i] for i in reference])
+    # And the answer per group is the jobs' own, the jobs in no group included.
+    out = stats(db, tenant_id=tenant[0].id, since=since, until=until, group_by="group")
+    jobs = db.execute(
+        text(
+            "SELECT coalesce(group_id::text, 'none'), count(*), sum(actual_usd), "
+            "sum(saved_cache_usd + saved_routing_usd + saved_batching_usd) FROM cost_records "
+            "WHERE ended_at >= :a AND ended_at < :b GROUP BY 1"
+        ),
+        {"a": since, "b": until},
+    ).all()
+    by_key = {g.key: g for g in out.groups}
+    assert set(by_key) == {key for key, *_ in jobs}
+    for key, count, cost, saved in jobs:
+        group = by_key[key]
+        assert group.jobs["total"] == count
+        assert group.cost_usd == cost
+        assert group.naive_cost_usd - group.cost_usd == saved
+
+
+def test_the_all_time_group_rollup_knows_what_a_range_cuts(
+    db: Session, tenant: tuple[Tenant, str], cut_groups: dict[str, uuid.UUID]
+) -> None:
+    """The case above reads both ways: the range holds one group wholly and cuts three."""
+    rows = db.execute(
+        text(
+            "SELECT group_id, bool_and(first_ended_at >= :a AND last_ended_at < :b) "
+            "FROM cost_group_totals GROUP BY 1"
+        ),
+        {"a": CUT_SINCE, "b": CUT_UNTIL},
+    ).all()
+    inside = {name: dict(rows)[group] for name, group in cut_groups.items()}
+    assert inside == {"inside": True, "start": False, "end": False, "edge": False}
+    totals = db.execute(
+        text("SELECT sum(completed + failed + cancelled) FROM cost_group_totals")
+    ).scalar()
+    assert totals == 40 + 50 + 40 + 90
