@@ -12,7 +12,9 @@ from app.kit.text import estimate_tokens
 from app.ledger import service as ledger_service
 from app.models import JobMode, JobState, RequestedMode
 from app.providers import breaker
+from app.routing import budgets
 from app.routing import service as routing_service
+from app.routing.budgets import Exceeded
 from app.routing.semantic import SemanticMatch
 from app.routing.strategies import LearnedScore, Strategy
 
@@ -57,13 +59,15 @@ def place(
     learned: LearnedScore | None = None,
     semantic: SemanticMatch | None = None,
     note: str | None = None,
+    budget: Exceeded | None = None,
 ) -> Placement:
     """Route ``job`` (``instruction`` as stored: the default applied to documents) and pick
     its mode; a job no model can take fails here, with the reason as its error.
 
     ``learned`` / ``semantic``: the learned router's verdict, or the nearest semantic route,
     for a job of a tenant with that ``strategy`` that pins no model or tier; ``note`` says
-    why such a tenant's job was routed by the rules instead.
+    why such a tenant's job was routed by the rules instead. ``budget``: the budget a
+    ``downgrade`` tenant has reached; the job goes to a cheaper model.
     """
     text = user_content(job)
     tokens = estimate_tokens(text) + estimate_tokens(job.system or "")
@@ -85,9 +89,16 @@ def place(
                 model_hint=model_hint,
                 tier_hint=tier_hint,
             )
+        open_providers = breaker.open_providers(catalog)
         route = routing_service.avoid_open_circuits(
-            catalog, route, tokens=tokens, open_providers=breaker.open_providers(catalog)
+            catalog, route, tokens=tokens, open_providers=open_providers
         )
+        if budget is not None:
+            route = budgets.downgrade(
+                catalog, route, tokens=tokens,
+                output_tokens=max_output_tokens or EXPECTED_OUTPUT_TOKENS,
+                exceeded=budget, open_providers=open_providers,
+            )  # fmt: skip
     except routing_service.NoRoute as exc:
         return UNROUTED._replace(
             state=JobState.failed, error=str(exc), estimated_tokens=tokens, completed_at=now

@@ -14,6 +14,7 @@ from app.batching import service as batching_service
 from app.catalog.catalog import Catalog
 from app.config import get_settings
 from app.delivery import service as delivery_service
+from app.intake import budgets as intake_budgets
 from app.intake.placement import UNROUTED, Placement, place
 from app.intake.strategy import rules_note
 from app.jobs import repository as job_repository
@@ -26,6 +27,7 @@ from app.kit.errors import IdempotencyConflict, TooManyRequests, ValidationFaile
 from app.kit.prompts import DEFAULT_INSTRUCTION
 from app.models import CacheMode, JobState, Tenant, utcnow
 from app.routing import service as routing_service
+from app.routing.budgets import Exceeded
 from app.routing.strategies import Strategy, TenantRouting
 
 # Job ids per ingest message: big enough to batch the work (one exact query, one
@@ -83,7 +85,10 @@ def submit(
         group_id = transitions.create_group(session, tenant_id=tenant.id, size=len(fresh))
 
     now = utcnow()
-    instructions, placements = _place(fresh, tenant=tenant, catalog=catalog, now=now)
+    # Over budget: refused (reject, or a pinned model), or routed to cheaper models.
+    budget = intake_budgets.admit(session, tenant=tenant, items=fresh, now=now) if fresh else None
+    instructions, placements = _place(fresh, tenant=tenant, catalog=catalog, now=now,
+                                      budget=budget)  # fmt: skip
     batch_ids = _flush_arrivals(session, fresh, placements, catalog=catalog)
     rows = [
         NewJob(
@@ -220,7 +225,12 @@ def _check_replay(
 
 
 def _place(
-    fresh: list[JobIn], *, tenant: Tenant, catalog: Catalog, now: datetime
+    fresh: list[JobIn],
+    *,
+    tenant: Tenant,
+    catalog: Catalog,
+    now: datetime,
+    budget: Exceeded | None,
 ) -> tuple[list[str | None], list[Placement]]:
     """Each job's stored instruction (documents default to summarise) and its placement:
     routed now when it skips the cache and the rules route it, else left for ingest (a
@@ -252,6 +262,7 @@ def _place(
                 max_output_tokens=item.max_output_tokens,
                 strategy=settings.strategy,
                 note=note,
+                budget=budget,
             )
             if item.cache == CacheMode.bypass and (not embeds or note is not None)
             else UNROUTED
