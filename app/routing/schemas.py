@@ -110,6 +110,11 @@ class RoutingOut(BaseModel):
     chosen: str
     mode: str
     fallback: str | None = Field(default=None, description="A fallback taken, and why.")
+    tried: list[str] | None = Field(
+        default=None,
+        description="The models the provider would not take the job on (a refusal, a model "
+        "no longer served, a prompt too long), in order; `chosen` is the next of the chain.",
+    )
     budget: str | None = Field(
         default=None, description="The budget reached and what it did (`downgrade` policy)."
     )
