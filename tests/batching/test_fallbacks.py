@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session
 from app.batching import collector, results, submitter
 from app.catalog.catalog import get_catalog
 from app.models import BatchState, JobMode, JobState, ProviderBatch, utcnow
+from app.providers.anthropic_batch import AnthropicBatchProvider
+from app.providers.base import BatchProvider
 from app.providers.openai_batch import OpenAIBatchProvider
 from app.providers.openai_realtime import OpenAIRealtimeProvider
 from app.stack.processes import Supervisor
@@ -28,11 +30,11 @@ MARKER = "[[refuse-me]]"
 
 @pytest.fixture(scope="module")
 def refusing(supervisor: Supervisor) -> Iterator[str]:
-    """A simulator that no longer serves gpt-4o-mini, refuses prompts with MARKER and gives
-    gpt-4.1-mini a 40-token window."""
+    """A simulator that no longer serves gpt-4o-mini and claude-3-5-haiku-latest, refuses
+    prompts with MARKER and gives gpt-4.1-mini a 40-token window."""
     name = "simulator-refusing"
     flags = ["--validating-seconds", "0.05", "--processing-seconds", "0.1",
-             "--removed-models", "gpt-4o-mini", "--refuse-marker", MARKER,
+             "--removed-models", "gpt-4o-mini,claude-3-5-haiku-latest", "--refuse-marker", MARKER,
              "--context-limits", "gpt-4.1-mini=40"]  # fmt: skip
     url = start_simulator(supervisor, name, *flags)
     yield url
@@ -45,9 +47,15 @@ def collect(db: Session) -> list[uuid.UUID]:
     return created
 
 
-def through_batch_api(db: Session, batch_id: uuid.UUID, url: str) -> None:
+def through_batch_api(
+    db: Session, batch_id: uuid.UUID, url: str, *, anthropic: bool = False
+) -> None:
     """Submit a batch to the simulator at ``url`` and poll it until it ends."""
-    provider = OpenAIBatchProvider(base_url=url, api_key="t")
+    provider: BatchProvider = (
+        AnthropicBatchProvider(base_url=url, api_key="t")
+        if anthropic
+        else OpenAIBatchProvider(base_url=url, api_key="t")
+    )
     try:
         assert submitter.submit(db, batch_id=batch_id, provider=provider, catalog=get_catalog())
         db.commit()
@@ -111,6 +119,22 @@ def test_a_model_no_longer_served_on_a_batch_line_takes_the_next_model(
     assert done.state == JobState.completed, done.error
     assert done.model == "gpt-4.1-mini"
     assert done.result
+
+
+def test_a_model_anthropic_no_longer_serves_takes_the_next_model(
+    api: TestClient, db: Session, refusing: str
+) -> None:
+    (job_id,) = submit(api, tier="anthropic")
+    assert job(db, job_id).model == "claude-3-5-haiku-latest"
+    (batch_id,) = collect(db)
+    through_batch_api(db, batch_id, refusing, anthropic=True)
+    moved = job(db, job_id)
+    assert (moved.state, moved.model) == (JobState.waiting, "claude-haiku-4-5")
+    assert moved.routing is not None
+    assert moved.routing["fallback"] == (
+        "the provider no longer serves claude-3-5-haiku-latest (not_found_error): "
+        "claude-3-5-haiku-latest to claude-haiku-4-5"
+    )
 
 
 def test_a_model_no_longer_served_on_a_realtime_call_takes_the_next_model(
