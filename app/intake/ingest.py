@@ -17,7 +17,7 @@ from app.embeddings import service as embedding_service
 from app.embeddings.base import Embedder
 from app.intake import budgets as intake_budgets
 from app.intake import coalescing, strategy
-from app.intake.placement import Placement, place
+from app.intake.placement import Placement, enqueued_load, place
 from app.jobs import coalescing as jobs_coalescing
 from app.jobs import repository as job_repository
 from app.jobs import transitions
@@ -130,6 +130,7 @@ def _ingest(
     over_budget = intake_budgets.downgrading(
         session, tenant_ids=[job.tenant_id for job in jobs], now=now
     )
+    load = enqueued_load(session, catalog)
     for job in jobs:
         placement = place(
             job,
@@ -146,6 +147,7 @@ def _ingest(
             semantic=decisions.matches.get(job.id),
             note=decisions.notes.get(job.id),
             budget=over_budget.get(job.tenant_id),
+            load=load,
         )
         if placement.state == JobState.failed:
             failed.append(_routed(job.id, placement, cache_key=None, now=now))

@@ -15,7 +15,7 @@ from app.catalog.catalog import Catalog
 from app.config import get_settings
 from app.delivery import service as delivery_service
 from app.intake import budgets as intake_budgets
-from app.intake.placement import UNROUTED, Placement, place
+from app.intake.placement import UNROUTED, Placement, enqueued_load, place
 from app.intake.strategy import rules_note
 from app.jobs import repository as job_repository
 from app.jobs import transitions
@@ -87,7 +87,7 @@ def submit(
     now = utcnow()
     # Over budget: refused (reject, or a pinned model), or routed to cheaper models.
     budget = intake_budgets.admit(session, tenant=tenant, items=fresh, now=now) if fresh else None
-    instructions, placements = _place(fresh, tenant=tenant, catalog=catalog, now=now,
+    instructions, placements = _place(session, fresh, tenant=tenant, catalog=catalog, now=now,
                                       budget=budget)  # fmt: skip
     batch_ids = _flush_arrivals(session, fresh, placements, catalog=catalog)
     rows = [
@@ -225,6 +225,7 @@ def _check_replay(
 
 
 def _place(
+    session: Session,
     fresh: list[JobIn],
     *,
     tenant: Tenant,
@@ -237,6 +238,8 @@ def _place(
     ``learned`` or ``semantic`` tenant's prompts are embedded there, not in the API)."""
     settings = TenantRouting.of(tenant.routing_strategy, tenant.quality_target)
     embeds = settings.strategy != Strategy.rules  # learned or semantic: embedded at ingest
+    routed_here = any(item.cache == CacheMode.bypass for item in fresh)
+    load = enqueued_load(session, catalog) if routed_here else None
     instructions: list[str | None] = []
     placements: list[Placement] = []
     for item in fresh:
@@ -263,6 +266,7 @@ def _place(
                 strategy=settings.strategy,
                 note=note,
                 budget=budget,
+                load=load,
             )
             if item.cache == CacheMode.bypass and (not embeds or note is not None)
             else UNROUTED
