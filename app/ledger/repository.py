@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 from uuid import UUID
@@ -198,6 +198,7 @@ def spent(session: Session, *, tenant_id: UUID, since: datetime) -> Decimal:
     """Actual cost of the tenant's jobs that ended at or after ``since``: whole days from the
     day rollups, whole hours before the first whole day from the hourly rollups, the partial
     first hour from the records (a budget's period starts on a day: one rollup read)."""
+    since = since.astimezone(UTC)  # the rollups' days are UTC days
     hour = next_hour(since)
     floor = hour.replace(hour=0)
     day = floor if floor == hour else floor + timedelta(days=1)
