@@ -6,7 +6,8 @@ long for the model's window) goes back to a window on the next model of that mod
 The next model is the first of the chain not tried yet for this job (``routing.tried``)
 whose provider's circuit is closed and that holds the job's input (after a context
 overflow: a larger window than the model that refused it). A job whose client pinned its
-model, or whose chain has no such model, fails with the provider's reason.
+model, whose chain has no such model, or that has no routing record (routed before there
+were any: nothing says which models it tried), fails with the provider's reason.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ def reroutes(
         name = job.model or ""
         if fact is None or fact.model_hint is not None or not catalog.has_model(name):
             continue  # a pinned model is the client's choice: its job fails with the reason
+        if fact.routing is None:
+            continue  # routed before routing records: no record of the models tried
         retry = _reroute(catalog, job, result, fact=fact, open_providers=open_providers, now=now)
         if retry is not None:
             found[job.id] = retry

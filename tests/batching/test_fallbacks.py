@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.batching import collector, results, submitter
 from app.catalog.catalog import get_catalog
-from app.models import BatchState, JobMode, JobState, ProviderBatch, utcnow
+from app.models import BatchState, JobMode, JobState, ProviderBatch, Tenant, utcnow
 from app.providers.anthropic_batch import AnthropicBatchProvider
 from app.providers.base import BatchProvider
 from app.providers.openai_batch import OpenAIBatchProvider
@@ -24,6 +24,7 @@ from app.providers.openai_realtime import OpenAIRealtimeProvider
 from app.stack.processes import Supervisor
 from tests.batching.helpers import start_simulator, stop
 from tests.batching.test_cancel_and_modes import LATER, job, submit
+from tests.factories import make_job
 
 MARKER = "[[refuse-me]]"
 
@@ -209,4 +210,18 @@ def test_a_pinned_model_no_longer_served_fails_with_the_providers_reason(
     failed = job(db, job_id)
     assert failed.state == JobState.failed
     assert failed.model == "gpt-4o-mini"
+    assert "does not exist" in (failed.error or "")
+
+
+def test_a_job_without_a_routing_record_fails_rather_than_loop(
+    db: Session, tenant: tuple[Tenant, str], refusing: str
+) -> None:
+    # Routed before routing records existed: nothing says which models it tried.
+    old = make_job(db, tenant=tenant[0], state=JobState.waiting, routed_ago=LATER)
+    old.estimated_tokens, old.estimated_bytes = 10, 500
+    db.commit()
+    (batch_id,) = collect(db)
+    through_batch_api(db, batch_id, refusing)
+    failed = job(db, old.id)
+    assert (failed.state, failed.model) == (JobState.failed, "gpt-4o-mini")
     assert "does not exist" in (failed.error or "")
