@@ -20,9 +20,11 @@ from sqlalchemy.orm import Session
 
 from app.catalog.catalog import Catalog, ModelConfig
 from app.jobs import repository as job_repository
-from app.jobs.repository import BatchMember, RouteFacts
+from app.jobs import transitions
+from app.jobs.repository import BatchMember, RouteFacts, Window
 from app.jobs.transitions import Retry
 from app.ledger import service as ledger_service
+from app.models import JobState
 from app.providers import breaker
 from app.providers.base import FALLBACK_CODES, BatchResult
 from app.routing import service as routing_service
@@ -86,17 +88,70 @@ def _reroute(
 ) -> Retry | None:
     model = catalog.model(job.model or "")
     code = result.error_code or ""
-    routing = dict(fact.routing or {})
-    tried = [*routing.get("tried", []), model.name]
+    tried = [*(fact.routing or {}).get("tried", []), model.name]
     step = _next_model(catalog, model, code=code, tokens=fact.estimated_tokens or 0,
                        tried=tried, open_providers=open_providers)  # fmt: skip
     if step is None:
         return None
+    why = f"{FALLBACK_CODES[code].format(model=model.name)} ({code})"
+    error = f"provider error: {result.error}"
+    return _move(catalog, job.id, fact, model=model, step=step, why=why, tried=tried,
+                 attempts=job.attempts, error=error, now=now)  # fmt: skip
+
+
+def leave_open_circuit(
+    session: Session,
+    *,
+    window: Window,
+    catalog: Catalog,
+    open_providers: frozenset[str],
+    now: datetime,
+) -> int:
+    """The waiting jobs of a window whose provider's circuit is open (a 5xx / 429 storm) go
+    to the first model of their model's chain on a closed circuit that holds their input
+    (``routing.fallback`` says so), instead of waiting for a provider that is down. Pinned
+    jobs, jobs without a routing record and jobs whose chain has no such model stay (the
+    provider's own retries apply). Returns how many moved."""
+    rows = job_repository.lock_waiting(session, provider=window.provider, model=window.model,
+                                       mode=window.mode, limit=window.size)  # fmt: skip
+    facts = job_repository.route_facts(session, ids=[row[0] for row in rows])
+    model = catalog.model(window.model)
+    why = f"{window.provider}'s circuit is open (5xx/429 storm)"
+    moves: list[Retry] = []
+    for job_id, tokens, _ in rows:
+        fact = facts[job_id]
+        if fact.model_hint is not None or fact.routing is None:
+            continue
+        tried = list(fact.routing.get("tried", []))
+        step = _next_model(catalog, model, code="", tokens=tokens or 0, tried=tried,
+                           open_providers=open_providers)  # fmt: skip
+        if step is not None:
+            moves.append(_move(catalog, job_id, fact, model=model, step=step, why=why,
+                               tried=tried, attempts=fact.attempts, error=why,
+                               now=now))  # fmt: skip
+    transitions.requeue(session, moves, from_state=JobState.waiting)
+    return len(moves)
+
+
+def _move(
+    catalog: Catalog,
+    job_id: uuid.UUID,
+    fact: RouteFacts,
+    *,
+    model: ModelConfig,
+    step: ModelConfig,
+    why: str,
+    tried: list[str],
+    attempts: int,
+    error: str,
+    now: datetime,
+) -> Retry:
+    """The job on ``step``, its mode chosen for ``step``'s provider, its record extended."""
     mode, why_mode = routing_service.choose_mode(
         catalog, provider=step.provider, requested=fact.requested_mode, deadline=fact.deadline,
         now=now,
     )  # fmt: skip
-    why = f"{FALLBACK_CODES[code].format(model=model.name)} ({code})"
+    routing = dict(fact.routing or {})
     usage = ledger_service.TokenUsage(
         input_tokens=int(routing.get("expected_input_tokens") or fact.estimated_tokens or 0),
         output_tokens=int(routing.get("expected_output_tokens") or _OUTPUT_TOKENS),
@@ -105,13 +160,13 @@ def _reroute(
         chosen=step.name,
         mode=mode.value,
         fallback=f"{why}: {model.name} to {step.name}",
-        tried=tried,
         expected_cost_usd=str(ledger_service.paid_price(step, mode, usage)),
     )
+    if tried:
+        routing["tried"] = tried
     reason = (
         f"{fact.route_reason or 'routed'}; then {why}, next in {model.name}'s chain: "
         f"{step.name}; {mode} mode ({why_mode})"
     )
-    return Retry(job.id, job.attempts, mode, f"provider error: {result.error}",
-                 provider=step.provider, model=step.name, route_reason=reason,
-                 routing=routing)  # fmt: skip
+    return Retry(job_id, attempts, mode, error, provider=step.provider, model=step.name,
+                 route_reason=reason, routing=routing)  # fmt: skip

@@ -369,6 +369,7 @@ class RouteFacts(NamedTuple):
     estimated_tokens: int | None
     route_reason: str | None
     routing: dict[str, Any] | None
+    attempts: int
 
 
 def route_facts(session: Session, *, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, RouteFacts]:
