@@ -173,6 +173,8 @@ def refusal(settings: SimulatorSettings, model: str, messages: object) -> APIErr
     if model in settings.removed_models:
         message = f"The model `{model}` does not exist or you do not have access to it."
         return APIError(404, message, code="model_not_found")
+    if not settings.refuse_marker and not settings.context_limits:
+        return None  # nothing to read the messages for (every request of a batch asks)
     text = "".join(
         str(m.get("content") or "") if isinstance(m, dict) else str(m)
         for m in (messages if isinstance(messages, list) else [])
