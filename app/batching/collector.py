@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from app.batching import repository
+from app.batching import fallbacks, repository
 from app.batching.fairness import fair_quotas, interleave
 from app.batching.windows import WindowSettings, fitting_prefix, window_settings
 from app.catalog.catalog import Catalog, ModelConfig
@@ -20,6 +20,7 @@ from app.jobs import transitions
 from app.kit import queue
 from app.kit.db import session_scope
 from app.models import JobMode, utcnow
+from app.providers import breaker
 from app.providers.base import ProviderLimits
 from app.providers.registry import batch_limits
 from app.tenants import service as tenant_service
@@ -72,9 +73,15 @@ def collect(
     if limits is None:
         limits = batch_limits(catalog)
     created: list[uuid.UUID] = []
+    open_providers = breaker.open_providers(catalog)
     for window in job_repository.open_windows(session):
         if not catalog.has_model(window.model) or window.provider not in catalog.providers:
             reroute_window(session, window=window)
+            continue
+        if window.provider in open_providers and fallbacks.leave_open_circuit(
+            session, window=window, catalog=catalog, open_providers=open_providers, now=now
+        ):
+            queue.enqueue(session, queue.COLLECT)  # their new windows, at the next collect
             continue
         settings = window_settings(
             catalog, model=window.model, mode=window.mode, limits=limits.get(window.provider)

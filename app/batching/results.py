@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
-from app.batching import repository
+from app.batching import fallbacks, repository
 from app.cache import service as cache_service
 from app.catalog.catalog import Catalog, ModelConfig
 from app.jobs import escalation as job_escalation
@@ -207,11 +207,15 @@ def apply_outcomes(
     retries: list[Retry] = []
     answers: list[tuple[job_repository.BatchMember, str, str, BatchResult]] = []
     seen: set[str] = set()
+    refused: list[tuple[job_repository.BatchMember, BatchResult]] = []
     for result in results:
         job = jobs.get(result.custom_id)
         if job is None or result.custom_id in seen:
             continue  # not ours, already applied, or cancelled meanwhile
         seen.add(result.custom_id)
+        if result.error is not None and fallbacks.takes_fallback(result):
+            refused.append((job, result))  # down the model's chain, below
+            continue
         if result.error is not None or result.content is None:
             reason = f"provider error: {result.error}"
             retry = None
@@ -253,6 +257,13 @@ def apply_outcomes(
         )
         if job.cache_key:
             answers.append((job, job.cache_key, result.content, result))
+    moved = fallbacks.reroutes(session, failures=refused, catalog=catalog, now=now)
+    for job, result in refused:
+        if job.id in moved:
+            retries.append(moved[job.id])
+        else:
+            outcomes.append(JobOutcome.failed(job.id, error=f"provider error: {result.error}",
+                                              at=now))  # fmt: skip
     reason = status.error or f"provider batch ended {status.status} without a result for this job"
     # A batch that expired (or completed yet left a request out) did not try every request.
     retryable = retry_all or status.status in {"expired", "completed"}

@@ -119,6 +119,27 @@ def simulator(
             help="comma-separated models that offer flex (others answer 400); default: all",
         ),
     ] = None,
+    removed_models: Annotated[
+        str,
+        typer.Option(
+            envvar=_env("removed_models"),
+            help="comma-separated models no longer served (404 model_not_found)",
+        ),
+    ] = "",
+    refuse_marker: Annotated[
+        str | None,
+        typer.Option(
+            envvar=_env("refuse_marker"),
+            help="refuse prompts containing this text (400 content_policy_violation)",
+        ),
+    ] = None,
+    context_limits: Annotated[
+        str,
+        typer.Option(
+            envvar=_env("context_limits"),
+            help="comma-separated MODEL=TOKENS context windows (400 context_length_exceeded)",
+        ),
+    ] = "",
     seed: Annotated[
         int, typer.Option(envvar=_env("seed"), help="seed for output order and injected failures")
     ] = _DEFAULTS.seed,
@@ -142,11 +163,19 @@ def simulator(
             embedding_dimensions=embedding_dimensions,
             flex_latency_seconds=flex_latency_seconds,
             flex_unavailable_rate=flex_unavailable_rate,
-            flex_models=tuple(m.strip() for m in flex_models.split(",") if m.strip())
-            if flex_models is not None
-            else None,
+            flex_models=_names(flex_models) if flex_models is not None else None,
+            removed_models=_names(removed_models),
+            refuse_marker=refuse_marker or None,
+            context_limits=tuple(
+                (name, int(tokens))
+                for name, _, tokens in (item.partition("=") for item in _names(context_limits))
+            ),
             seed=seed,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     serve(host, port, settings)
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())

@@ -15,8 +15,9 @@ from app.cache import service as cache_service
 from app.catalog.catalog import Catalog
 from app.embeddings import service as embedding_service
 from app.embeddings.base import Embedder
+from app.intake import budgets as intake_budgets
 from app.intake import coalescing, strategy
-from app.intake.placement import Placement, place
+from app.intake.placement import Placement, enqueued_load, place
 from app.jobs import coalescing as jobs_coalescing
 from app.jobs import repository as job_repository
 from app.jobs import transitions
@@ -126,6 +127,10 @@ def _ingest(
     # Embed -> route -> cache: a learned or semantic tenant's prompts are embedded once,
     # here, and the cache's semantic layer uses the same vectors.
     decisions = strategy.decide(session, jobs=jobs, catalog=catalog, embedder=get_embedder)
+    over_budget = intake_budgets.downgrading(
+        session, tenant_ids=[job.tenant_id for job in jobs], now=now
+    )
+    load = enqueued_load(session, catalog)
     for job in jobs:
         placement = place(
             job,
@@ -141,6 +146,8 @@ def _ingest(
             learned=decisions.verdicts.get(job.id),
             semantic=decisions.matches.get(job.id),
             note=decisions.notes.get(job.id),
+            budget=over_budget.get(job.tenant_id),
+            load=load,
         )
         if placement.state == JobState.failed:
             failed.append(_routed(job.id, placement, cache_key=None, now=now))

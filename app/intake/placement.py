@@ -5,14 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from sqlalchemy.orm import Session
+
 from app.batching import service as batching_service
 from app.catalog.catalog import Catalog
+from app.jobs import load as jobs_load
 from app.kit.prompts import Request, history_text, user_content
 from app.kit.text import estimate_tokens
 from app.ledger import service as ledger_service
 from app.models import JobMode, JobState, RequestedMode
 from app.providers import breaker
+from app.routing import budgets
+from app.routing import load as routing_load
 from app.routing import service as routing_service
+from app.routing.budgets import Exceeded
 from app.routing.semantic import SemanticMatch
 from app.routing.strategies import LearnedScore, Strategy
 
@@ -90,13 +96,18 @@ def place(
     learned: LearnedScore | None = None,
     semantic: SemanticMatch | None = None,
     note: str | None = None,
+    budget: Exceeded | None = None,
+    load: dict[str, int] | None = None,
 ) -> Placement:
     """Route ``job`` (``instruction`` as stored: the default applied to documents) and pick
     its mode; a job no model can take fails here, with the reason as its error.
 
     ``learned`` / ``semantic``: the learned router's verdict, or the nearest semantic route,
     for a job of a tenant with that ``strategy`` that pins no model or tier; ``note`` says
-    why such a tenant's job was routed by the rules instead.
+    why such a tenant's job was routed by the rules instead. ``budget``: the budget a
+    ``downgrade`` tenant has reached; the job goes to a cheaper model. ``load``: the
+    enqueued tokens of the models with a queue limit (``enqueued_load``); a batch job whose
+    model's queue is full spills down its chain, and what it adds is counted in ``load``.
     """
     text = user_content(job)
     tokens = input_tokens(job, text=text)
@@ -116,9 +127,16 @@ def place(
                 model_hint=model_hint,
                 tier_hint=tier_hint,
             )
+        open_providers = breaker.open_providers(catalog)
         route = routing_service.avoid_open_circuits(
-            catalog, route, tokens=tokens, open_providers=breaker.open_providers(catalog)
+            catalog, route, tokens=tokens, open_providers=open_providers
         )
+        if budget is not None:
+            route = budgets.downgrade(
+                catalog, route, tokens=tokens,
+                output_tokens=max_output_tokens or EXPECTED_OUTPUT_TOKENS,
+                exceeded=budget, open_providers=open_providers,
+            )  # fmt: skip
     except routing_service.NoRoute as exc:
         return UNROUTED._replace(
             state=JobState.failed, error=str(exc), estimated_tokens=tokens, completed_at=now
@@ -126,6 +144,15 @@ def place(
     mode, why = routing_service.choose_mode(
         catalog, model=route.model, requested=requested_mode, deadline=deadline, now=now
     )
+    if load and mode == JobMode.batch and route.model in load:
+        spilled = routing_load.spill_over(catalog, route, tokens=tokens, enqueued=load,
+                                          open_providers=open_providers)  # fmt: skip
+        if spilled is not route:
+            route = spilled
+            mode, why = routing_service.choose_mode(catalog, model=route.model,
+                requested=requested_mode, deadline=deadline, now=now)  # fmt: skip
+        if mode == JobMode.batch and route.model in load:
+            load[route.model] += tokens
     return Placement(
         state=JobState.waiting,
         provider=route.provider,
@@ -150,6 +177,13 @@ def place(
             note=note,
         ),
     )
+
+
+def enqueued_load(session: Session, catalog: Catalog) -> dict[str, int] | None:
+    """The enqueued tokens of the catalog's models with a queue limit; None when it has none
+    (then nothing is read)."""
+    limited = routing_load.limited_models(catalog)
+    return jobs_load.enqueued_tokens(session, models=limited) if limited else None
 
 
 def routing_record(

@@ -14,7 +14,8 @@ from app.batching import service as batching_service
 from app.catalog.catalog import Catalog
 from app.config import get_settings
 from app.delivery import service as delivery_service
-from app.intake.placement import UNROUTED, Placement, context_overflow, place
+from app.intake import budgets as intake_budgets
+from app.intake.placement import UNROUTED, Placement, context_overflow, enqueued_load, place
 from app.intake.strategy import rules_note
 from app.jobs import repository as job_repository
 from app.jobs import transitions
@@ -26,6 +27,7 @@ from app.kit.errors import IdempotencyConflict, TooManyRequests, ValidationFaile
 from app.kit.prompts import DEFAULT_INSTRUCTION
 from app.models import CacheMode, JobState, Tenant, utcnow
 from app.routing import service as routing_service
+from app.routing.budgets import Exceeded
 from app.routing.strategies import Strategy, TenantRouting
 
 # Job ids per ingest message: big enough to batch the work (one exact query, one
@@ -86,7 +88,10 @@ def submit(
         group_id = transitions.create_group(session, tenant_id=tenant.id, size=len(fresh))
 
     now = utcnow()
-    instructions, placements = _place(fresh, tenant=tenant, catalog=catalog, now=now)
+    # Over budget: refused (reject, or a pinned model), or routed to cheaper models.
+    budget = intake_budgets.admit(session, tenant=tenant, items=fresh, now=now) if fresh else None
+    instructions, placements = _place(session, fresh, tenant=tenant, catalog=catalog, now=now,
+                                      budget=budget)  # fmt: skip
     batch_ids = _flush_arrivals(session, fresh, placements, catalog=catalog)
     rows = [
         NewJob(
@@ -223,13 +228,21 @@ def _check_replay(
 
 
 def _place(
-    fresh: list[JobIn], *, tenant: Tenant, catalog: Catalog, now: datetime
+    session: Session,
+    fresh: list[JobIn],
+    *,
+    tenant: Tenant,
+    catalog: Catalog,
+    now: datetime,
+    budget: Exceeded | None,
 ) -> tuple[list[str | None], list[Placement]]:
     """Each job's stored instruction (documents default to summarise) and its placement:
     routed now when it skips the cache and the rules route it, else left for ingest (a
     ``learned`` or ``semantic`` tenant's prompts are embedded there, not in the API)."""
     settings = TenantRouting.of(tenant.routing_strategy, tenant.quality_target)
     embeds = settings.strategy != Strategy.rules  # learned or semantic: embedded at ingest
+    routed_here = any(item.cache == CacheMode.bypass for item in fresh)
+    load = enqueued_load(session, catalog) if routed_here else None
     instructions: list[str | None] = []
     placements: list[Placement] = []
     for item in fresh:
@@ -255,6 +268,8 @@ def _place(
                 max_output_tokens=item.max_output_tokens,
                 strategy=settings.strategy,
                 note=note,
+                budget=budget,
+                load=load,
             )
             if item.cache == CacheMode.bypass and (not embeds or note is not None)
             else UNROUTED

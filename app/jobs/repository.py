@@ -7,22 +7,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.kit.db import in_array
 from app.kit.prompts import ChatMessage
-from app.models import (
-    TERMINAL_STATES,
-    CacheMode,
-    Job,
-    JobGroup,
-    JobMode,
-    JobState,
-    RequestedMode,
-)
+from app.models import TERMINAL_STATES, CacheMode, Job, JobGroup, JobMode, JobState, RequestedMode
 
 
 class ExistingJob(NamedTuple):
@@ -366,6 +358,24 @@ def request_texts(session: Session, *, ids: Sequence[uuid.UUID]) -> dict[uuid.UU
     return {
         job_id: RequestText(prompt, document) for job_id, prompt, document in session.execute(query)
     }
+
+
+class RouteFacts(NamedTuple):
+    """What sending a job down its model's fallback chain needs of it."""
+
+    model_hint: str | None
+    requested_mode: RequestedMode
+    deadline: datetime | None
+    estimated_tokens: int | None
+    route_reason: str | None
+    routing: dict[str, Any] | None
+    attempts: int
+
+
+def route_facts(session: Session, *, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, RouteFacts]:
+    columns = [getattr(Job, name) for name in RouteFacts._fields]
+    query = select(Job.id, *columns).where(in_array(Job.id, ids))
+    return {row[0]: RouteFacts(*row[1:]) for row in session.execute(query)}
 
 
 def has_jobs(session: Session, *, batch_id: uuid.UUID, state: JobState) -> bool:

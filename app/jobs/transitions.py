@@ -263,12 +263,17 @@ _OUTCOME_COLUMNS = ("result", "error", "input_tokens", "output_tokens", "cached_
 
 @dataclass(frozen=True, slots=True)
 class Retry:
-    """A job whose request failed retryably, going back to a window for a later batch."""
+    """A job whose request failed retryably, going back to a window for a later batch; with
+    ``model`` set, the next model of its fallback chain (``route_reason``, ``routing`` too)."""
 
     job_id: uuid.UUID
     attempts: int
     mode: JobMode | None
     error: str
+    provider: str | None = None
+    model: str | None = None
+    route_reason: str | None = None
+    routing: dict[str, Any] | None = None
 
 
 def claim_into_batch(
@@ -422,18 +427,20 @@ def apply_results(
 
 def requeue(session: Session, retries: Sequence[Retry], *, from_state: JobState) -> None:
     """→ waiting, for a later batch: jobs still in ``from_state`` whose request failed
-    retryably, with their new attempt count, mode and last error."""
-    if not retries:
-        return
+    retryably, with their new attempt count, mode and last error (and new route, if any)."""
     now = utcnow()
-    columns: dict[str, list[Any]] = {
-        "id": [r.job_id for r in retries],
-        "state": [JobState.waiting] * len(retries),
-        "provider_batch_id": [None] * len(retries),
-        "attempts": [r.attempts for r in retries],
-        "mode": [r.mode for r in retries],
-        "error": [r.error for r in retries],
-        "updated_at": [now] * len(retries),
-    }
-    # The guard is fixed text: the state is one of our enum's values.
-    update_columns(session, _JOBS, columns, guard=f"jobs.state = '{from_state.value}'")
+    for group in ([r for r in retries if r.model is None], [r for r in retries if r.model]):
+        columns: dict[str, list[Any]] = {
+            "id": [r.job_id for r in group],
+            "state": [JobState.waiting] * len(group),
+            "provider_batch_id": [None] * len(group),
+            "attempts": [r.attempts for r in group],
+            "mode": [r.mode for r in group],
+            "error": [r.error for r in group],
+            "updated_at": [now] * len(group),
+        }
+        if group and group[0].model is not None:
+            for name in ("provider", "model", "route_reason", "routing"):
+                columns[name] = [getattr(r, name) for r in group]
+        # The guard is fixed text: the state is one of our enum's values.
+        update_columns(session, _JOBS, columns, guard=f"jobs.state = '{from_state.value}'")

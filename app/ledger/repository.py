@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 from uuid import UUID
@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.kit.db import execute_binary, typed_arrays
 from app.ledger import histogram
-from app.models import EVERY_TENANT, MINUTE_COLUMNS, CostRecord, CostRollup
+from app.models import EVERY_TENANT, MINUTE_COLUMNS, CostDayRollup, CostRecord, CostRollup
 
 RECORDS = cast(Table, CostRecord.__table__)
 ROLLUPS = cast(Table, CostRollup.__table__)
@@ -214,19 +214,26 @@ def next_hour(moment: datetime) -> datetime:
 
 
 def spent(session: Session, *, tenant_id: UUID, since: datetime) -> Decimal:
-    """Actual cost of the tenant's jobs that ended at or after ``since``: whole hours from the
-    rollups, the partial first hour from the records."""
-    boundary = next_hour(since)
+    """Actual cost of the tenant's jobs that ended at or after ``since``: whole days from the
+    day rollups, whole hours before the first whole day from the hourly rollups, the partial
+    first hour from the records (a budget's period starts on a day: one rollup read)."""
+    since = since.astimezone(UTC)  # the rollups' days are UTC days
+    hour = next_hour(since)
+    floor = hour.replace(hour=0)
+    day = floor if floor == hour else floor + timedelta(days=1)
+    days = select(func.coalesce(func.sum(CostDayRollup.cost_usd), 0)).where(
+        CostDayRollup.tenant_id == tenant_id, CostDayRollup.day >= day
+    )
     hours = select(func.coalesce(func.sum(CostRollup.cost_usd), 0)).where(
-        CostRollup.tenant_id == tenant_id, CostRollup.hour >= boundary
+        CostRollup.tenant_id == tenant_id, CostRollup.hour >= hour, CostRollup.hour < day
     )
     edge = select(func.coalesce(func.sum(CostRecord.actual_usd), 0)).where(
         CostRecord.tenant_id == tenant_id,
         CostRecord.ended_at >= since,
-        CostRecord.ended_at < boundary,
+        CostRecord.ended_at < hour,
     )
-    total = Decimal(session.scalar(hours) or 0) + Decimal(session.scalar(edge) or 0)
-    return total
+    parts = [days] + ([hours] if hour < day else []) + ([edge] if since < hour else [])
+    return sum((Decimal(session.scalar(part) or 0) for part in parts), Decimal(0))
 
 
 def savings(session: Session, *, job_ids: Sequence[UUID]) -> dict[UUID, tuple[Decimal, ...]]:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from sqlalchemy import String
+from decimal import Decimal
+
+from sqlalchemy import Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, CreatedAtMixin, IdMixin
@@ -27,3 +29,8 @@ class Tenant(IdMixin, CreatedAtMixin, Base):
     routing_strategy: Mapped[str | None] = mapped_column(String(20))
     # The fraction of the strong model's quality the learned router keeps; NULL: 0.95.
     quality_target: Mapped[float | None]
+    # Budgets in USD over the ledger's actual costs, per UTC day and month (NULL: none),
+    # and what happens past one: ``reject`` (NULL) or ``downgrade`` (app/routing/budgets.py).
+    daily_budget_usd: Mapped[Decimal | None] = mapped_column(Numeric(24, 12))
+    monthly_budget_usd: Mapped[Decimal | None] = mapped_column(Numeric(24, 12))
+    budget_policy: Mapped[str | None] = mapped_column(String(20))

@@ -83,6 +83,17 @@ class BatchResult:
     cache_write_tokens: int = 0
 
 
+# Provider error codes of a request this model will not take, whatever the attempt: the job
+# goes down its model's fallback chain (app/batching/fallbacks.py) unless its model is pinned.
+FALLBACK_CODES: dict[str, str] = {
+    "model_not_found": "the provider no longer serves {model}",  # OpenAI, a 404
+    "not_found_error": "the provider no longer serves {model}",  # Anthropic
+    "content_policy_violation": "{model} refused the request",
+    "content_filter": "{model} refused the request",
+    "context_length_exceeded": "the prompt is too long for {model}",
+}
+
+
 @dataclass(frozen=True)
 class ProviderLimits:
     """The most one provider batch may hold; the collector caps windows to fit."""
@@ -98,10 +109,19 @@ class ProviderError(Exception):
     429): sending it again would fail the same way.
     """
 
-    def __init__(self, message: str, *, retryable: bool, status_code: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status_code: int | None = None,
+        code: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.status_code = status_code
+        # The provider's error code from the body (``model_not_found``), when it gave one.
+        self.code = code
 
 
 class BatchProvider(Protocol):

@@ -226,6 +226,7 @@ class ProviderHTTP:
                 ),
                 retryable=is_transient(exc),
                 status_code=response.status_code,
+                code=error_code(response),
             )
         return ProviderError(self.redact(f"{method} {path}: {_describe(exc)}"), retryable=True)
 
@@ -242,6 +243,19 @@ def _describe(exc: BaseException | None) -> str:
     if exc is None:
         return "unknown error"
     return type(exc).__name__
+
+
+def error_code(response: httpx.Response) -> str | None:
+    """The error's code (OpenAI ``error.code``) or type (Anthropic ``error.type``), if any."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return None
+    code = error.get("code") or error.get("type")
+    return str(code) if code else None
 
 
 def error_message(response: httpx.Response) -> str:

@@ -14,6 +14,7 @@ import orjson
 
 from app.kit.prompts import ChatMessage
 from app.providers.base import (
+    FALLBACK_CODES,
     BatchHandle,
     BatchRequest,
     BatchResult,
@@ -311,6 +312,8 @@ def completion_result(custom_id: str, completion: ResponseBody) -> BatchResult:
 def failed_call_result(custom_id: str, exc: ProviderError) -> BatchResult:
     """A realtime call that failed after retries, as a result carrying why."""
     code = f"http_{exc.status_code}" if exc.status_code else "connection_error"
+    if exc.code in FALLBACK_CODES:  # a refusal or a model not served: its own code
+        code = exc.code
     return BatchResult(custom_id, None, 0, 0, str(exc), error_code=code, retryable=exc.retryable)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from fastapi import APIRouter
 
 from app.catalog.catalog import Catalog
@@ -11,6 +13,7 @@ from app.kit.errors import API_ERROR_CODES, error_responses
 from app.kit.json_input import StrictJSONRoute
 from app.models import Tenant
 from app.routing import strategies
+from app.routing.budgets import DEFAULT_POLICY, BudgetPolicy
 from app.routing.schemas import RoutingSettingsIn, RoutingSettingsOut
 from app.tenants import service as tenant_service
 from app.tenants.deps import RoutingWrite
@@ -18,6 +21,11 @@ from app.tenants.deps import RoutingWrite
 router = APIRouter(prefix="/v1/routing", tags=["routing"], route_class=StrictJSONRoute)
 
 ERRORS = error_responses(*API_ERROR_CODES)
+
+
+def _plain(amount: Decimal | None) -> Decimal | None:
+    # 2.5 as written, not the column's 2.500000000000.
+    return None if amount is None else amount.normalize()
 
 
 def _out(tenant: Tenant, catalog: Catalog) -> RoutingSettingsOut:
@@ -35,12 +43,15 @@ def _out(tenant: Tenant, catalog: Catalog) -> RoutingSettingsOut:
         weak_model=pair.weak_model if pair else None,
         strong_model=pair.strong_model if pair else None,
         semantic_routes=[route.name for route in catalog.semantic_routes],
+        daily_budget_usd=_plain(tenant.daily_budget_usd),
+        monthly_budget_usd=_plain(tenant.monthly_budget_usd),
+        budget_policy=BudgetPolicy(tenant.budget_policy or DEFAULT_POLICY),
     )
 
 
 @router.get("/settings", responses=ERRORS)
 def get_routing_settings(tenant: RoutingWrite, catalog: CatalogDep) -> RoutingSettingsOut:
-    """The tenant's routing strategy and quality target (defaults filled in)."""
+    """The tenant's routing strategy, quality target and budgets (defaults filled in)."""
     return _out(tenant, catalog)
 
 
@@ -48,8 +59,9 @@ def get_routing_settings(tenant: RoutingWrite, catalog: CatalogDep) -> RoutingSe
 def put_routing_settings(
     body: RoutingSettingsIn, session: SessionDep, tenant: RoutingWrite, catalog: CatalogDep
 ) -> RoutingSettingsOut:
-    """Change the strategy or the quality target; jobs ingested from now on follow them.
-    ``learned`` without a trained router that loads is refused (422)."""
+    """Change the strategy, the quality target, the budgets or the budget policy; jobs
+    submitted or ingested from now on follow them. ``learned`` without a trained router
+    that loads is refused (422), and so are a negative budget and an unknown policy."""
     given = body.model_fields_set
     strategy = body.strategy if "strategy" in given else tenant.routing_strategy
     target = body.quality_target if "quality_target" in given else tenant.quality_target
@@ -60,5 +72,16 @@ def put_routing_settings(
         tenant=tenant,
         strategy=None if strategy is None else str(strategy),
         quality_target=target,
+    )
+    fields = ("daily_budget_usd", "monthly_budget_usd", "budget_policy")
+    daily, monthly, policy = (
+        getattr(body, name) if name in given else getattr(tenant, name) for name in fields
+    )
+    tenant_service.set_budgets(
+        session,
+        tenant=tenant,
+        daily_usd=daily,
+        monthly_usd=monthly,
+        policy=None if policy is None else str(policy),
     )
     return _out(tenant, catalog)

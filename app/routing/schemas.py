@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.kit.money import Money
+from app.routing.budgets import DEFAULT_POLICY, BudgetPolicy
 from app.routing.strategies import DEFAULT_QUALITY_TARGET, Strategy
 
 # A fraction of the strong model's quality, in (0, 1]; a JSON number (1 and 0.9 alike).
 QualityTarget = Annotated[float, Field(gt=0, le=1, strict=True, allow_inf_nan=False)]
+# USD, a JSON number or a decimal string, at least 0.
+Budget = Annotated[Decimal, Field(ge=0, le=10**12, decimal_places=12, allow_inf_nan=False)]
 
 
 class RoutingSettingsIn(BaseModel):
@@ -29,6 +33,21 @@ class RoutingSettingsIn(BaseModel):
         description="For `learned`: the fraction of the strong model's quality to keep, in "
         f"(0, 1] (default {DEFAULT_QUALITY_TARGET}); a job's own `quality_target` wins.",
     )
+    daily_budget_usd: Budget | None = Field(
+        default=None,
+        description="The most the tenant's jobs may cost in a UTC day (the ledger's actual "
+        "costs of jobs that ended); `null`: no daily budget.",
+    )
+    monthly_budget_usd: Budget | None = Field(
+        default=None, description="The same per UTC calendar month; `null`: none."
+    )
+    budget_policy: BudgetPolicy | None = Field(
+        default=None,
+        description="Once a budget is reached: `reject` (the default: new submissions get a "
+        "429 `budget_exceeded` with Retry-After to the end of the day or month) or "
+        "`downgrade` (new jobs go to models cheaper than the one routing chose; a job "
+        "pinning a `model` is refused with the same 429).",
+    )
 
 
 class RoutingSettingsOut(BaseModel):
@@ -42,6 +61,9 @@ class RoutingSettingsOut(BaseModel):
     semantic_routes: list[str] = Field(
         default_factory=list, description="The catalog's semantic routes (`semantic`)."
     )
+    daily_budget_usd: Money | None = None
+    monthly_budget_usd: Money | None = None
+    budget_policy: BudgetPolicy = DEFAULT_POLICY
 
 
 class CandidateOut(BaseModel):
@@ -88,6 +110,14 @@ class RoutingOut(BaseModel):
     chosen: str
     mode: str
     fallback: str | None = Field(default=None, description="A fallback taken, and why.")
+    tried: list[str] | None = Field(
+        default=None,
+        description="The models the provider would not take the job on (a refusal, a model "
+        "no longer served, a prompt too long), in order; `chosen` is the next of the chain.",
+    )
+    budget: str | None = Field(
+        default=None, description="The budget reached and what it did (`downgrade` policy)."
+    )
     expected_input_tokens: int
     expected_output_tokens: int = Field(
         description="The job's max_output_tokens, or 256 when it sets none."

@@ -23,7 +23,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 
-from app.simulator.common import APIError, SimulatorSettings, request_fails
+from app.simulator.common import (
+    APIError,
+    SimulatorSettings,
+    anthropic_error_type,
+    refusal,
+    request_fails,
+)
 from app.simulator.prompt_cache import PROMPT_CACHE
 from app.simulator.summarise import count_prompt_tokens, count_tokens, simulate_completion
 from app.simulator.wire import (
@@ -111,10 +117,10 @@ def create_message(params: JSONObject) -> Message:
     }
 
 
-def _error_result(message: str) -> MessageBatchResult:
+def _error_result(message: str, kind: str = "invalid_request_error") -> MessageBatchResult:
     return {
         "type": "errored",
-        "error": {"type": "error", "error": {"type": "invalid_request_error", "message": message}},
+        "error": {"type": "error", "error": {"type": kind, "message": message}},
     }
 
 
@@ -229,9 +235,15 @@ class _Batches:
         for position, request in enumerate(order):
             custom_id = request.custom_id
             result: MessageBatchResult
+            refused = refusal(
+                self.settings, str(request.params.get("model")), request.params.get("messages")
+            )
             if position >= done:
                 result = {"type": rest}
                 counts[rest] += 1
+            elif refused is not None:  # a model no longer served: not_found_error, and so on
+                result = _error_result(refused.message, anthropic_error_type(refused.status_code))
+                counts["errored"] += 1
             elif request_fails(self.settings, f"{batch.id}:{custom_id}"):
                 result = _error_result(
                     f"The simulator rejected this request (per-request error rate "

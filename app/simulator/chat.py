@@ -25,6 +25,7 @@ from app.simulator.common import (
     LINE_ERROR_MESSAGE,
     APIError,
     SimulatorSettings,
+    refusal,
     request_fails,
 )
 from app.simulator.prompt_cache import PROMPT_CACHE
@@ -81,6 +82,9 @@ def chat_completion(
     """A ``chat.completion`` object for ``body``, or a 400 when it is invalid or the error
     rate picks ``request_key``."""
     model, messages, max_tokens = validate_chat(body)
+    refused = refusal(settings, model, messages)
+    if refused is not None:
+        raise refused
     if request_fails(settings, request_key):
         raise APIError(400, LINE_ERROR_MESSAGE.format(rate=settings.error_rate))
     key = body.get("prompt_cache_key") if isinstance(body, dict) else None

@@ -64,6 +64,13 @@ class SimulatorSettings:
     # The models that offer flex (OpenAI serves flex on some models only and answers the
     # others 400 invalid_request_error); None: every model.
     flex_models: tuple[str, ...] | None = None
+    # Per-request refusals, as a provider answers them (``refusal``): models it no longer
+    # serves (404 model_not_found), prompts containing ``refuse_marker`` (400
+    # content_policy_violation) and per-model context windows (400 context_length_exceeded
+    # for a prompt of more tokens, at four characters a token).
+    removed_models: tuple[str, ...] = ()
+    refuse_marker: str | None = None
+    context_limits: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         for name in (
@@ -158,6 +165,31 @@ def roll(seed: int, kind: str, key: str) -> float:
     """A deterministic number in [0, 1) for ``key``: the same request gets the same fate."""
     digest = hashlib.sha256(f"{seed}:{kind}:{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def refusal(settings: SimulatorSettings, model: str, messages: object) -> APIError | None:
+    """The error the provider answers this request with (``removed_models``,
+    ``refuse_marker``, ``context_limits``), or None."""
+    if model in settings.removed_models:
+        message = f"The model `{model}` does not exist or you do not have access to it."
+        return APIError(404, message, code="model_not_found")
+    if not settings.refuse_marker and not settings.context_limits:
+        return None  # nothing to read the messages for (every request of a batch asks)
+    text = "".join(
+        str(m.get("content") or "") if isinstance(m, dict) else str(m)
+        for m in (messages if isinstance(messages, list) else [])
+    )
+    if settings.refuse_marker and settings.refuse_marker in text:
+        message = "Your request was rejected as a result of our safety system (simulated)."
+        return APIError(400, message, code="content_policy_violation")
+    limit = dict(settings.context_limits).get(model)
+    if limit is not None and len(text) // 4 > limit:
+        message = (
+            f"This model's maximum context length is {limit} tokens. However, your messages "
+            f"resulted in {len(text) // 4} tokens."
+        )
+        return APIError(400, message, param="messages", code="context_length_exceeded")
+    return None
 
 
 def request_fails(settings: SimulatorSettings, key: str) -> bool:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from app.simulator.common import APIError, SimulatorSettings, request_fails
+from app.simulator.common import APIError, SimulatorSettings, refusal, request_fails
 from app.simulator.openai_lines import (
     BatchRequest,
     CreateBatchRequest,
@@ -30,6 +30,7 @@ from app.simulator.openai_lines import (
     error_line,
     expired_line,
     parse_batch_file,
+    refused_line,
     response_line,
 )
 from app.simulator.wire import (
@@ -351,7 +352,10 @@ class Store:
         lines: list[str] = []
         errors: list[str] = []
         for request in ordered[:count]:
-            if request_fails(self.settings, f"{batch.id}:{request.custom_id}"):
+            refused = refusal(self.settings, request.model, request.messages)
+            if refused is not None:
+                errors.append(orjson.dumps(refused_line(request, refused, self._hex)).decode())
+            elif request_fails(self.settings, f"{batch.id}:{request.custom_id}"):
                 line = error_line(request, self.settings.error_rate, self._hex)
                 errors.append(orjson.dumps(line).decode())
             else:

@@ -259,6 +259,20 @@ def error_line(request: BatchRequest, error_rate: float, hex_id: HexIds) -> Outp
     }
 
 
+def refused_line(request: BatchRequest, error: APIError, hex_id: HexIds) -> OutputLine:
+    """The error-file line of a request the provider refused (``common.refusal``)."""
+    return {
+        "id": f"batch_req_{hex_id(32)}",
+        "custom_id": request.custom_id,
+        "response": {
+            "status_code": error.status_code,
+            "request_id": f"req_{hex_id(32)}",
+            "body": error.body(),
+        },
+        "error": None,
+    }
+
+
 def expired_line(request: BatchRequest, hex_id: HexIds) -> OutputLine:
     """The error-file line of a request the completion window ran out on."""
     return {

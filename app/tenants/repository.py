@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
@@ -78,3 +79,15 @@ def routing_settings(
         Tenant.id.in_(tenant_ids)
     )
     return {tenant_id: (strategy, target) for tenant_id, strategy, target in session.execute(query)}
+
+
+def budgets(
+    session: Session, *, tenant_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, tuple[Decimal | None, Decimal | None, str | None]]:
+    query = select(
+        Tenant.id, Tenant.daily_budget_usd, Tenant.monthly_budget_usd, Tenant.budget_policy
+    ).where(
+        Tenant.id.in_(tenant_ids),
+        or_(Tenant.daily_budget_usd.is_not(None), Tenant.monthly_budget_usd.is_not(None)),
+    )
+    return {row[0]: (row[1], row[2], row[3]) for row in session.execute(query)}

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
@@ -212,6 +213,30 @@ def set_routing(
     tenant.routing_strategy = strategy
     tenant.quality_target = quality_target
     session.flush()
+
+
+def set_budgets(
+    session: Session,
+    *,
+    tenant: Tenant,
+    daily_usd: Decimal | None,
+    monthly_usd: Decimal | None,
+    policy: str | None,
+) -> None:
+    """The tenant's budgets (None: none) and budget policy (None: the default, reject)."""
+    tenant.daily_budget_usd = daily_usd
+    tenant.monthly_budget_usd = monthly_usd
+    tenant.budget_policy = policy
+    session.flush()
+
+
+def budgets(
+    session: Session, *, tenant_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, tuple[Decimal | None, Decimal | None, str | None]]:
+    """The tenants among ``tenant_ids`` that have a budget: daily, monthly, policy."""
+    if not tenant_ids:
+        return {}
+    return repository.budgets(session, tenant_ids=sorted(set(tenant_ids)))
 
 
 def routing_settings(

@@ -8,7 +8,7 @@ rollup and the records only for groups the range cuts). It copies its columns fr
 takes the end times from the cost records.
 
 Revision ID: 0022_stats
-Revises: 0020_levers
+Revises: 0021_budgets
 Create Date: 2026-12-03 06:00:00
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0022_stats"
-down_revision: str | None = "0020_levers"
+down_revision: str | None = "0021_budgets"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

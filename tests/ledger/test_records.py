@@ -222,6 +222,13 @@ def test_spent_usd_counts_whole_hours_and_the_partial_first_hour(
         "0.400000000004"
     )
     assert spent(db, tenant_id=uuid.uuid4(), since=hour) == 0
+    # From a day's start (a budget's period): the day rollups; from a day before, too.
+    day = hour.replace(hour=0)
+    assert spent(db, tenant_id=other.id, since=day) == Decimal("1.000000000010")
+    assert spent(db, tenant_id=other.id, since=day + timedelta(days=1)) == 0
+    assert spent(db, tenant_id=other.id, since=day - timedelta(hours=3, minutes=1)) == Decimal(
+        "1.000000000010"
+    )
 
 
 def test_failed_jobs_are_recorded_at_no_cost(db: Session, tenant: tuple[Tenant, str]) -> None:

@@ -4,11 +4,15 @@ jobs go down their model's fallback chain to another provider, saying so."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 
+from app.batching import collector
 from app.catalog.catalog import Catalog, get_catalog
+from app.models import utcnow
 from app.providers import breaker, registry
 from app.providers.base import ProviderError
 from tests.providers.conftest import Sim
@@ -85,3 +89,36 @@ def test_answers_that_are_not_a_storm_keep_the_circuit_closed(sim: Sim, closed: 
     adapter.close()
     # 2 failures of 6 attempts: under the 0.5 ratio
     assert breaker.open_providers(catalog, fresh=True) == frozenset()
+
+
+def test_jobs_waiting_for_a_provider_whose_circuit_opens_move_down_the_chain(
+    sim: Sim, closed: None, api: TestClient, db: Session
+) -> None:
+    catalog = storm_catalog(sim)
+    free = api.post("/v1/jobs", json={"prompt": "Name a prime.", "tier": "economy",
+                                      "cache": "bypass"}).json()["jobs"][0]["id"]  # fmt: skip
+    pinned = api.post("/v1/jobs", json={"prompt": "Name an even prime.", "model": "gpt-4o-mini",
+                                        "cache": "bypass"}).json()["jobs"][0]["id"]  # fmt: skip
+    assert api.get(f"/v1/jobs/{free}").json()["state"] == "waiting"
+
+    adapter = registry.get_provider(catalog, "openai")
+    sim.fault(status=503, count=6, path_prefix="/v1/batches")
+    for _ in range(6):
+        with pytest.raises(ProviderError):
+            adapter.retrieve("batch_storm")
+    adapter.close()
+    assert breaker.open_providers(catalog, fresh=True) == {"openai"}
+
+    # The next collect moves the waiting job instead of sending it to the provider that is down.
+    assert collector.collect(db, catalog=get_catalog(), now=utcnow() + timedelta(seconds=5)) == []
+    db.commit()
+    moved = api.get(f"/v1/jobs/{free}").json()
+    assert (moved["state"], moved["model"], moved["provider"]) == (
+        "waiting", "claude-haiku-4-5", "anthropic",
+    )  # fmt: skip
+    assert moved["routing"]["fallback"] == (
+        "openai's circuit is open (5xx/429 storm): gpt-4o-mini to claude-haiku-4-5"
+    )
+    assert "next in gpt-4o-mini's chain: claude-haiku-4-5" in moved["route_reason"]
+    kept = api.get(f"/v1/jobs/{pinned}").json()
+    assert (kept["state"], kept["model"]) == ("waiting", "gpt-4o-mini")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from app.catalog.catalog import Catalog, load_catalog
+from app.catalog.catalog import Catalog, CatalogError, load_catalog
 from app.config import DEFAULT_CATALOG
 from app.kit.errors import ValidationFailed
 from app.routing.service import NoRoute, Route, route, validate_hints
@@ -234,9 +235,39 @@ def test_custom_catalog_data_is_valid() -> None:
             "tier platinum has no model",
         ),
         ({"default_tier": "platinum"}, "tier platinum has no model"),
+        (
+            {"models": [{**MODELS[0], "fallbacks": ["medium", "gpt-9"]}, *MODELS[1:]]},
+            "model small: fallbacks names unknown model gpt-9",
+        ),
+        (
+            {"models": [{**MODELS[0], "fallbacks": ["small"]}, *MODELS[1:]]},
+            "model small: fallbacks must not name itself",
+        ),
     ],
-    ids=["unknown-provider", "naive-model-missing", "rule-tier-without-model", "default-tier"],
+    ids=[
+        "unknown-provider",
+        "naive-model-missing",
+        "rule-tier-without-model",
+        "default-tier",
+        "chain-unknown-model",
+        "chain-self-loop",
+    ],
 )
 def test_catalog_rejects_dangling_references(overrides: dict[str, Any], fragment: str) -> None:
     with pytest.raises(ValidationError, match=fragment):
         Catalog.model_validate(catalog_data(**overrides))
+
+
+def test_an_unknown_model_in_a_chain_stops_the_catalog_loading_naming_it(
+    tmp_path: Path,
+) -> None:
+    """At start-up: the catalog file does not load, and the error names the file, the model
+    and the unknown name."""
+    text = DEFAULT_CATALOG.read_text()
+    bad = tmp_path / "catalog.toml"
+    bad.write_text(text.replace('fallbacks = ["gpt-4.1-mini", "claude-haiku-4-5"]',
+                                'fallbacks = ["gpt-4.1-mini", "gpt-9-turbo"]', 1))  # fmt: skip
+    with pytest.raises(CatalogError) as raised:
+        load_catalog(bad)
+    assert str(bad) in str(raised.value)
+    assert "model gpt-4o-mini: fallbacks names unknown model gpt-9-turbo" in str(raised.value)

@@ -109,7 +109,9 @@ def test_settings_default_to_the_rules_and_change_with_put(api: TestClient) -> N
     assert got == {"strategy": "rules", "quality_target": 0.95, "learned_available": False,
                    "weak_model": "gpt-4o-mini", "strong_model": "gpt-4o",
                    "semantic_routes": ["code goes to the premium tier",
-                                       "short factual lookups go to the economy tier"]}  # fmt: skip
+                                       "short factual lookups go to the economy tier"],
+                   "daily_budget_usd": None, "monthly_budget_usd": None,
+                   "budget_policy": "reject"}  # fmt: skip
 
     put = api.put("/v1/routing/settings", json={"quality_target": 0.9})
     assert put.status_code == 200, put.text
