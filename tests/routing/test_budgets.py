@@ -123,17 +123,17 @@ def test_downgrade_sends_new_jobs_to_a_cheaper_model_and_refuses_pinned_ones(
     after = api.post("/v1/jobs", json=PREMIUM).json()["jobs"][0]["id"]
     job = api.get(f"/v1/jobs/{after}").json()
     cheapest = min(catalog.models, key=lambda m: (m.input_per_mtok, m.output_per_mtok))
-    assert job["model"] == cheapest.name == "gpt-4.1-nano"
+    assert job["model"] == cheapest.name
     assert job["state"] == "waiting"
     routing = job["routing"]
     assert routing["budget"] == (
         "daily budget of 0.5 USD reached (0.750000 USD spent): downgraded from gpt-4o to "
-        "gpt-4.1-nano"
+        f"{cheapest.name}"
     )
-    assert "downgraded to gpt-4.1-nano" in job["route_reason"]
+    assert f"downgraded to {cheapest.name}" in job["route_reason"]
     costs = {c["model"]: Decimal(c["expected_cost_usd"]) for c in routing["candidates"]}
-    assert costs["gpt-4.1-nano"] < costs["gpt-4o"]
-    assert Decimal(routing["expected_cost_usd"]) == costs["gpt-4.1-nano"]
+    assert costs[cheapest.name] < costs["gpt-4o"]
+    assert Decimal(routing["expected_cost_usd"]) == costs[cheapest.name]
 
     pinned = api.post("/v1/jobs", json={**PREMIUM, "tier": None, "model": "gpt-4o"})
     assert "cannot be downgraded" in assert_error(pinned, 429, "budget_exceeded")
@@ -146,8 +146,8 @@ def test_downgrade_sends_new_jobs_to_a_cheaper_model_and_refuses_pinned_ones(
     assert kept["model"] == "gpt-4o"
     assert kept["routing"]["budget"].endswith("the client's model is kept")
     free = api.get(f"/v1/jobs/{queued_free.json()['jobs'][0]['id']}").json()
-    assert free["model"] == "gpt-4.1-nano"
-    assert "downgraded from gpt-4o to gpt-4.1-nano" in free["routing"]["budget"]
+    assert free["model"] == cheapest.name
+    assert f"downgraded from gpt-4o to {cheapest.name}" in free["routing"]["budget"]
 
 
 def test_jobs_accepted_before_the_budget_was_reached_still_complete(
