@@ -58,8 +58,3 @@ def shingled(text: str) -> Shingled:
     """Shingles and band keys of a document's (normalised) text."""
     found = verify.shingles(verify.words(text))
     return Shingled(found, band_keys(found))
-
-
-def shared_bands(a: list[int] | None, b: set[int]) -> int:
-    """How many of ``a``'s band keys are in ``b`` (a cheap rank before the full check)."""
-    return sum(1 for key in a or () if key in b)

@@ -5,9 +5,20 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
-from sqlalchemy import BigInteger, Integer, bindparam, delete, func, or_, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    Table,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Session, defer
@@ -91,26 +102,26 @@ def count_hits(session: Session, *, entry_ids: list[uuid.UUID], now: datetime) -
     )
 
 
+# Rows are sent as executemany of one cached statement (psycopg pipelines them), not as one
+# INSERT with a VALUES tuple per row: SQLAlchemy compiled the latter anew for every batch, 16
+# parameters a row, which took longer than Postgres took to write the rows.
+_ENTRY_COLUMNS = (
+    "model", "result", "source_job_id", "input_tokens", "output_tokens", "hit_count",
+    "scope_key", "kind", "request_text", "embedding", "lsh_bands", "created_at", "last_hit_at",
+)  # fmt: skip
+_insert = insert(cast(Table, CacheEntry.__table__))
+_KEEP = _insert.on_conflict_do_nothing(index_elements=["tenant_id", "cache_key"])
+_REPLACE = _insert.on_conflict_do_update(
+    index_elements=["tenant_id", "cache_key"],
+    set_={c: _insert.excluded[c] for c in _ENTRY_COLUMNS},
+)
+
+
 def insert_many(session: Session, rows: list[EntryRow], *, replace: bool = False) -> None:
     """Insert entries; an existing entry for the same tenant and key is kept, or with
     ``replace`` overwritten (a ``cache: refresh`` request)."""
-    if not rows:
-        return
-    statement = insert(CacheEntry).values(rows)
-    if replace:
-        columns = [
-            "model", "result", "source_job_id", "input_tokens", "output_tokens", "hit_count",
-            "scope_key", "kind", "request_text", "embedding", "lsh_bands", "created_at",
-            "last_hit_at",
-        ]  # fmt: skip
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["tenant_id", "cache_key"],
-                set_={c: statement.excluded[c] for c in columns},
-            )
-        )
-    else:
-        session.execute(statement.on_conflict_do_nothing(index_elements=["tenant_id", "cache_key"]))
+    if rows:
+        session.execute(_REPLACE if replace else _KEEP, rows)
 
 
 def set_search_breadth(session: Session, *, ef_search: int) -> None:
@@ -148,6 +159,18 @@ def nearest(
     return sorted(found, key=lambda pair: -pair[1])
 
 
+# Each distinct band key is probed in the GIN index on its own (a LATERAL per key, about 7 us
+# each). One ``lsh_bands && :keys`` with a whole chunk's keys (250 documents x 42 bands) makes
+# Postgres compare every candidate row's array with all of them, and its estimate for so wide
+# an array sends the plan to a scan of every entry of the tenant: 2-4 s per chunk at 4,000
+# entries (docs/benchmarks.md, "Ingest").
+_BAND_PROBE = text(
+    "SELECT DISTINCT hit.id FROM unnest(:keys) AS k(key) CROSS JOIN LATERAL"
+    " (SELECT c.id FROM cache_entries AS c"
+    "  WHERE c.lsh_bands IS NOT NULL AND c.lsh_bands && ARRAY[k.key]) AS hit"
+).bindparams(bindparam("keys", type_=ARRAY(BigInteger())))
+
+
 def near_duplicates(
     session: Session,
     *,
@@ -157,15 +180,21 @@ def near_duplicates(
     since: datetime | None,
 ) -> list[CacheEntry]:
     """Document entries of the tenant, in any of ``scope_keys``, sharing a band key with
-    ``bands`` (one GIN overlap query for a whole chunk's documents)."""
+    ``bands`` (one probe of the GIN index per distinct key, then the rows by id, for a whole
+    chunk's documents in two statements)."""
+    keys = sorted(set(bands))
+    if not keys:
+        return []
+    ids = list(session.scalars(_BAND_PROBE, {"keys": keys}))
+    if not ids:
+        return []
     query = (
         select(CacheEntry)
         .options(defer(CacheEntry.embedding))
         .where(
+            in_array(CacheEntry.id, ids),
             CacheEntry.tenant_id == tenant_id,
             in_array(CacheEntry.scope_key, scope_keys),
-            CacheEntry.lsh_bands.is_not(None),
-            CacheEntry.lsh_bands.overlap(typed_array(sorted(set(bands)), BigInteger())),
         )
     )
     if since is not None:
@@ -173,18 +202,16 @@ def near_duplicates(
     return list(session.scalars(query))
 
 
-_JOB_EMBEDDING_COLUMNS = ("scope_key", "kind", "embedding", "lsh_bands")
+_job_embedding = insert(cast(Table, JobEmbedding.__table__))
+_SAVE_JOB_EMBEDDINGS = _job_embedding.on_conflict_do_update(
+    index_elements=["job_id"],
+    set_={c: _job_embedding.excluded[c] for c in ("scope_key", "kind", "embedding", "lsh_bands")},
+)
 
 
 def save_job_embeddings(session: Session, rows: list[JobEmbeddingRow]) -> None:
     if rows:
-        statement = insert(JobEmbedding).values(rows)
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["job_id"],
-                set_={c: statement.excluded[c] for c in _JOB_EMBEDDING_COLUMNS},
-            )
-        )
+        session.execute(_SAVE_JOB_EMBEDDINGS, rows)
 
 
 def job_embeddings(session: Session, *, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, JobEmbedding]:
