@@ -132,12 +132,15 @@ def _prepare_worker(**_: Any) -> None:
     # model itself is loaded here and inherited (its pages shared, copy-on-write); with ONNX
     # Runtime (the default) the graph is exported if missing and each process opens its own
     # session, which takes well under a second (an inference session is not fork-safe).
-    # A worker that serves other queues too answers them first and leaves it to its processes.
-    if _queues(sys.argv) != {queue.TASK_QUEUES[queue.INGEST]}:
+    # The ONNX export is done here for any worker that consumes ingest (a worker of every
+    # queue too, as the benches run one): done in each process instead, the first ingest
+    # waited for it (8 s in bench.ingest's first run on a new home). Loading torch here is
+    # left to an ingest-only worker, so one that serves other queues answers them first.
+    if not _consumes_ingest(sys.argv):
         return
     if settings.embedding_backend == "local" and settings.embedding_runtime != "torch":
         _prepare_onnx()
-    else:
+    elif _queues(sys.argv) == {queue.TASK_QUEUES[queue.INGEST]}:
         _load_embedder(warm=False)
 
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from app.cache import neardup, repository, verify
+from app.cache import repository, verify
 from app.config import get_settings
 from app.models import CacheEntry
 
@@ -53,18 +54,35 @@ def check_candidates(
 ) -> list[Checked]:
     """The entries that share a band key with ``bands``, ranked by shared keys, the best
     ``cache_candidates`` checked against ``text``; best (highest Jaccard) first."""
-    wanted = set(bands)
-    ranked = sorted(
-        ((neardup.shared_bands(e.lsh_bands, wanted), e) for e in entries),
-        key=lambda pair: -pair[0],
-    )
+    return _checked(_by_band(entries), text=text, bands=bands, min_jaccard=min_jaccard)
+
+
+def _by_band(entries: Sequence[CacheEntry]) -> dict[int, list[CacheEntry]]:
+    """Entries by each of their band keys: a query's candidates are then found from its own
+    42 keys, not by comparing it with every entry of the chunk's candidates."""
+    index: dict[int, list[CacheEntry]] = {}
+    for entry in entries:
+        for key in entry.lsh_bands or ():
+            index.setdefault(key, []).append(entry)
+    return index
+
+
+def _checked(
+    index: dict[int, list[CacheEntry]], *, text: str, bands: list[int], min_jaccard: float
+) -> list[Checked]:
+    shared: Counter[uuid.UUID] = Counter()
+    found: dict[uuid.UUID, CacheEntry] = {}
+    for key in set(bands):
+        for entry in index.get(key, ()):
+            shared[entry.id] += 1
+            found[entry.id] = entry
     limit = get_settings().cache_candidates
     checked = [
         Checked(
-            entry, verify.same_document(entry.request_text or "", text, min_jaccard=min_jaccard)
+            found[entry_id],
+            verify.same_document(found[entry_id].request_text or "", text, min_jaccard=min_jaccard),
         )
-        for shared, entry in ranked[:limit]
-        if shared > 0
+        for entry_id, _ in shared.most_common(limit)
     ]
     return sorted(checked, key=lambda c: -c.similarity)
 
@@ -93,9 +111,10 @@ def lookup_documents(
         by_scope: dict[str | None, list[CacheEntry]] = {}
         for entry in entries:
             by_scope.setdefault(entry.scope_key, []).append(entry)
+        indexes = {scope: _by_band(found) for scope, found in by_scope.items()}
         for query in tenant_queries:
-            checked = check_candidates(
-                by_scope.get(query.scope, []),
+            checked = _checked(
+                indexes.get(query.scope, {}),
                 text=query.text,
                 bands=query.bands,
                 min_jaccard=max(thresholds[tenant_id], verify.MIN_SHINGLE_JACCARD),

@@ -1,8 +1,9 @@
 """Reading the cache at ingest: the exact layer, then the semantic layer and its check.
 
-``lookup_jobs`` is composed of the steps below (``lookup_many``, ``prepare_search``,
-``candidates``, ``verified``); ``app.cache.evaluation`` measures the cache by calling the same
-steps.
+``lookup_jobs`` is composed of the steps below (``lookup_many``, ``prepare_search``, the
+nearest entries, ``verified``); ``app.cache.evaluation`` measures the cache by calling the same
+steps (``candidates`` asks for one prompt's nearest entries, ingest for a whole chunk's in one
+statement: ``repository.nearest_many``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from app.cache.documents import DocumentQuery, lookup_documents
 from app.cache.inflight import NearQuery
 from app.cache.keys import DOCUMENT, cache_key, kind_of, request_text, scope_key, semantic_allowed
 from app.cache.policy import Policy, policy
-from app.cache.verification import Candidate, PromptVerifier, prompt_verifier, verified
+from app.cache.verification import Candidate, prompt_verifier, verified
 from app.cache.verify import MIN_SHINGLE_JACCARD
 from app.config import get_settings
 from app.embeddings.base import Embedder, EmbeddingError
@@ -68,13 +69,15 @@ def lookup_jobs(
     tiers: dict[uuid.UUID, str],
     embedder: Callable[[], Embedder],
     embeddings: Mapping[uuid.UUID, list[float]] | None = None,
+    cache_keys: Mapping[uuid.UUID, str] | None = None,
 ) -> Lookup:
     """Answer routed jobs from the cache: exact match first (no embedding), then for the
     misses the semantic layer: documents by their near-duplicate band keys and the full-text
     check, prompts by one embedding call for the whole list, HNSW and the verifier.
 
     ``embeddings``: prompt vectors computed already (a routing strategy's, of the same
-    text): those prompts are not embedded again.
+    text): those prompts are not embedded again. ``cache_keys``: the jobs' keys computed
+    already (ingest's coalescing asks with them): not hashed again.
 
     Every job that is not ``bypass`` gets a cache key, under which the poller writes its
     answer. What the misses' lookup computed (vectors, band keys) is saved, so the poller
@@ -89,7 +92,8 @@ def lookup_jobs(
     for job in jobs:
         if job.cache_mode == CacheMode.bypass:
             continue
-        keys[job.id] = cache_key(job, tier=tiers[job.id])
+        known = cache_keys.get(job.id) if cache_keys else None
+        keys[job.id] = known or cache_key(job, tier=tiers[job.id])
         by_tenant.setdefault(job.tenant_id, []).append(job)
 
     for tenant_id, tenant_jobs in by_tenant.items():
@@ -162,18 +166,22 @@ def lookup_jobs(
     if searching:
         prepare_search(session)
     checker = prompt_verifier()
-    for item in searching:
-        rules = policies[item.job.tenant_id]
-        assert item.embedding is not None
-        best = semantic_lookup(
-            session,
-            tenant_id=item.job.tenant_id,
-            scope=item.scope,
+    nearest = repository.nearest_many(
+        session,
+        queries=[
+            repository.VectorQuery(item.job.tenant_id, item.scope, item.embedding,
+                                   policies[item.job.tenant_id].since(now))
+            for item in searching
+            if item.embedding is not None
+        ],
+        limit=get_settings().cache_candidates,
+    )  # fmt: skip
+    for item, neighbours in zip(searching, nearest, strict=True):
+        threshold = policies[item.job.tenant_id].threshold(item.kind)
+        best = verified(
             kind=item.kind,
             text=item.text,
-            embedding=item.embedding,
-            threshold=rules.threshold(item.kind),
-            since=rules.since(now),
+            candidates=[Candidate(entry, sim) for entry, sim in neighbours if sim >= threshold],
             verifier=checker,
         )
         if best:
@@ -245,27 +253,3 @@ def candidates(
         since=since,
     )
     return [Candidate(entry, sim) for entry, sim in found if sim >= threshold]
-
-
-def semantic_lookup(
-    session: Session,
-    *,
-    tenant_id: uuid.UUID,
-    scope: str,
-    kind: str,
-    text: str,
-    embedding: list[float],
-    threshold: float,
-    since: datetime | None,
-    verifier: PromptVerifier,
-) -> list[Candidate]:
-    """Verified entries of the tenant and scope at least ``threshold`` similar, best first."""
-    found = candidates(
-        session,
-        tenant_id=tenant_id,
-        scope=scope,
-        embedding=embedding,
-        threshold=threshold,
-        since=since,
-    )
-    return verified(kind=kind, text=text, candidates=found, verifier=verifier)

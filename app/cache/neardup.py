@@ -7,8 +7,9 @@ values; each band of ``ROWS`` values is hashed to one 64-bit key. Two documents 
 sets have Jaccard similarity ``J`` share at least one band key with probability
 ``1 - (1 - J**ROWS)**BANDS``: 99.6% at J = 0.5 (the verifier's floor), 93.6% at 0.4, 4% at
 0.1 (two articles on one story share a few percent of their shingles). The keys are a
-``bigint[]`` column of ``cache_entries`` with a GIN index, so candidates are one ``&&``
-(overlap) query per tenant and chunk; ``app.cache.verify.same_document`` then decides on the
+``bigint[]`` column of ``cache_entries`` with a GIN index (no pending list), so candidates
+are one statement per tenant and chunk that probes the index once per distinct key
+(``repository.near_duplicates``); ``app.cache.verify.same_document`` then decides on the
 full texts, and its shingle Jaccard is the candidate's similarity.
 
 The signature is the universal-hashing MinHash (``min((a * h + b) mod 2**64)`` per

@@ -4,10 +4,25 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
-from sqlalchemy import BigInteger, Integer, bindparam, delete, func, or_, select, text, update
+from pgvector import Vector
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Integer,
+    Table,
+    Text,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Session, defer
@@ -91,26 +106,26 @@ def count_hits(session: Session, *, entry_ids: list[uuid.UUID], now: datetime) -
     )
 
 
+# Rows are sent as executemany of one cached statement (psycopg pipelines them), not as one
+# INSERT with a VALUES tuple per row: SQLAlchemy compiled the latter anew for every batch, 16
+# parameters a row, which took longer than Postgres took to write the rows.
+_ENTRY_COLUMNS = (
+    "model", "result", "source_job_id", "input_tokens", "output_tokens", "hit_count",
+    "scope_key", "kind", "request_text", "embedding", "lsh_bands", "created_at", "last_hit_at",
+)  # fmt: skip
+_insert = insert(cast(Table, CacheEntry.__table__))
+_KEEP = _insert.on_conflict_do_nothing(index_elements=["tenant_id", "cache_key"])
+_REPLACE = _insert.on_conflict_do_update(
+    index_elements=["tenant_id", "cache_key"],
+    set_={c: _insert.excluded[c] for c in _ENTRY_COLUMNS},
+)
+
+
 def insert_many(session: Session, rows: list[EntryRow], *, replace: bool = False) -> None:
     """Insert entries; an existing entry for the same tenant and key is kept, or with
     ``replace`` overwritten (a ``cache: refresh`` request)."""
-    if not rows:
-        return
-    statement = insert(CacheEntry).values(rows)
-    if replace:
-        columns = [
-            "model", "result", "source_job_id", "input_tokens", "output_tokens", "hit_count",
-            "scope_key", "kind", "request_text", "embedding", "lsh_bands", "created_at",
-            "last_hit_at",
-        ]  # fmt: skip
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["tenant_id", "cache_key"],
-                set_={c: statement.excluded[c] for c in columns},
-            )
-        )
-    else:
-        session.execute(statement.on_conflict_do_nothing(index_elements=["tenant_id", "cache_key"]))
+    if rows:
+        session.execute(_REPLACE if replace else _KEEP, rows)
 
 
 def set_search_breadth(session: Session, *, ef_search: int) -> None:
@@ -148,6 +163,75 @@ def nearest(
     return sorted(found, key=lambda pair: -pair[1])
 
 
+@dataclass(frozen=True)
+class VectorQuery:
+    """One prompt's nearest-entries question: its tenant, scope, vector and oldest entry."""
+
+    tenant_id: uuid.UUID
+    scope_key: str
+    embedding: list[float]
+    since: datetime | None
+
+
+# The nearest entries of a whole chunk's prompts in one statement: one HNSW scan per prompt
+# (LATERAL), not one round trip per prompt through the ORM (0.16 s against 0.69 s for 250).
+_NEAREST_MANY = text(
+    "SELECT q.i, hit.id, hit.distance"
+    " FROM unnest(:i, :tenant_ids, :scope_keys, CAST(:embeddings AS vector[]), :since)"
+    "  AS q(i, tenant_id, scope_key, embedding, since)"
+    " CROSS JOIN LATERAL (SELECT e.id, e.embedding <=> q.embedding AS distance"
+    "  FROM cache_entries AS e WHERE e.tenant_id = q.tenant_id AND e.scope_key = q.scope_key"
+    "  AND e.embedding IS NOT NULL AND (q.since IS NULL OR e.created_at >= q.since)"
+    "  ORDER BY e.embedding <=> q.embedding LIMIT :limit) AS hit"
+).bindparams(
+    bindparam("i", type_=ARRAY(Integer())),
+    bindparam("tenant_ids", type_=ARRAY(PG_UUID(as_uuid=True))),
+    bindparam("scope_keys", type_=ARRAY(Text())),
+    bindparam("embeddings", type_=ARRAY(Text())),
+    bindparam("since", type_=ARRAY(DateTime(timezone=True))),
+)
+
+
+def nearest_many(
+    session: Session, *, queries: list[VectorQuery], limit: int
+) -> list[list[tuple[CacheEntry, float]]]:
+    """``nearest`` for each of ``queries`` (in their order), in two statements."""
+    if not queries:
+        return []
+    params = {
+        "i": list(range(len(queries))),
+        "tenant_ids": [q.tenant_id for q in queries],
+        "scope_keys": [q.scope_key for q in queries],
+        "embeddings": [Vector._to_db(q.embedding) for q in queries],
+        "since": [q.since for q in queries],
+        "limit": limit,
+    }
+    found = session.execute(_NEAREST_MANY, params).all()
+    if not found:
+        return [[] for _ in queries]
+    ids = sorted({row.id for row in found})
+    query = select(CacheEntry).options(defer(CacheEntry.embedding))
+    entries = {e.id: e for e in session.scalars(query.where(in_array(CacheEntry.id, ids)))}
+    nearest: list[list[tuple[CacheEntry, float]]] = [[] for _ in queries]
+    for row in found:
+        if row.id in entries:
+            nearest[row.i].append((entries[row.id], 1.0 - float(row.distance)))
+    # relaxed_order may return neighbours slightly out of order
+    return [sorted(pairs, key=lambda pair: -pair[1]) for pairs in nearest]
+
+
+# Each distinct band key is probed in the GIN index on its own (a LATERAL per key, about 7 us
+# each). One ``lsh_bands && :keys`` with a whole chunk's keys (250 documents x 42 bands) makes
+# Postgres compare every candidate row's array with all of them, and its estimate for so wide
+# an array sends the plan to a scan of every entry of the tenant: 2-4 s per chunk at 4,000
+# entries (docs/benchmarks.md, "Ingest").
+_BAND_PROBE = text(
+    "SELECT DISTINCT hit.id FROM unnest(:keys) AS k(key) CROSS JOIN LATERAL"
+    " (SELECT c.id FROM cache_entries AS c"
+    "  WHERE c.lsh_bands IS NOT NULL AND c.lsh_bands && ARRAY[k.key]) AS hit"
+).bindparams(bindparam("keys", type_=ARRAY(BigInteger())))
+
+
 def near_duplicates(
     session: Session,
     *,
@@ -157,15 +241,21 @@ def near_duplicates(
     since: datetime | None,
 ) -> list[CacheEntry]:
     """Document entries of the tenant, in any of ``scope_keys``, sharing a band key with
-    ``bands`` (one GIN overlap query for a whole chunk's documents)."""
+    ``bands`` (one probe of the GIN index per distinct key, then the rows by id, for a whole
+    chunk's documents in two statements)."""
+    keys = sorted(set(bands))
+    if not keys:
+        return []
+    ids = list(session.scalars(_BAND_PROBE, {"keys": keys}))
+    if not ids:
+        return []
     query = (
         select(CacheEntry)
         .options(defer(CacheEntry.embedding))
         .where(
+            in_array(CacheEntry.id, ids),
             CacheEntry.tenant_id == tenant_id,
             in_array(CacheEntry.scope_key, scope_keys),
-            CacheEntry.lsh_bands.is_not(None),
-            CacheEntry.lsh_bands.overlap(typed_array(sorted(set(bands)), BigInteger())),
         )
     )
     if since is not None:
@@ -173,18 +263,16 @@ def near_duplicates(
     return list(session.scalars(query))
 
 
-_JOB_EMBEDDING_COLUMNS = ("scope_key", "kind", "embedding", "lsh_bands")
+_job_embedding = insert(cast(Table, JobEmbedding.__table__))
+_SAVE_JOB_EMBEDDINGS = _job_embedding.on_conflict_do_update(
+    index_elements=["job_id"],
+    set_={c: _job_embedding.excluded[c] for c in ("scope_key", "kind", "embedding", "lsh_bands")},
+)
 
 
 def save_job_embeddings(session: Session, rows: list[JobEmbeddingRow]) -> None:
     if rows:
-        statement = insert(JobEmbedding).values(rows)
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["job_id"],
-                set_={c: statement.excluded[c] for c in _JOB_EMBEDDING_COLUMNS},
-            )
-        )
+        session.execute(_SAVE_JOB_EMBEDDINGS, rows)
 
 
 def job_embeddings(session: Session, *, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, JobEmbedding]:

@@ -192,6 +192,7 @@ def _ingest(
         tiers=tiers,
         embedder=get_embedder,
         embeddings=decisions.vectors,
+        cache_keys=keys,
     )
     waiting: list[RoutedJob] = []
     answered: list[CachedAnswer] = []

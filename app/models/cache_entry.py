@@ -40,6 +40,8 @@ class CacheEntry(IdMixin, CreatedAtMixin, Base):
             "lsh_bands",
             postgresql_using="gin",
             postgresql_where=text("lsh_bands IS NOT NULL"),
+            # no pending list: every scan would read through it (migration 0023_cache)
+            postgresql_with={"fastupdate": "off"},
         ),
     )
 

@@ -186,6 +186,33 @@ def test_no_lookup_crosses_a_tenant_or_a_scope(
         assert missed.state == JobState.waiting, missed.prompt
 
 
+def test_one_chunk_of_two_tenants_finds_each_its_own_entries(
+    db: Session, tenant: tuple[Tenant, str], embedder: CountingEmbedder
+) -> None:
+    # A chunk's prompts are searched in one statement and its documents' band keys probed in
+    # one: each query must still get its own tenant's entry, not the other's.
+    other_tenant, _ = make_tenant(db, name="initech")
+    mine = seeded(db, embedder, tenant[0], prompt=QUESTION)
+    theirs = seeded(db, embedder, other_tenant, prompt=QUESTION)
+    my_doc = seeded(db, embedder, tenant[0], document=ARTICLE, instruction="summarise")
+    their_doc = seeded(db, embedder, other_tenant, document=ARTICLE, instruction="summarise")
+    edited = ARTICLE.replace("Tuesday evening", "Tuesday night", 1)
+    jobs = [
+        job(db, tenant[0], prompt=PARAPHRASE),
+        job(db, other_tenant, prompt=PARAPHRASE),
+        job(db, tenant[0], prompt=OTHER),
+        job(db, tenant[0], document=edited, instruction="summarise"),
+        job(db, other_tenant, document=edited, instruction="summarise"),
+    ]
+    ingest(db, embedder, *jobs)
+    sources = [j.cached_from_job_id for j in jobs]
+    assert sources == [
+        mine.source_job_id, theirs.source_job_id, None,
+        my_doc.source_job_id, their_doc.source_job_id,
+    ]  # fmt: skip
+    assert jobs[2].state == JobState.waiting
+
+
 def test_one_embedding_call_per_ingest_chunk_and_the_vector_is_stored_once(
     db: Session, tenant: tuple[Tenant, str], embedder: CountingEmbedder
 ) -> None:
