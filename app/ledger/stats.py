@@ -209,10 +209,13 @@ _BINDS = re.compile(r"(?<![:\w]):(\w+)")
 _STATES = ("completed", "failed", "cancelled")
 
 
+_NONE = ("", str(NO_GROUP))
+
+
 def _key_text(key: Any) -> str:
     if isinstance(key, datetime):
         return key.isoformat()
-    if key in ("", str(NO_GROUP)):
+    if key in _NONE:
         return "none"
     return str(key)
 

@@ -98,8 +98,14 @@ def by(sums: Sums, label: Sequence[Hashable]) -> Sums:
     codes = np.fromiter(
         (index.setdefault(value, len(index)) for value in label), np.intp, len(label)
     )
-    ints = np.zeros((len(index), len(INTS)), np.int64)
-    np.add.at(ints, codes, sums.ints)
+    # Integer sums are exact in any order: the rows sorted by code, each run added at once
+    # (``np.add.at`` adds a row at a time).
+    order = np.argsort(codes, kind="stable")
+    ints = (
+        np.add.reduceat(sums.ints[order], np.flatnonzero(np.diff(codes[order], prepend=-1)))
+        if len(codes)
+        else np.zeros((0, len(INTS)), np.int64)
+    )
     latency = np.zeros(len(index))
     np.add.at(latency, codes, np.asarray(sums.latency, dtype=np.float64))
     members: list[list[tuple[Decimal, ...]]] = [[] for _ in index]
