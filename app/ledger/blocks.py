@@ -23,17 +23,14 @@ _LAYERS = tuple(f"saved_{layer}_usd" for layer in repository.LAYERS)
 _INTS = sums.INTS[: -histogram.BUCKETS]
 
 
-def _text(value: Decimal) -> str:
-    return format(value, "f")
-
-
 def _rates(parts: Sequence[int], wholes: Sequence[int]) -> list[float | None]:
     return [round(p / w, 6) if w else None for p, w in zip(parts, wholes, strict=True)]
 
 
 def _per_job(money: Sequence[Decimal], counts: Sequence[int]) -> list[str | None]:
     return [
-        _text((m / n).quantize(QUANTUM)) if n else None for m, n in zip(money, counts, strict=True)
+        format((m / n).quantize(QUANTUM), "f") if n else None
+        for m, n in zip(money, counts, strict=True)
     ]
 
 
@@ -66,7 +63,9 @@ class Blocks:
         )
         cost = [value.quantize(QUANTUM) for value in money["cost_usd"]]
         naive = [value.quantize(QUANTUM) for value in money["naive_cost_usd"]]
-        layers = [[_text(value.quantize(QUANTUM)) for value in money[name]] for name in _LAYERS]
+        layers = [
+            [format(value.quantize(QUANTUM), "f") for value in money[name]] for name in _LAYERS
+        ]
         completed, exact, semantic = self.completed, column["cache_exact"], column["cache_semantic"]
         jobs = [
             {**dict(zip(_STATES, counts, strict=True)), "total": sum(counts)}
@@ -103,9 +102,9 @@ class Blocks:
         return list(
             zip(
                 jobs,
-                map(_text, cost),
-                map(_text, naive),
-                [_text(n - c) for c, n in zip(cost, naive, strict=True)],
+                [format(value, "f") for value in cost],
+                [format(value, "f") for value in naive],
+                [format(n - c, "f") for c, n in zip(cost, naive, strict=True)],
                 _per_job(cost, completed),
                 _per_job(naive, completed),
                 [

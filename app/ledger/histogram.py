@@ -25,6 +25,7 @@ assert BUCKETS == LATENCY_BUCKETS
 # Each bucket's bounds for the interpolation: below the first bound, above the last.
 _LOW = np.array((FIRST / GROWTH, *BOUNDS))
 _HIGH = np.array((*BOUNDS, BOUNDS[-1] * GROWTH))
+_RATIO = _HIGH / _LOW  # each the float division Python's ``high / low`` gives
 
 
 def bucket(seconds: float) -> int:
@@ -66,10 +67,10 @@ def percentiles_of(counts: npt.NDArray[np.int64], qs: Sequence[float]) -> list[l
         share = (rank - seen) / np.maximum(counts[rows, index], 1)
         columns.append(
             [
-                round(low * (high / low) ** part, 4) if total else None
-                for low, high, part, total in zip(
+                round(low * ratio**part, 4) if total else None
+                for low, ratio, part, total in zip(
                     _LOW[index].tolist(),
-                    _HIGH[index].tolist(),
+                    _RATIO[index].tolist(),
                     share.tolist(),
                     totals.tolist(),
                     strict=True,

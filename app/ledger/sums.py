@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
+from operator import add
 from typing import Any
 
 import numpy as np
@@ -113,8 +114,13 @@ def by(sums: Sums, label: Sequence[Hashable]) -> Sums:
         members[code].append(money)
     with localcontext() as context:
         context.prec = _DIGITS
+        # Most keys have a row or two (a group's modes): added without ``sum``'s generators.
         added = [
-            rows[0] if len(rows) == 1 else tuple(sum(column) for column in zip(*rows, strict=True))
+            rows[0]
+            if len(rows) == 1
+            else tuple(map(add, *rows))
+            if len(rows) == 2
+            else tuple(sum(column) for column in zip(*rows, strict=True))
             for rows in members
         ]
     return Sums(list(index), ints, added, latency.tolist())
