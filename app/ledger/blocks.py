@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
+from itertools import repeat
+from operator import sub
 from typing import Any
 
 from app.ledger import histogram, repository, sums
@@ -21,6 +23,15 @@ from app.ledger.pricing import QUANTUM
 _STATES = ("completed", "failed", "cancelled")
 _LAYERS = tuple(f"saved_{layer}_usd" for layer in repository.LAYERS)
 _INTS = sums.INTS[: -histogram.BUCKETS]
+
+
+# Mapped builtins, not a loop step a value: thousands of rows a column.
+def _quantized(values: Sequence[Decimal]) -> list[Decimal]:
+    return list(map(Decimal.quantize, values, repeat(QUANTUM)))
+
+
+def _texts(values: Sequence[Decimal]) -> list[str]:
+    return list(map(format, values, repeat("f")))
 
 
 def _rates(parts: Sequence[int], wholes: Sequence[int]) -> list[float | None]:
@@ -61,11 +72,9 @@ class Blocks:
             if totals.labels
             else ((name, ()) for name in sums.MONEY)
         )
-        cost = [value.quantize(QUANTUM) for value in money["cost_usd"]]
-        naive = [value.quantize(QUANTUM) for value in money["naive_cost_usd"]]
-        layers = [
-            [format(value.quantize(QUANTUM), "f") for value in money[name]] for name in _LAYERS
-        ]
+        cost = _quantized(money["cost_usd"])
+        naive = _quantized(money["naive_cost_usd"])
+        layers = [_texts(_quantized(money[name])) for name in _LAYERS]
         completed, exact, semantic = self.completed, column["cache_exact"], column["cache_semantic"]
         jobs = [
             {**dict(zip(_STATES, counts, strict=True)), "total": sum(counts)}
@@ -102,9 +111,9 @@ class Blocks:
         return list(
             zip(
                 jobs,
-                [format(value, "f") for value in cost],
-                [format(value, "f") for value in naive],
-                [format(n - c, "f") for c, n in zip(cost, naive, strict=True)],
+                _texts(cost),
+                _texts(naive),
+                _texts(list(map(sub, naive, cost))),
                 _per_job(cost, completed),
                 _per_job(naive, completed),
                 [
