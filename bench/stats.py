@@ -11,8 +11,9 @@ runs as jobs end (``app.ledger.repository.add_stored_records``), so they hold ex
 running service would have kept. Every query shape of ``GET /v1/stats`` is timed ``--repeats``
 times on the busiest tenant (ranges start and end mid-hour, so the partial hours are read from
 the records) and for the operator's all-tenant view; the same-run baseline is the same totals
-summed straight from the cost records. ``--reuse`` times the database a run with the same
-``--home`` loaded instead of loading one again (10 million records take minutes); each
+summed straight from the cost records. Each shape is timed as the endpoint answers it: the
+JSON bytes of ``app.ledger.stats.stats_json``. ``--reuse`` times the database a run with the
+same ``--home`` loaded instead of loading one again (10 million records take minutes); each
 shape's CPU time (this process's and its Postgres backend's) is printed beside its wall
 time, which on a shared machine also waits for CPU. Ends with ``key=value`` lines.
 """
