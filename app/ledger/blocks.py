@@ -46,8 +46,8 @@ def _per_job(money: Sequence[Decimal], counts: Sequence[int]) -> list[str | None
 
 
 class Blocks:
-    """The blocks of ``totals``' rows: ``percentiles(row)`` for a row's LPR, ``block(...)``
-    for its whole block."""
+    """The blocks of ``totals``' rows: ``lpr[row]`` a row's percentiles, ``block(...)`` its
+    whole block."""
 
     def __init__(self, totals: sums.Sums, *, whole: bool = True) -> None:
         """``whole=False``: the rows' percentiles only (a grouping's rows per mode)."""

@@ -283,7 +283,7 @@ def stats_json(
     gc.disable()
     try:
         answer = _answer(session, tenant_id=tenant_id, since=since, until=until, group_by=group_by)
-        # Since and until are UTC (``ranges.resolve``): written with "Z", as pydantic does.
+        # A UTC time written with "Z", as pydantic writes it (any other offset is the same).
         return orjson.dumps(answer, option=orjson.OPT_UTC_Z)
     finally:
         if collecting:
