@@ -11,8 +11,9 @@ runs as jobs end (``app.ledger.repository.add_stored_records``), so they hold ex
 running service would have kept. Every query shape of ``GET /v1/stats`` is timed ``--repeats``
 times on the busiest tenant (ranges start and end mid-hour, so the partial hours are read from
 the records) and for the operator's all-tenant view; the same-run baseline is the same totals
-summed straight from the cost records. ``--reuse`` times the database a run with the same
-``--home`` loaded instead of loading one again (10 million records take minutes); each
+summed straight from the cost records. Each shape is timed as the endpoint answers it: the
+JSON bytes of ``app.ledger.stats.stats_json``. ``--reuse`` times the database a run with the
+same ``--home`` loaded instead of loading one again (10 million records take minutes); each
 shape's CPU time (this process's and its Postgres backend's) is printed beside its wall
 time, which on a shared machine also waits for CPU. Ends with ``key=value`` lines.
 """
@@ -206,6 +207,7 @@ def main() -> int:
 
     from app.kit.db import get_engine
     from app.ledger import stats as ledger_stats
+    from app.ledger.schemas import StatsOut
     from app.models import CostRecord, Tenant, utcnow
     from app.stack.embedded import migrate
     from app.stack.postgres import EmbeddedPostgres
@@ -267,34 +269,31 @@ def main() -> int:
                 ("range_24h", busiest, until - timedelta(hours=24), until, None),
                 ("all_tenants_30d", None, month, until, None),
                 ("all_tenants_30d_by_model", None, month, until, "model"),
+                ("all_tenants_30h_by_group", None, until - timedelta(hours=30), until, "group"),
             ]
             figures: dict[str, Any] = {}
             worst = 0.0
             backend = int(session.scalar(text("SELECT pg_backend_pid()")) or 0)
             print(f"timing {len(cases)} query shapes x {args.repeats}")
             for name, tenant_id, since, end, group_by in cases:
-                median, p95, out = _time(
-                    lambda t=tenant_id, s=since, e=end, g=group_by: ledger_stats.stats(
+                # What the endpoint does: the answer's JSON bytes (``stats.stats_json``).
+                def answer(
+                    t: Any = tenant_id, s: datetime = since, e: datetime = end, g: Any = group_by
+                ) -> bytes:
+                    return ledger_stats.stats_json(
                         session, tenant_id=t, since=s, until=e, group_by=g
-                    ),
-                    args.repeats,
-                )
+                    )
+
+                median, p95, body = _time(answer, args.repeats)
                 worst = max(worst, p95)
-                cpu_ms = _cpu_ms(
-                    lambda t=tenant_id, s=since, e=end, g=group_by: ledger_stats.stats(
-                        session, tenant_id=t, since=s, until=e, group_by=g
-                    ),
-                    args.repeats,
-                    backend,
-                )
-                # What the endpoint adds: the answer written as JSON (FastAPI's serializer).
-                json_ms, _, _ = _time(out.model_dump_json, 5)
+                cpu_ms = _cpu_ms(answer, args.repeats, backend)
+                out = StatsOut.model_validate_json(body)
                 layers = out.savings_usd
                 total = (layers.cache + layers.coalescing + layers.routing + layers.batching
                          + layers.prompt_cache)  # fmt: skip
                 assert total == out.naive_cost_usd - out.cost_usd, name
                 print(f"  {name:<26} median {median:7.1f} ms  p95 {p95:7.1f} ms  "
-                      f"cpu {cpu_ms:6.1f} ms  json {json_ms:5.1f} ms  ({out.jobs['total']:,} jobs, "
+                      f"cpu {cpu_ms:6.1f} ms  ({out.jobs['total']:,} jobs, "
                       f"{len(out.groups)} groups)")  # fmt: skip
                 figures[f"{name}_ms"] = round(median, 1)
                 figures[f"{name}_p95_ms"] = round(p95, 1)

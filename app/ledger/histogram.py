@@ -10,6 +10,8 @@ assigns the buckets in SQL.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
+from operator import mul
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +27,7 @@ assert BUCKETS == LATENCY_BUCKETS
 # Each bucket's bounds for the interpolation: below the first bound, above the last.
 _LOW = np.array((FIRST / GROWTH, *BOUNDS))
 _HIGH = np.array((*BOUNDS, BOUNDS[-1] * GROWTH))
+_RATIO = _HIGH / _LOW  # each the float division Python's ``high / low`` gives
 
 
 def bucket(seconds: float) -> int:
@@ -64,16 +67,12 @@ def percentiles_of(counts: npt.NDArray[np.int64], qs: Sequence[float]) -> list[l
         index = np.minimum((cumulative < rank[:, None]).sum(axis=1), BUCKETS - 1)
         seen = np.where(index > 0, cumulative[rows, index - 1], 0)
         share = (rank - seen) / np.maximum(counts[rows, index], 1)
-        columns.append(
-            [
-                round(low * (high / low) ** part, 4) if total else None
-                for low, high, part, total in zip(
-                    _LOW[index].tolist(),
-                    _HIGH[index].tolist(),
-                    share.tolist(),
-                    totals.tolist(),
-                    strict=True,
-                )
-            ]
-        )
+        # Each value is round(low * ratio ** share, 4), as Python's float arithmetic gives
+        # it: the builtins mapped over whole columns rather than a loop step a value.
+        values = map(mul, _LOW[index].tolist(), map(pow, _RATIO[index].tolist(), share.tolist()))
+        columns.append(list(map(round, values, repeat(4))))
+    if len(rows) and not totals.all():  # a row without jobs has no percentiles
+        for i in np.flatnonzero(totals == 0).tolist():
+            for column in columns:
+                column[i] = None
     return [list(row) for row in zip(*columns, strict=True)] if columns else [[] for _ in rows]

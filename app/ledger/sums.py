@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
+from operator import add
 from typing import Any
 
 import numpy as np
@@ -98,8 +99,14 @@ def by(sums: Sums, label: Sequence[Hashable]) -> Sums:
     codes = np.fromiter(
         (index.setdefault(value, len(index)) for value in label), np.intp, len(label)
     )
-    ints = np.zeros((len(index), len(INTS)), np.int64)
-    np.add.at(ints, codes, sums.ints)
+    # Integer sums are exact in any order: the rows sorted by code, each run added at once
+    # (``np.add.at`` adds a row at a time).
+    order = np.argsort(codes, kind="stable")
+    ints = (
+        np.add.reduceat(sums.ints[order], np.flatnonzero(np.diff(codes[order], prepend=-1)))
+        if len(codes)
+        else np.zeros((0, len(INTS)), np.int64)
+    )
     latency = np.zeros(len(index))
     np.add.at(latency, codes, np.asarray(sums.latency, dtype=np.float64))
     members: list[list[tuple[Decimal, ...]]] = [[] for _ in index]
@@ -107,8 +114,13 @@ def by(sums: Sums, label: Sequence[Hashable]) -> Sums:
         members[code].append(money)
     with localcontext() as context:
         context.prec = _DIGITS
+        # Most keys have a row or two (a group's modes): added without ``sum``'s generators.
         added = [
-            rows[0] if len(rows) == 1 else tuple(sum(column) for column in zip(*rows, strict=True))
+            rows[0]
+            if len(rows) == 1
+            else tuple(map(add, *rows))
+            if len(rows) == 2
+            else tuple(sum(column) for column in zip(*rows, strict=True))
             for rows in members
         ]
     return Sums(list(index), ints, added, latency.tolist())

@@ -9,11 +9,13 @@ from decimal import Decimal
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
 from app.catalog.catalog import get_catalog
 from app.ledger import service as ledger_service
 from app.ledger.pricing import AnsweredBy, TokenUsage, chain
+from app.ledger.schemas import StatsOut
 from app.ledger.stats import stats
 from app.models import JobMode, Tenant
 from tests.conftest import make_tenant
@@ -182,6 +184,10 @@ def test_the_stats_endpoint(api: TestClient, history: list[ledger_service.EndedJ
         params={"since": HOUR.isoformat(), "until": "2026-11-30T14:00:00Z", "group_by": "mode"},
     )
     assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    # Written straight from the sums: the response model's own JSON, byte for byte.
+    answer = TypeAdapter(StatsOut)
+    assert answer.dump_json(answer.validate_json(response.content)) == response.content
     body = response.json()
     for field in ("jobs", "cost_usd", "naive_cost_usd", "cpr_usd", "naive_cpr_usd",
                   "savings_usd", "lpr_seconds", "throughput_jobs_per_s", "cache_hit_rate",

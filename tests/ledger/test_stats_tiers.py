@@ -3,18 +3,23 @@ the same sums as the jobs themselves, and the busiest minute per model, mode and
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from pydantic import TypeAdapter
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.ledger import service as ledger_service
 from app.ledger import stats as ledger_stats
 from app.ledger.pricing import AnsweredBy
+from app.ledger.schemas import StatsOut
 from app.ledger.stats import stats
 from app.models import JobMode, Tenant
 from tests.conftest import make_tenant
@@ -240,3 +245,59 @@ def test_the_all_time_group_rollup_knows_what_a_range_cuts(
         text("SELECT sum(completed + failed + cancelled) FROM cost_group_totals")
     ).scalar()
     assert totals == 40 + 50 + 40 + 90
+
+
+_ANSWER = TypeAdapter(StatsOut)
+_MONEY = re.compile(r"^-?\d+\.\d{12}$")
+
+
+def _money_texts(block: dict[str, Any]) -> list[Any]:
+    names = ("cost_usd", "naive_cost_usd", "saved_usd", "cpr_usd", "naive_cpr_usd")
+    return [block[name] for name in names if block[name] is not None] + list(
+        block["savings_usd"].values()
+    )
+
+
+@pytest.mark.parametrize(
+    ("since", "until", "every_tenant", "group_by"),
+    [
+        (CUT_SINCE, CUT_UNTIL, False, "group"),  # cuts three groups, holds one
+        (CUT_SINCE + timedelta(minutes=2), CUT_SINCE + timedelta(minutes=40), False, "group"),
+        (CUT_SINCE + timedelta(hours=2, minutes=30), CUT_UNTIL, False, "group"),
+        (CUT_SINCE - timedelta(hours=4), CUT_UNTIL + timedelta(hours=4), False, "group"),
+        (CUT_SINCE, CUT_UNTIL, True, "group"),  # the operator's view
+        (SINCE, UNTIL, True, "group"),
+        (SINCE, UNTIL, True, "model"),
+        (SINCE, UNTIL, False, "hour"),
+        (SINCE, UNTIL, False, "day"),
+        (SINCE + timedelta(microseconds=250), UNTIL, False, None),  # a fraction of a second
+        (UNTIL + timedelta(days=9), UNTIL + timedelta(days=10), True, "group"),  # no jobs
+    ],
+)
+def test_the_answer_is_the_response_model_s_json_byte_for_byte(
+    db: Session,
+    tenant: tuple[Tenant, str],
+    days: list[ledger_service.EndedJob],
+    cut_groups: dict[str, uuid.UUID],
+    since: datetime,
+    until: datetime,
+    every_tenant: bool,
+    group_by: str | None,
+) -> None:
+    """The endpoint writes the answer straight from the sums, without the models: it is the
+    JSON pydantic writes for the same ``StatsOut`` (what FastAPI wrote from the response
+    model), byte for byte, on ranges that cut groups and on the operator's view, with every
+    amount of money a decimal string of 12 places."""
+    body = ledger_stats.stats_json(
+        db,
+        tenant_id=None if every_tenant else tenant[0].id,
+        since=since,
+        until=until,
+        group_by=group_by,  # type: ignore[arg-type]
+    )
+    assert _ANSWER.dump_json(_ANSWER.validate_json(body)) == body
+    answer = json.loads(body)
+    blocks = [answer, *answer["groups"]]
+    assert all(_MONEY.match(value) for block in blocks for value in _money_texts(block))
+    if group_by == "group" and answer["jobs"]["total"]:
+        assert len(answer["groups"]) > 1
