@@ -11,14 +11,15 @@ vector plus Gaussian noise, renormalised, cosine about 0.9 to its source). The f
 everything (about 7 minutes on 2 cores) and keeps the vectors in ``.thrifty/bench``; later runs
 reuse them and measure throughput on an even sample (``--fresh`` embeds everything again).
 Queries are half real texts that were not stored and half noisy variants of stored entries.
-Every lookup is the service's own query (``app.cache.repository.nearest``: one tenant and
-scope, cosine, top 5) on Postgres with an HNSW index built with the model's parameters;
-recall@1 compares its first row with an exact numpy search over the same rows. With
-``--tenants N`` the entries (500,000 unless ``--entries`` says otherwise) are spread evenly
-over N tenants and the lookups are one tenant's (its 1/N of the index; a filtered HNSW search
-degrades when the tenant holds a small share), recall@1 against an exact search over that
-tenant's rows. It runs in a database of its own (``thrifty_bench``) on THRIFTY_DATABASE_URL's
-server.
+Every lookup is the service's own statement (``app.cache.repository.nearest_many`` after
+``set_search_breadth``: one tenant and scope, cosine, top 5, pgvector's iterative scan on) on
+Postgres with an HNSW index built with the model's parameters; ``--compare`` sweeps the same
+index with the iterative scan off as well. recall@1 compares the first row with an exact
+numpy search over the same rows. With ``--tenants N`` the entries (500,000 unless
+``--entries`` says otherwise) are spread evenly over N tenants and the lookups are one
+tenant's (its 1/N of the index; a filtered HNSW search degrades when the tenant holds a small
+share), recall@1 against an exact search over that tenant's rows. It runs in a database of
+its own (``thrifty_bench``) on THRIFTY_DATABASE_URL's server.
 """
 
 from __future__ import annotations
@@ -142,18 +143,25 @@ def load(
 
 
 def lookups(
-    session: Session, tenant_id: uuid.UUID, scope: str, queries: np.ndarray, ef: int
+    session: Session,
+    tenant_id: uuid.UUID,
+    scope: str,
+    queries: np.ndarray,
+    ef: int,
+    *,
+    iterative: bool = True,
 ) -> Iterator[tuple[float, str | None]]:
+    """The service's own lookup (``prepare_search`` then ``nearest_many``), one query a
+    transaction; ``iterative=False`` turns pgvector's iterative scan off for a side-by-side."""
     for query in queries:
         repository.set_search_breadth(session, ef_search=ef)
+        if not iterative:
+            session.execute(text("SET LOCAL hnsw.iterative_scan = off"))
         started = time.perf_counter()
-        found = repository.nearest(
+        (found,) = repository.nearest_many(
             session,
-            tenant_id=tenant_id,
-            scope_key=scope,
-            embedding=[float(x) for x in query],
+            queries=[repository.VectorQuery(tenant_id, scope, [float(x) for x in query], None)],
             limit=get_settings().cache_candidates,
-            since=None,
         )
         elapsed = (time.perf_counter() - started) * 1000
         session.rollback()  # SET LOCAL lasts one transaction, as in ingest
@@ -172,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--ef", default="40,80,160,240,320,400", help="ef_search values to sweep")
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="also sweep with pgvector's iterative scan off (the service always turns it on)",
+    )
     parser.add_argument(
         "--fresh", action="store_true", help="embed every text again instead of reusing vectors"
     )
@@ -226,17 +239,20 @@ def main(argv: list[str] | None = None) -> int:
         shown = " / ".join(re.sub(r"'\[[^']*\]'", "'[...]'", line.strip()) for line in plan)
         say("query plan: " + shown)
         session.rollback()
-        say(f"\n{'ef_search':>9}  {'p50_ms':>7}  {'p99_ms':>7}  {'recall_at_1':>11}")
-        for ef in [int(x) for x in args.ef.split(",")]:
-            list(lookups(session, tenant_id, scope, queries[:50], ef))  # warm the cache
-            timed = list(lookups(session, tenant_id, scope, queries, ef))
-            latencies = np.array([t for t, _ in timed])
-            recall = np.mean(
-                [got == ids[want] for (_, got), want in zip(timed, exact_top, strict=True)]
-            )
-            p50, p99 = np.percentile(latencies, 50), np.percentile(latencies, 99)
-            results[ef] = (float(p50), float(p99), float(recall))
-            say(f"{ef:>9}  {p50:7.2f}  {p99:7.2f}  {recall:11.4f}")
+        say(f"\n{'scan':>9}  {'ef_search':>9}  {'p50_ms':>7}  {'p99_ms':>7}  {'recall_at_1':>11}")
+        for scan in ["off", "iterative"] if args.compare else ["iterative"]:
+            for ef in [int(x) for x in args.ef.split(",")]:
+                iterative = scan == "iterative"
+                list(lookups(session, tenant_id, scope, queries[:50], ef, iterative=iterative))
+                timed = list(lookups(session, tenant_id, scope, queries, ef, iterative=iterative))
+                latencies = np.array([t for t, _ in timed])
+                recall = np.mean(
+                    [got == ids[want] for (_, got), want in zip(timed, exact_top, strict=True)]
+                )
+                p50, p99 = np.percentile(latencies, 50), np.percentile(latencies, 99)
+                if iterative:
+                    results[ef] = (float(p50), float(p99), float(recall))
+                say(f"{scan:>9}  {ef:>9}  {p50:7.2f}  {p99:7.2f}  {recall:11.4f}")
         session.execute(text("TRUNCATE cache_entries, tenants CASCADE"))
         session.commit()
 
