@@ -27,13 +27,7 @@ class CacheEntry(IdMixin, CreatedAtMixin, Base):
     __tablename__ = "cache_entries"
     __table_args__ = (
         UniqueConstraint("tenant_id", "cache_key"),
-        # the vector too: a tenant's exact search is an index-only scan (migration 0024)
-        Index(
-            "ix_cache_entries_tenant_scope",
-            "tenant_id",
-            "scope_key",
-            postgresql_include=["embedding"],
-        ),
+        Index("ix_cache_entries_tenant_scope", "tenant_id", "scope_key"),
         Index(
             "ix_cache_entries_embedding",
             "embedding",
