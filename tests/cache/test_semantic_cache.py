@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
 import numpy as np
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
+from app.cache import repository
 from app.cache import service as cache_service
+from app.cache.repository import EntryRow
 from app.catalog.catalog import get_catalog
+from app.config import get_settings
 from app.embeddings.base import Embedder, Vectors
 from app.embeddings.local import LocalEmbedder
 from app.embeddings.openai import OpenAIEmbedder
@@ -211,6 +215,43 @@ def test_one_chunk_of_two_tenants_finds_each_its_own_entries(
         my_doc.source_job_id, their_doc.source_job_id,
     ]  # fmt: skip
     assert jobs[2].state == JobState.waiting
+
+
+def test_a_tenant_with_a_small_share_of_the_index_still_finds_its_entry(
+    db: Session,
+    tenant: tuple[Tenant, str],
+    embedder: CountingEmbedder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Another tenant's entries, in the same scope, lie nearer the query than this tenant's
+    # one entry: the first ef_search rows the HNSW index yields are all theirs. Filtered
+    # after the scan, that would leave nothing; the iterative scan goes on until it finds
+    # this tenant's rows (issue 14).
+    mine = seeded(db, embedder, tenant[0], prompt=QUESTION)
+    other_tenant, _ = make_tenant(db, name="umbrella")
+    near = np.asarray(embedder.embed([PARAPHRASE])[0], dtype=np.float32)
+    noisy = near + np.random.default_rng(3).normal(0, 0.002, (1500, near.size))
+    vectors = noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
+    assert float((vectors @ near).min()) > float(np.dot(mine.embedding, near))  # type: ignore[arg-type]
+    rows: list[EntryRow] = [
+        EntryRow(
+            id=uuid.uuid4(), tenant_id=other_tenant.id, cache_key=f"{i:064d}", model="m",
+            result="not yours", source_job_id=uuid.uuid4(), input_tokens=0, output_tokens=0,
+            hit_count=0, created_at=utcnow(), last_hit_at=None, scope_key=mine.scope_key,
+            kind="prompt", request_text=PARAPHRASE, embedding=vector.tolist(), lsh_bands=None,
+        )
+        for i, vector in enumerate(vectors)
+    ]  # fmt: skip
+    repository.insert_many(db, rows)
+    db.execute(text("ANALYZE cache_entries"))
+    db.commit()
+    monkeypatch.setattr(get_settings(), "cache_ef_search", 10)
+
+    again = job(db, tenant[0], prompt=PARAPHRASE)
+    ingest(db, embedder, again)
+
+    assert again.cached_from_job_id == mine.source_job_id
+    assert again.result == ANSWER
 
 
 def test_one_embedding_call_per_ingest_chunk_and_the_vector_is_stored_once(
