@@ -29,9 +29,6 @@ from app.providers import breaker
 from app.providers.base import FALLBACK_CODES, BatchResult
 from app.routing import service as routing_service
 
-# The output tokens a routing record expects when it says none (placement's default).
-_OUTPUT_TOKENS = 256
-
 
 def takes_fallback(result: BatchResult) -> bool:
     """Whether the provider's answer to this request sends it down the chain."""
@@ -154,7 +151,9 @@ def _move(
     routing = dict(fact.routing or {})
     usage = ledger_service.TokenUsage(
         input_tokens=int(routing.get("expected_input_tokens") or fact.estimated_tokens or 0),
-        output_tokens=int(routing.get("expected_output_tokens") or _OUTPUT_TOKENS),
+        output_tokens=int(
+            routing.get("expected_output_tokens") or routing_service.EXPECTED_OUTPUT_TOKENS
+        ),
     )
     routing.update(
         chosen=step.name,

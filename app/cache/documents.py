@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from app.cache import repository, verify
+from app.cache import neardup, repository, verify
 from app.config import get_settings
 from app.models import CacheEntry
 
@@ -58,31 +57,17 @@ def check_candidates(
 
 
 def _by_band(entries: Sequence[CacheEntry]) -> dict[int, list[CacheEntry]]:
-    """Entries by each of their band keys: a query's candidates are then found from its own
-    42 keys, not by comparing it with every entry of the chunk's candidates."""
-    index: dict[int, list[CacheEntry]] = {}
-    for entry in entries:
-        for key in entry.lsh_bands or ():
-            index.setdefault(key, []).append(entry)
-    return index
+    return neardup.band_index((entry, entry.lsh_bands) for entry in entries)
 
 
 def _checked(
     index: dict[int, list[CacheEntry]], *, text: str, bands: list[int], min_jaccard: float
 ) -> list[Checked]:
-    shared: Counter[uuid.UUID] = Counter()
-    found: dict[uuid.UUID, CacheEntry] = {}
-    for key in set(bands):
-        for entry in index.get(key, ()):
-            shared[entry.id] += 1
-            found[entry.id] = entry
-    limit = get_settings().cache_candidates
     checked = [
         Checked(
-            found[entry_id],
-            verify.same_document(found[entry_id].request_text or "", text, min_jaccard=min_jaccard),
+            entry, verify.same_document(entry.request_text or "", text, min_jaccard=min_jaccard)
         )
-        for entry_id, _ in shared.most_common(limit)
+        for entry in neardup.most_shared(index, bands, get_settings().cache_candidates)
     ]
     return sorted(checked, key=lambda c: -c.similarity)
 

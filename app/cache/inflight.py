@@ -57,18 +57,15 @@ def in_flight_matches(
         )
     ).all()
     limit = get_settings().cache_candidates
+    by_scope: dict[str, list[tuple[uuid.UUID, list[int] | None]]] = {}
+    for row in rows:
+        by_scope.setdefault(row.scope_key, []).append((row.job_id, row.lsh_bands))
+    indexes = {scope: neardup.band_index(found) for scope, found in by_scope.items()}
     ranked: dict[uuid.UUID, list[uuid.UUID]] = {}
     for job_id, query in queries.items():
-        wanted = set(query.bands)
-        scored = sorted(
-            (
-                (neardup.shared_bands(row.lsh_bands, wanted), row.job_id)
-                for row in rows
-                if row.scope_key == query.scope and row.job_id != job_id
-            ),
-            key=lambda pair: -pair[0],
-        )
-        ranked[job_id] = [candidate for shared, candidate in scored[:limit] if shared > 0]
+        # One more than the limit: the query's own job may be among the candidates.
+        best = neardup.most_shared(indexes.get(query.scope, {}), query.bands, limit + 1)
+        ranked[job_id] = [candidate for candidate in best if candidate != job_id][:limit]
     documents = texts(sorted({c for candidates in ranked.values() for c in candidates}))
     found: dict[uuid.UUID, uuid.UUID] = {}
     for job_id, candidates in ranked.items():

@@ -20,7 +20,10 @@ against 0.1 ms here (docs/cache.md), and the signature is on ingest's path.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -33,6 +36,8 @@ _rng = np.random.default_rng(20261202)
 _A = _rng.integers(1, 2**63, size=NUM_PERM, dtype=np.uint64) | np.uint64(1)
 _B = _rng.integers(0, 2**63, size=NUM_PERM, dtype=np.uint64)
 _MIX = _rng.integers(1, 2**63, size=ROWS + 1, dtype=np.uint64) | np.uint64(1)
+# What the band index holds (an entry, a job id).
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,20 @@ def shingled(text: str) -> Shingled:
     return Shingled(found, band_keys(found))
 
 
-def shared_bands(a: list[int] | None, b: set[int]) -> int:
-    """How many of ``a``'s band keys are in ``b`` (a cheap rank before the full check)."""
-    return sum(1 for key in a or () if key in b)
+def band_index(items: Iterable[tuple[K, Sequence[int] | None]]) -> dict[int, list[K]]:
+    """Items by each of their band keys: a query's candidates are then found from its own
+    keys, not by comparing it with every candidate."""
+    index: dict[int, list[K]] = {}
+    for item, keys in items:
+        for key in keys or ():
+            index.setdefault(key, []).append(item)
+    return index
+
+
+def most_shared(index: Mapping[int, list[K]], bands: Sequence[int], limit: int) -> list[K]:
+    """The ``limit`` items of ``index`` that share the most band keys with ``bands`` (a
+    cheap rank before the full check), most first; items sharing none are left out."""
+    shared: Counter[K] = Counter()
+    for key in set(bands):
+        shared.update(index.get(key, ()))
+    return [item for item, _ in shared.most_common(limit)]

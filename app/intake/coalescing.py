@@ -160,16 +160,13 @@ def coalesce(
         if leader is None:
             similar = next((near[m.id] for m in members if m.id in near), None)
             if similar is not None:
-                rows.extend(
-                    replace(m, coalesced_with=similar.id)
-                    for m in members
-                    if _may_follow(m.mode, similar.mode, patient=m.id in patient)
-                )
-                members = [
-                    m
-                    for m in members
-                    if not _may_follow(m.mode, similar.mode, patient=m.id in patient)
-                ]
+                alone: list[RoutedJob] = []
+                for m in members:
+                    if _may_follow(m.mode, similar.mode, patient=m.id in patient):
+                        rows.append(replace(m, coalesced_with=similar.id))
+                    else:
+                        alone.append(m)
+                members = alone
                 if not members:
                     continue
             # The fastest member leads, so every other may ride it.

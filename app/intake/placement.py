@@ -20,11 +20,8 @@ from app.routing import load as routing_load
 from app.routing import service as routing_service
 from app.routing.budgets import Exceeded
 from app.routing.semantic import SemanticMatch
+from app.routing.service import EXPECTED_OUTPUT_TOKENS
 from app.routing.strategies import LearnedScore, Strategy
-
-# Output tokens a job is expected to use when it sets no max_output_tokens (the expected
-# cost in its routing record; `thrifty eval router --output-tokens` defaults to the same).
-EXPECTED_OUTPUT_TOKENS = 256
 
 
 class Placement(NamedTuple):

@@ -15,6 +15,10 @@ from app.models import JobMode, RequestedMode
 from app.routing.semantic import SemanticMatch
 from app.routing.strategies import LearnedScore, Strategy
 
+# Output tokens a job is expected to use when it sets no max_output_tokens (the expected
+# cost in its routing record; `thrifty eval router --output-tokens` defaults to the same).
+EXPECTED_OUTPUT_TOKENS = 256
+
 
 class NoRoute(Exception):
     """No model in the catalog can take the job."""
