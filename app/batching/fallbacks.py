@@ -93,7 +93,7 @@ def _reroute(
     why = f"{FALLBACK_CODES[code].format(model=model.name)} ({code})"
     error = f"provider error: {result.error}"
     return _move(catalog, job.id, fact, model=model, step=step, why=why, tried=tried,
-                 attempts=job.attempts, error=error, now=now)  # fmt: skip
+                 attempts=job.attempts, error=error, now=now, code=code)  # fmt: skip
 
 
 def leave_open_circuit(
@@ -142,8 +142,10 @@ def _move(
     attempts: int,
     error: str,
     now: datetime,
+    code: str = "circuit_open",
 ) -> Retry:
-    """The job on ``step``, its mode chosen for ``step``'s provider, its record extended."""
+    """The job on ``step``, its mode chosen for ``step``'s provider, its record extended
+    (``fallback_code``: the provider's code, or ``circuit_open``)."""
     mode, why_mode = routing_service.choose_mode(
         catalog, model=step.name, requested=fact.requested_mode, deadline=fact.deadline,
         now=now,
@@ -159,6 +161,7 @@ def _move(
         chosen=step.name,
         mode=mode.value,
         fallback=f"{why}: {model.name} to {step.name}",
+        fallback_code=code,
         expected_cost_usd=str(ledger_service.paid_price(step, mode, usage)),
     )
     if tried:

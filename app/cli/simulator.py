@@ -130,7 +130,8 @@ def simulator(
         str | None,
         typer.Option(
             envvar=_env("refuse_marker"),
-            help="refuse prompts containing this text (400 content_policy_violation)",
+            help="refuse prompts containing this text (OpenAI: 400 content_policy_violation; "
+            "Anthropic: a message with stop_reason refusal)",
         ),
     ] = None,
     context_limits: Annotated[

@@ -177,6 +177,9 @@ class Usage(TypedDict, total=False):
 
 class Message(TypedDict, total=False):
     content: list[ContentBlock] | None
+    # "end_turn", "max_tokens", ...; "refusal" when Claude declined the request (Claude 4
+    # models: the classifiers stopped it; usage is still billed, the text may be partial).
+    stop_reason: str | None
     usage: Usage | None
 
 
@@ -282,6 +285,10 @@ def parse_result_line(raw: str) -> BatchResult:
         usage = message.get("usage") or {}
         read = int(usage.get("cache_read_input_tokens") or 0)
         written = int(usage.get("cache_creation_input_tokens") or 0)
+        if message.get("stop_reason") == "refusal":
+            # Not an answer: the job goes down its fallback chain (FALLBACK_CODES["refusal"]).
+            why = "refusal: the model declined the request (stop_reason refusal)"
+            return BatchResult(custom_id, None, 0, 0, why, error_code="refusal")
         return BatchResult(
             custom_id,
             text,

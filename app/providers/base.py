@@ -90,6 +90,7 @@ FALLBACK_CODES: dict[str, str] = {
     "not_found_error": "the provider no longer serves {model}",  # Anthropic
     "content_policy_violation": "{model} refused the request",
     "content_filter": "{model} refused the request",
+    "refusal": "{model} refused the request",  # Anthropic: a message with stop_reason refusal
     "context_length_exceeded": "the prompt is too long for {model}",
 }
 

@@ -96,22 +96,32 @@ def _chat_messages(params: JSONObject) -> tuple[str, list[JSONObject], int]:
     return model, converted, max_tokens
 
 
-def create_message(params: JSONObject) -> Message:
+# The refuse marker's code: OpenAI answers it with an error, Anthropic with a refusal message.
+_MARKED = "content_policy_violation"
+
+
+def create_message(params: JSONObject, *, refuse: bool = False) -> Message:
     """A Messages API ``message`` for valid ``params``; usage counted from the text, the
-    prefix up to a ``cache_control`` breakpoint read from or written to the prompt cache."""
+    prefix up to a ``cache_control`` breakpoint read from or written to the prompt cache.
+    ``refuse``: Claude declines, as Claude 4 models answer a request their classifiers stop:
+    a message with ``stop_reason: "refusal"``, the text cut short, the usage still billed."""
     model, messages, max_tokens = _chat_messages(params)
     completion = simulate_completion(messages, model, max_tokens)
     usage = PROMPT_CACHE.anthropic_usage(
         model=model, params=params, input_tokens=count_prompt_tokens(messages)
     )
-    usage["output_tokens"] = count_tokens(completion.content)
+    text = completion.content[:16] if refuse else completion.content
+    usage["output_tokens"] = count_tokens(text)
+    stop: Literal["end_turn", "max_tokens", "refusal"] = "refusal" if refuse else "end_turn"
+    if not refuse and completion.finish_reason == "length":
+        stop = "max_tokens"
     return {
         "id": f"msg_{secrets.token_hex(12)}",
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [{"type": "text", "text": completion.content}],
-        "stop_reason": "max_tokens" if completion.finish_reason == "length" else "end_turn",
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": stop,
         "stop_sequence": None,
         "usage": usage,
     }
@@ -241,6 +251,11 @@ class _Batches:
             if position >= done:
                 result = {"type": rest}
                 counts[rest] += 1
+            elif refused is not None and refused.code == _MARKED:
+                # The refuse marker: Anthropic declines with a message, not an error.
+                message = create_message(request.params, refuse=True)
+                result = {"type": "succeeded", "message": message}
+                counts["succeeded"] += 1
             elif refused is not None:  # a model no longer served: not_found_error, and so on
                 result = _error_result(refused.message, anthropic_error_type(refused.status_code))
                 counts["errored"] += 1
@@ -337,7 +352,8 @@ def router(settings: SimulatorSettings) -> APIRouter:
             raise APIError(
                 400, f"The simulator rejected this request (error rate {settings.error_rate})."
             )
-        return create_message(params)
+        refused = refusal(settings, str(params.get("model")), params.get("messages"))
+        return create_message(params, refuse=refused is not None and refused.code == _MARKED)
 
     @routes.post("/messages/batches", response_model=None)
     async def create_batch(request: Request) -> MessageBatch:

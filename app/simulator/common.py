@@ -66,8 +66,9 @@ class SimulatorSettings:
     flex_models: tuple[str, ...] | None = None
     # Per-request refusals, as a provider answers them (``refusal``): models it no longer
     # serves (404 model_not_found), prompts containing ``refuse_marker`` (400
-    # content_policy_violation) and per-model context windows (400 context_length_exceeded
-    # for a prompt of more tokens, at four characters a token).
+    # content_policy_violation; Anthropic answers them with ``stop_reason: "refusal"``) and
+    # per-model context windows (400 context_length_exceeded for a prompt of more tokens, at
+    # four characters a token).
     removed_models: tuple[str, ...] = ()
     refuse_marker: str | None = None
     context_limits: tuple[tuple[str, int], ...] = ()

@@ -236,7 +236,7 @@ class Message(TypedDict):
     role: Literal["assistant"]
     model: str
     content: list[TextBlock]
-    stop_reason: Literal["end_turn", "max_tokens"]
+    stop_reason: Literal["end_turn", "max_tokens", "refusal"]
     stop_sequence: None
     usage: MessageUsage
 

@@ -49,16 +49,19 @@ def collect(db: Session) -> list[uuid.UUID]:
 
 
 def through_batch_api(
-    db: Session, batch_id: uuid.UUID, url: str, *, anthropic: bool = False
-) -> None:
-    """Submit a batch to the simulator at ``url`` and poll it until it ends."""
+    db: Session, batch_id: uuid.UUID, url: str, *, anthropic: bool = False,
+    attempt: int | None = None,
+) -> None:  # fmt: skip
+    """Submit a batch to the simulator at ``url`` and poll it until it ends (``attempt=1``:
+    no earlier attempt to look for, as when the job's earlier batch had the same request)."""
     provider: BatchProvider = (
         AnthropicBatchProvider(base_url=url, api_key="t")
         if anthropic
         else OpenAIBatchProvider(base_url=url, api_key="t")
     )
     try:
-        assert submitter.submit(db, batch_id=batch_id, provider=provider, catalog=get_catalog())
+        assert submitter.submit(db, batch_id=batch_id, provider=provider, catalog=get_catalog(),
+                                attempt=attempt)  # fmt: skip
         db.commit()
         deadline = time.monotonic() + 30
         while results.poll(db, batch_id=batch_id, provider=provider, catalog=get_catalog()) not in {
@@ -225,3 +228,31 @@ def test_a_job_without_a_routing_record_fails_rather_than_loop(
     failed = job(db, old.id)
     assert (failed.state, failed.model) == (JobState.failed, "gpt-4o-mini")
     assert "does not exist" in (failed.error or "")
+
+
+def test_an_anthropic_refusal_goes_down_the_chain(
+    api: TestClient, db: Session, simulator: str, refusing: str
+) -> None:
+    # claude-3-5-haiku-latest is gone (not_found_error) -> claude-haiku-4-5, which declines
+    # the marked prompt with a message whose stop_reason is "refusal" -> gpt-4.1-mini.
+    (job_id,) = submit(api, tier="anthropic", prompt=f"Tell me about {MARKER} please.")
+    (batch_id,) = collect(db)
+    through_batch_api(db, batch_id, refusing, anthropic=True)
+    assert job(db, job_id).model == "claude-haiku-4-5"
+    (batch_id,) = collect(db)
+    through_batch_api(db, batch_id, refusing, anthropic=True, attempt=1)
+
+    moved = job(db, job_id)
+    assert (moved.state, moved.provider, moved.model) == (
+        JobState.waiting, "openai", "gpt-4.1-mini",
+    )  # fmt: skip
+    assert moved.routing is not None
+    assert moved.routing["fallback"] == (
+        "claude-haiku-4-5 refused the request (refusal): claude-haiku-4-5 to gpt-4.1-mini"
+    )
+    assert moved.routing["fallback_code"] == "refusal"
+    assert moved.routing["tried"] == ["claude-3-5-haiku-latest", "claude-haiku-4-5"]
+    assert "stop_reason refusal" in (moved.error or "")
+    finish(db, job_id)
+    done = job(db, job_id)
+    assert (done.state, done.model) == (JobState.completed, "gpt-4.1-mini"), done.error

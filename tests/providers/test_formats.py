@@ -6,7 +6,13 @@ import orjson
 import pytest
 
 from app.providers import anthropic_format, openai_format
-from app.providers.base import BatchRequest, BatchStatus, ProviderBatchStatus, ProviderError
+from app.providers.base import (
+    FALLBACK_CODES,
+    BatchRequest,
+    BatchStatus,
+    ProviderBatchStatus,
+    ProviderError,
+)
 
 REQUEST = BatchRequest(
     "job-1",
@@ -197,3 +203,20 @@ def test_anthropic_batch_body_is_sent_unescaped() -> None:
         "messages": [{"role": "user", "content": "café"}],
     }
     assert "café".encode() in anthropic_format.encode(body)
+
+
+def test_an_anthropic_message_with_stop_reason_refusal_is_a_fallback_not_an_answer() -> None:
+    line = {
+        "custom_id": "r",
+        "result": {
+            "type": "succeeded",
+            "message": {
+                "content": [{"type": "text", "text": "Hello.."}],
+                "stop_reason": "refusal",
+                "usage": {"input_tokens": 12, "output_tokens": 2},
+            },
+        },
+    }
+    refused = anthropic_format.parse_result_line(orjson.dumps(line).decode())
+    assert (refused.content, refused.error_code, refused.retryable) == (None, "refusal", False)
+    assert refused.error_code in FALLBACK_CODES
