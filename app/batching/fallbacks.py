@@ -15,6 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
@@ -171,4 +172,5 @@ def _move(
         f"{step.name}; {mode} mode ({why_mode})"
     )
     return Retry(job_id, attempts, mode, error, provider=step.provider, model=step.name,
-                 route_reason=reason, routing=routing)  # fmt: skip
+                 route_reason=reason, routing=routing,
+                 reserved_usd=Decimal(routing["expected_cost_usd"]))  # fmt: skip

@@ -78,7 +78,7 @@ def submit_batch(*, batch_id: uuid.UUID, catalog: Catalog) -> bool:
                 session,
                 batch_id=batch_id,
                 provider=shared_flex_provider(catalog, provider_name) if flex else realtime,
-                concurrency=realtime_concurrency(catalog, provider_name),
+                concurrency=_concurrency(catalog, provider_name, model),
                 catalog=catalog,
                 fallback=realtime if flex else None,
             )
@@ -95,6 +95,14 @@ def submit_batch(*, batch_id: uuid.UUID, catalog: Catalog) -> bool:
             catalog=catalog,
             reroute_reason=f"{model} left the catalog" if left else None,
         )
+
+
+def _concurrency(catalog: Catalog, provider_name: str, model: str) -> int:
+    """The provider's concurrent calls, at most the model's ``max_concurrent_requests`` (a
+    self-hosted server's slots: the router sends no more jobs than that to it at once)."""
+    calls = realtime_concurrency(catalog, provider_name)
+    cap = catalog.model(model).max_concurrent_requests if catalog.has_model(model) else None
+    return min(calls, cap) if cap is not None else calls
 
 
 def reroute(session: Session, *, batch_id: uuid.UUID, reason: str) -> bool:

@@ -6,6 +6,8 @@ import logging
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
+from functools import partial
 
 from psycopg.errors import DeadlockDetected, UniqueViolation
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
@@ -17,7 +19,7 @@ from app.embeddings import service as embedding_service
 from app.embeddings.base import Embedder
 from app.intake import budgets as intake_budgets
 from app.intake import coalescing, strategy
-from app.intake.placement import Placement, enqueued_load, place
+from app.intake.placement import Placement, enqueued_load, in_flight_load, place
 from app.jobs import coalescing as jobs_coalescing
 from app.jobs import repository as job_repository
 from app.jobs import transitions
@@ -127,12 +129,17 @@ def _ingest(
     # Embed -> route -> cache: a learned or semantic tenant's prompts are embedded once,
     # here, and the cache's semantic layer uses the same vectors.
     decisions = strategy.decide(session, jobs=jobs, catalog=catalog, embedder=get_embedder)
-    over_budget = intake_budgets.downgrading(
-        session, tenant_ids=[job.tenant_id for job in jobs], now=now
+    # A downgrade tenant's jobs that fit what it may still commit keep their route; the
+    # rest go to cheaper models.
+    rooms = intake_budgets.downgrading(
+        session, jobs=[(job.id, job.tenant_id) for job in jobs], now=now
     )
     load = enqueued_load(session, catalog)
+    busy = in_flight_load(session, catalog)
     for job in jobs:
-        placement = place(
+        room = rooms.get(job.tenant_id)
+        place_job = partial(
+            place,
             job,
             instruction=job.instruction,
             model_hint=job.model_hint,
@@ -146,9 +153,13 @@ def _ingest(
             learned=decisions.verdicts.get(job.id),
             semantic=decisions.matches.get(job.id),
             note=decisions.notes.get(job.id),
-            budget=over_budget.get(job.tenant_id),
-            load=load,
         )
+        placement = place_job(load=load, busy=busy)
+        if room is not None:
+            cost = placement.reserved_usd or Decimal(0)
+            if not room.fits(cost):
+                placement = place_job(budget=room.exceeded(cost))
+            room.take(placement.reserved_usd or Decimal(0))
         if placement.state == JobState.failed:
             failed.append(_routed(job.id, placement, cache_key=None, now=now))
             continue
@@ -220,8 +231,9 @@ def _ingest(
         )
         costs[job_id] = chain
         answer = placement._replace(
-            state=JobState.completed, model=entry.model, error=None, completed_at=now
-        )
+            state=JobState.completed, model=entry.model, error=None, completed_at=now,
+            reserved_usd=None,
+        )  # fmt: skip
         answered.append(
             CachedAnswer(
                 id=job_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, NamedTuple
 
 from sqlalchemy.orm import Session
@@ -40,6 +41,8 @@ class Placement(NamedTuple):
     completed_at: datetime | None
     # Why it was routed (``routing_record``); None while queued.
     routing: dict[str, Any] | None = None
+    # Its expected cost, reserved against the tenant's budgets while it is in flight.
+    reserved_usd: Decimal | None = None
 
 
 UNROUTED = Placement(JobState.queued, None, None, None, None, None, None, None, None, None)
@@ -95,6 +98,7 @@ def place(
     note: str | None = None,
     budget: Exceeded | None = None,
     load: dict[str, int] | None = None,
+    busy: dict[str, int] | None = None,
 ) -> Placement:
     """Route ``job`` (``instruction`` as stored: the default applied to documents) and pick
     its mode; a job no model can take fails here, with the reason as its error.
@@ -105,6 +109,9 @@ def place(
     ``downgrade`` tenant has reached; the job goes to a cheaper model. ``load``: the
     enqueued tokens of the models with a queue limit (``enqueued_load``); a batch job whose
     model's queue is full spills down its chain, and what it adds is counted in ``load``.
+    ``busy``: the realtime and flex requests in flight of the models with a concurrency limit
+    (``in_flight_load``); a realtime or flex job whose model is saturated spills down its
+    chain likewise, and is counted in ``busy``.
     """
     text = user_content(job)
     tokens = input_tokens(job, text=text)
@@ -150,6 +157,20 @@ def place(
                 requested=requested_mode, deadline=deadline, now=now)  # fmt: skip
         if mode == JobMode.batch and route.model in load:
             load[route.model] += tokens
+    if busy and mode != JobMode.batch and route.model in busy:
+        spilled, mode, why = routing_load.spill_busy(
+            catalog, route, mode=mode, why=why, tokens=tokens, busy=busy,
+            open_providers=open_providers,
+            choose=lambda name: routing_service.choose_mode(catalog, model=name,
+                requested=requested_mode, deadline=deadline, now=now),
+        )  # fmt: skip
+        route = spilled
+        if mode != JobMode.batch and route.model in busy:
+            busy[route.model] += 1
+    output_tokens = max_output_tokens or EXPECTED_OUTPUT_TOKENS
+    record = routing_record(route, catalog=catalog, mode=mode, tokens=tokens,
+        output_tokens=output_tokens, requested_mode=requested_mode, deadline=deadline,
+        now=now, strategy=strategy, note=note)  # fmt: skip
     return Placement(
         state=JobState.waiting,
         provider=route.provider,
@@ -161,18 +182,8 @@ def place(
         routed_at=now,
         error=None,
         completed_at=None,
-        routing=routing_record(
-            route,
-            catalog=catalog,
-            mode=mode,
-            tokens=tokens,
-            output_tokens=max_output_tokens or EXPECTED_OUTPUT_TOKENS,
-            requested_mode=requested_mode,
-            deadline=deadline,
-            now=now,
-            strategy=strategy,
-            note=note,
-        ),
+        routing=record,
+        reserved_usd=Decimal(record["expected_cost_usd"]),
     )
 
 
@@ -181,6 +192,13 @@ def enqueued_load(session: Session, catalog: Catalog) -> dict[str, int] | None:
     (then nothing is read)."""
     limited = routing_load.limited_models(catalog)
     return jobs_load.enqueued_tokens(session, models=limited) if limited else None
+
+
+def in_flight_load(session: Session, catalog: Catalog) -> dict[str, int] | None:
+    """The realtime and flex requests in flight of the catalog's models with a concurrency
+    limit; None when it has none (then nothing is read)."""
+    limited = routing_load.concurrency_limited(catalog)
+    return jobs_load.in_flight_requests(session, models=limited) if limited else None
 
 
 def routing_record(

@@ -15,7 +15,14 @@ from app.catalog.catalog import Catalog
 from app.config import get_settings
 from app.delivery import service as delivery_service
 from app.intake import budgets as intake_budgets
-from app.intake.placement import UNROUTED, Placement, context_overflow, enqueued_load, place
+from app.intake.placement import (
+    UNROUTED,
+    Placement,
+    context_overflow,
+    enqueued_load,
+    in_flight_load,
+    place,
+)
 from app.intake.strategy import rules_note
 from app.jobs import repository as job_repository
 from app.jobs import transitions
@@ -88,10 +95,15 @@ def submit(
         group_id = transitions.create_group(session, tenant_id=tenant.id, size=len(fresh))
 
     now = utcnow()
-    # Over budget: refused (reject, or a pinned model), or routed to cheaper models.
-    budget = intake_budgets.admit(session, tenant=tenant, items=fresh, now=now) if fresh else None
-    instructions, placements = _place(session, fresh, tenant=tenant, catalog=catalog, now=now,
-                                      budget=budget)  # fmt: skip
+    # A tenant with a budget: its lock, then what it may still commit (spent + in flight).
+    room = intake_budgets.open_allowance(session, tenant=tenant, now=now) if fresh else None
+    places = _Places(session, tenant=tenant, catalog=catalog, now=now, fresh=fresh,
+                     reserve=room is not None)  # fmt: skip
+    instructions, placements = places.instructions, places.placements
+    if room is not None:
+        # Past the budget: refused whole (reject, or a pinned job), or to cheaper models.
+        placements = intake_budgets.admit(room, items=fresh, placements=placements, now=now,
+                                          downgrade=places.downgraded)  # fmt: skip
     batch_ids = _flush_arrivals(session, fresh, placements, catalog=catalog)
     rows = [
         NewJob(
@@ -132,6 +144,7 @@ def submit(
             request_hash=hashes.get(item.idempotency_key) if item.idempotency_key else None,
             routing=placement.routing,
             quality_target=item.quality_target,
+            reserved_usd=placement.reserved_usd,
         )
         for item, instruction, placement, batch_id in zip(
             fresh, instructions, placements, batch_ids, strict=True
@@ -227,54 +240,66 @@ def _check_replay(
         )
 
 
-def _place(
-    session: Session,
-    fresh: list[JobIn],
-    *,
-    tenant: Tenant,
-    catalog: Catalog,
-    now: datetime,
-    budget: Exceeded | None,
-) -> tuple[list[str | None], list[Placement]]:
+class _Places:
     """Each job's stored instruction (documents default to summarise) and its placement:
     routed now when it skips the cache and the rules route it, else left for ingest (a
-    ``learned`` or ``semantic`` tenant's prompts are embedded there, not in the API)."""
-    settings = TenantRouting.of(tenant.routing_strategy, tenant.quality_target)
-    embeds = settings.strategy != Strategy.rules  # learned or semantic: embedded at ingest
-    routed_here = any(item.cache == CacheMode.bypass for item in fresh)
-    load = enqueued_load(session, catalog) if routed_here else None
-    instructions: list[str | None] = []
-    placements: list[Placement] = []
-    for item in fresh:
-        instruction = (
+    ``learned`` or ``semantic`` tenant's prompts are embedded there, not in the API). With
+    ``reserve`` (a tenant with a budget), a job left for ingest carries the expected cost of
+    its rules route as its reservation."""
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        tenant: Tenant,
+        catalog: Catalog,
+        now: datetime,
+        fresh: list[JobIn],
+        reserve: bool,
+    ) -> None:
+        self.catalog, self.now, self.fresh, self.reserve = catalog, now, fresh, reserve
+        self.settings = TenantRouting.of(tenant.routing_strategy, tenant.quality_target)
+        self.embeds = self.settings.strategy != Strategy.rules  # learned or semantic: at ingest
+        routed_here = any(item.cache == CacheMode.bypass for item in fresh)
+        self.load = enqueued_load(session, catalog) if routed_here else None
+        self.busy = in_flight_load(session, catalog) if routed_here else None
+        self.instructions: list[str | None] = [
             (item.instruction or DEFAULT_INSTRUCTION) if item.document is not None else None
-        )
-        instructions.append(instruction)
+            for item in fresh
+        ]
+        self.placements = [self._placement(index) for index in range(len(fresh))]
+
+    def _placement(self, index: int, budget: Exceeded | None = None) -> Placement:
+        item = self.fresh[index]
         note = (
             rules_note(model_hint=item.model, tier_hint=item.tier, document=item.document)
-            if embeds
+            if self.embeds
             else None
         )
-        placements.append(
-            place(
-                item,
-                instruction=instruction,
-                model_hint=item.model,
-                tier_hint=item.tier,
-                requested_mode=item.mode,
-                deadline=item.deadline,
-                catalog=catalog,
-                now=now,
-                max_output_tokens=item.max_output_tokens,
-                strategy=settings.strategy,
-                note=note,
-                budget=budget,
-                load=load,
-            )
-            if item.cache == CacheMode.bypass and (not embeds or note is not None)
-            else UNROUTED
+        here = item.cache == CacheMode.bypass and (not self.embeds or note is not None)
+        if not here and not self.reserve:
+            return UNROUTED
+        placement = place(
+            item,
+            instruction=self.instructions[index],
+            model_hint=item.model,
+            tier_hint=item.tier,
+            requested_mode=item.mode,
+            deadline=item.deadline,
+            catalog=self.catalog,
+            now=self.now,
+            max_output_tokens=item.max_output_tokens,
+            strategy=self.settings.strategy,
+            note=note,
+            budget=budget,
+            load=self.load if here else None,
+            busy=self.busy if here else None,
         )
-    return instructions, placements
+        return placement if here else UNROUTED._replace(reserved_usd=placement.reserved_usd)
+
+    def downgraded(self, index: int, budget: Exceeded) -> Placement:
+        """The job at ``index`` placed again for a ``downgrade`` tenant past ``budget``."""
+        return self._placement(index, budget)
 
 
 def _flush_arrivals(

@@ -61,6 +61,8 @@ class NewJob(NamedTuple):
     # Why it was routed (set with the route columns) and the job's own quality target.
     routing: dict[str, Any] | None = None
     quality_target: float | None = None
+    # The expected cost budgets count while the job is in flight (routing's estimate).
+    reserved_usd: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,8 @@ class RoutedJob:
     updated_at: datetime
     coalesce_leader: bool = field(default=False, kw_only=True)
     coalesced_with: uuid.UUID | None = field(default=None, kw_only=True)
+    # Routing's expected cost, reserved against the tenant's budgets while in flight.
+    reserved_usd: Decimal | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)

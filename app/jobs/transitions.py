@@ -251,6 +251,8 @@ class JobOutcome:
     def naive_cost_usd(self) -> Decimal | None:
         return None if self.costs is None else self.costs.naive
 
+    reserved_usd = None  # the actual cost has landed: budgets no longer count a reservation
+
     @classmethod
     def failed(cls, job_id: uuid.UUID, *, error: str, at: datetime) -> JobOutcome:
         return cls(job_id, JobState.failed, None, error, None, None, None, None, None, at)
@@ -258,7 +260,8 @@ class JobOutcome:
 
 # What an outcome writes besides the state (``updated_at`` is its ``completed_at``).
 _OUTCOME_COLUMNS = ("result", "error", "input_tokens", "output_tokens", "cached_input_tokens",
-                    "cache_write_tokens", "cost_usd", "naive_cost_usd", "completed_at")  # fmt: skip
+                    "cache_write_tokens", "cost_usd", "naive_cost_usd", "completed_at",
+                    "reserved_usd")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +277,7 @@ class Retry:
     model: str | None = None
     route_reason: str | None = None
     routing: dict[str, Any] | None = None
+    reserved_usd: Decimal | None = None  # the new model's expected cost
 
 
 def claim_into_batch(
@@ -440,7 +444,7 @@ def requeue(session: Session, retries: Sequence[Retry], *, from_state: JobState)
             "updated_at": [now] * len(group),
         }
         if group and group[0].model is not None:
-            for name in ("provider", "model", "route_reason", "routing"):
+            for name in ("provider", "model", "route_reason", "routing", "reserved_usd"):
                 columns[name] = [getattr(r, name) for r in group]
         # The guard is fixed text: the state is one of our enum's values.
         update_columns(session, _JOBS, columns, guard=f"jobs.state = '{from_state.value}'")

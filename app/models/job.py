@@ -94,6 +94,16 @@ class Job(IdMixin, CreatedAtMixin, Base):
             "created_at",
             postgresql_where=text("state = 'queued'"),
         ),
+        # Budgets: the reserved cost of a tenant's jobs in flight (app/jobs/load.py).
+        Index(
+            "ix_jobs_tenant_reserved",
+            "tenant_id",
+            postgresql_where=text(
+                "reserved_usd IS NOT NULL AND state IN ('queued', 'waiting', 'batched', "
+                "'submitted')"
+            ),
+            postgresql_include=["reserved_usd"],
+        ),
         # The sweeper scans jobs that have not ended, by state and age.
         Index(
             "ix_jobs_open_state_updated_at",
@@ -215,6 +225,9 @@ class Job(IdMixin, CreatedAtMixin, Base):
     # ledger has them (app/ledger; 12 decimal places).
     cost_usd: Mapped[Decimal | None] = mapped_column(Numeric(24, 12))
     naive_cost_usd: Mapped[Decimal | None] = mapped_column(Numeric(24, 12))
+    # The expected cost budgets count while the job is in flight (routing's
+    # ``expected_cost_usd``); cleared when the actual cost lands.
+    reserved_usd: Mapped[Decimal | None] = mapped_column(Numeric(24, 12))
 
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     routed_at: Mapped[datetime | None]

@@ -3,9 +3,13 @@
 A tenant over a budget is either refused new work (``reject``: a 429 ``budget_exceeded``
 with ``Retry-After`` to the period's end) or kept on cheaper models (``downgrade``): as
 litellm's budget limiter does, the budget is a filter on the candidate models, here the
-models cheaper for the job than the one the strategy chose. The amounts spent come from the
-ledger (``ledger_service.spent_usd``, asked by intake: routing reads no other domain's
-tables), so jobs in flight count once they end.
+models cheaper for the job than the one the strategy chose. What counts against a budget
+is the ledger's actual spend (``ledger_service.spent_usd``) plus the cost reserved by the
+tenant's jobs in flight (each job's expected cost at routing, ``jobs.reserved_usd``), both
+asked by intake (routing reads no other domain's tables). A submission is walked in order
+against what is left (``Allowance``): the jobs that fit keep their route; past the budget
+a ``reject`` tenant's submission is refused whole and a ``downgrade`` tenant's remaining
+jobs go to cheaper models.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -47,19 +51,32 @@ class TenantBudget:
         return self.daily_usd is not None or self.monthly_usd is not None
 
 
+def _usd(amount: Decimal) -> str:
+    return format(amount.quantize(Decimal("0.000001")), "f")
+
+
 @dataclass(frozen=True)
 class Exceeded:
-    """A budget the tenant has reached: which, how much was spent, when it resets."""
+    """A budget the tenant has reached or a job would pass: which, how much was spent and
+    reserved by jobs in flight, how much the submission adds, when it resets."""
 
     period: str  # "daily" | "monthly"
     budget_usd: Decimal
     spent_usd: Decimal
     resets_at: datetime
+    reserved_usd: Decimal = Decimal(0)
+    adding_usd: Decimal = Decimal(0)
 
     def describe(self) -> str:
+        figures = f"{_usd(self.spent_usd)} USD spent"
+        if self.reserved_usd:
+            figures += f", {_usd(self.reserved_usd)} USD reserved by jobs in flight"
+        if self.adding_usd:
+            figures += f", {_usd(self.adding_usd)} USD expected for these jobs"
+        reached = self.spent_usd + self.reserved_usd >= self.budget_usd
         return (
-            f"{self.period} budget of {format(self.budget_usd.normalize(), 'f')} USD reached "
-            f"({format(self.spent_usd.quantize(Decimal('0.000001')), 'f')} USD spent)"
+            f"{self.period} budget of {format(self.budget_usd.normalize(), 'f')} USD "
+            f"{'reached' if reached else 'would be passed'} ({figures})"
         )
 
     def retry_after(self, now: datetime) -> int:
@@ -75,21 +92,47 @@ def period_starts(now: datetime) -> dict[str, tuple[datetime, datetime]]:
     return {"daily": (day, day + timedelta(days=1)), "monthly": (month, next_month)}
 
 
-def check(
-    budget: TenantBudget, *, now: datetime, spent_since: Callable[[datetime], Decimal]
-) -> Exceeded | None:
-    """The budget the tenant has reached (spent >= budget), or None. When both are, the
-    monthly one (it resets last). ``spent_since`` asks the ledger; it is not called for a
-    period without a budget."""
-    reached: Exceeded | None = None
+class Allowance:
+    """What a tenant with a budget may still commit: the least room over its periods (budget
+    less spent less reserved in flight), used up job by job in order."""
+
+    def __init__(self, policy: BudgetPolicy, tightest: Exceeded) -> None:
+        self.policy = policy
+        self.tightest = tightest  # the period with the least room (its figures)
+        self.remaining = tightest.budget_usd - tightest.spent_usd - tightest.reserved_usd
+        self.used = Decimal(0)
+
+    def fits(self, cost: Decimal) -> bool:
+        return self.used + cost <= self.remaining
+
+    def take(self, cost: Decimal) -> None:
+        self.used += cost
+
+    def exceeded(self, cost: Decimal) -> Exceeded:
+        """The budget a job of ``cost`` would pass, with what this submission adds."""
+        return replace(self.tightest, adding_usd=self.used + cost)
+
+
+def allowance(
+    budget: TenantBudget,
+    *,
+    now: datetime,
+    spent_since: Callable[[datetime], Decimal],
+    reserved_usd: Decimal,
+) -> Allowance | None:
+    """The tenant's ``Allowance`` (None without a budget). On equal room, the monthly
+    period (it resets last). ``spent_since`` asks the ledger; it is not called for a period
+    without a budget."""
+    tightest: Exceeded | None = None
     for period, limit in (("daily", budget.daily_usd), ("monthly", budget.monthly_usd)):
         if limit is None:
             continue
         start, end = period_starts(now)[period]
-        spent = spent_since(start)
-        if spent >= limit:
-            reached = Exceeded(period, limit, spent, end)
-    return reached
+        found = Exceeded(period, limit, spent_since(start), end, reserved_usd)
+        room = limit - found.spent_usd - reserved_usd
+        if tightest is None or room <= tightest.budget_usd - tightest.spent_usd - reserved_usd:
+            tightest = found
+    return None if tightest is None else Allowance(budget.policy, tightest)
 
 
 def _job_cost(model: ModelConfig, *, tokens: int, output_tokens: int) -> Decimal:

@@ -255,7 +255,8 @@ def avoid_open_circuits(
     for step in catalog.fallback_chain(route.model):
         if step.provider not in open_providers and step.context_tokens >= tokens:
             why = f"{route.provider}'s circuit is open (5xx/429 storm)"
-            details = {**route.details, "fallback": f"{why}: {route.model} to {step.name}"}
+            details = {**route.details, "fallback": f"{why}: {route.model} to {step.name}",
+                       "fallback_code": "circuit_open"}  # fmt: skip
             reason = f"{route.reason}; {why}, next in {route.model}'s chain"
             return Route(step.provider, step.name, reason, details)
     return route
