@@ -78,7 +78,8 @@ def test_a_reject_tenant_over_its_daily_budget_gets_budget_exceeded(
     spend(db, tenant[0], "0.40")  # 1.00 spent: the budget is reached
     response = api.post("/v1/jobs", json=PREMIUM)
     message = assert_error(response, 429, "budget_exceeded")
-    assert "daily budget of 1 USD reached (1.000000 USD spent)" in message
+    assert "daily budget of 1 USD reached (1.000000 USD spent, " in message
+    assert "USD reserved by jobs in flight" in message  # the job accepted above
     retry = int(response.headers["Retry-After"])
     midnight = period_starts(datetime.now(UTC))["daily"][1]
     assert 0 < retry <= 86400
@@ -126,10 +127,8 @@ def test_downgrade_sends_new_jobs_to_a_cheaper_model_and_refuses_pinned_ones(
     assert job["model"] == cheapest.name
     assert job["state"] == "waiting"
     routing = job["routing"]
-    assert routing["budget"] == (
-        "daily budget of 0.5 USD reached (0.750000 USD spent): downgraded from gpt-4o to "
-        f"{cheapest.name}"
-    )
+    assert routing["budget"].startswith("daily budget of 0.5 USD reached (0.750000 USD spent, ")
+    assert routing["budget"].endswith(f"): downgraded from gpt-4o to {cheapest.name}")
     assert f"downgraded to {cheapest.name}" in job["route_reason"]
     costs = {c["model"]: Decimal(c["expected_cost_usd"]) for c in routing["candidates"]}
     assert costs[cheapest.name] < costs["gpt-4o"]
@@ -164,3 +163,8 @@ def test_jobs_accepted_before_the_budget_was_reached_still_complete(
                        lambda b: b["state"] in {"completed", "failed"})  # fmt: skip
         assert job["state"] == "completed", job
         assert job["result"]
+        # The actual cost landed: the reservation is cleared.
+        stored = db.get(Job, uuid.UUID(submitted["id"]))
+        assert stored is not None
+        db.refresh(stored)
+        assert stored.reserved_usd is None
