@@ -110,6 +110,12 @@ class RoutingOut(BaseModel):
     chosen: str
     mode: str
     fallback: str | None = Field(default=None, description="A fallback taken, and why.")
+    fallback_code: str | None = Field(
+        default=None,
+        description="Why the last fallback was taken: the provider's code (`refusal`, "
+        "`content_policy_violation`, `model_not_found`, `context_length_exceeded`...), "
+        "`circuit_open`, `queue_full` or `saturated`.",
+    )
     tried: list[str] | None = Field(
         default=None,
         description="The models the provider would not take the job on (a refusal, a model "
