@@ -11,11 +11,15 @@ vector plus Gaussian noise, renormalised, cosine about 0.9 to its source). The f
 everything (about 7 minutes on 2 cores) and keeps the vectors in ``.thrifty/bench``; later runs
 reuse them and measure throughput on an even sample (``--fresh`` embeds everything again).
 Queries are half real texts that were not stored and half noisy variants of stored entries.
-Every lookup is the service's own statement (``app.cache.repository.nearest_many`` after
-``set_search_breadth``: one tenant and scope, cosine, top 5, pgvector's iterative scan on) on
-Postgres with an HNSW index built with the model's parameters, the plan Postgres chooses for
-it printed; ``--compare`` also sweeps with the HNSW index forced (sorting disabled), the
-iterative scan on and off, and with it ruled out (an exact search of the tenant's rows).
+Every ``service`` lookup is the service's own search, timed whole (``app.cache.lookup.search``:
+one tenant and scope, cosine, top 5; a scope under ``THRIFTY_CACHE_EXACT_BELOW`` entries
+searched exactly, a larger one by HNSW with pgvector's iterative scan on; the bounded count of
+the scope when it is due) on Postgres with an HNSW index built with the model's parameters,
+the plan Postgres chooses for it printed, and its ``EXPLAIN (ANALYZE, BUFFERS)`` after the
+sweeps; ``--compare`` also sweeps the HNSW statement with the index forced (sorting disabled),
+the iterative scan on and off, and the exact statement. ``--crossover`` gives other tenants of
+the same index the listed sizes and searches each both ways: where exact stops being faster.
+After the sweeps, lookups each for a random tenant (``spread_*``) read every tenant's rows.
 recall@1 compares the first row with an exact numpy search over the same rows. With
 ``--tenants N`` the entries (500,000 unless ``--entries`` says otherwise) are spread evenly
 over N tenants and the lookups are one tenant's (its 1/N of the index; a filtered HNSW search
