@@ -207,6 +207,9 @@ def lookups(
     for query in queries:
         vector = repository.VectorQuery(tenant_id, scope, [float(x) for x in query], None)
         if mode == "service":
+            # In ingest the search runs inside the chunk's open transaction: begin it first
+            # (a pool checkout and a BEGIN round trip, which the other modes' settings pay).
+            session.connection()
             started = time.perf_counter()
             (found,) = lookup.search(session, queries=[vector], ef_search=ef)
         else:
