@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     # Semantic candidates checked per lookup, and the HNSW search breadth.
     cache_candidates: int = Field(default=5, ge=1, le=50)
     cache_ef_search: int = Field(default=80, ge=1, le=1000)
+    # A scope with fewer entries is searched exactly (every row of it), a larger one by HNSW
+    # (app/cache/sizes.py; the crossover is measured in docs/benchmarks.md). 0: always HNSW.
+    cache_exact_below: int = Field(default=10_000, ge=0)
     # Short-prompt verifier: a model trained by `thrifty cache train` (none: the rule verifier).
     cache_verifier_path: Path | None = None
 

@@ -11,11 +11,15 @@ vector plus Gaussian noise, renormalised, cosine about 0.9 to its source). The f
 everything (about 7 minutes on 2 cores) and keeps the vectors in ``.thrifty/bench``; later runs
 reuse them and measure throughput on an even sample (``--fresh`` embeds everything again).
 Queries are half real texts that were not stored and half noisy variants of stored entries.
-Every lookup is the service's own statement (``app.cache.repository.nearest_many`` after
-``set_search_breadth``: one tenant and scope, cosine, top 5, pgvector's iterative scan on) on
-Postgres with an HNSW index built with the model's parameters, the plan Postgres chooses for
-it printed; ``--compare`` also sweeps with the HNSW index forced (sorting disabled), the
-iterative scan on and off, and with it ruled out (an exact search of the tenant's rows).
+Every ``service`` lookup is the service's own search, timed whole (``app.cache.lookup.search``:
+one tenant and scope, cosine, top 5; a scope under ``THRIFTY_CACHE_EXACT_BELOW`` entries
+searched exactly, a larger one by HNSW with pgvector's iterative scan on; the bounded count of
+the scope when it is due) on Postgres with an HNSW index built with the model's parameters,
+the plan Postgres chooses for it printed, and its ``EXPLAIN (ANALYZE, BUFFERS)`` after the
+sweeps; ``--compare`` also sweeps the HNSW statement with the index forced (sorting disabled),
+the iterative scan on and off, and the exact statement. ``--crossover`` gives other tenants of
+the same index the listed sizes and searches each both ways: where exact stops being faster.
+After the sweeps, lookups each for a random tenant (``spread_*``) read every tenant's rows.
 recall@1 compares the first row with an exact numpy search over the same rows. With
 ``--tenants N`` the entries (500,000 unless ``--entries`` says otherwise) are spread evenly
 over N tenants and the lookups are one tenant's (its 1/N of the index; a filtered HNSW search
@@ -34,10 +38,10 @@ import uuid
 from collections.abc import Iterator
 
 import numpy as np
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.orm import Session
 
-from app.cache import repository
+from app.cache import lookup, repository, sizes
 from app.config import PROJECT_ROOT, get_settings
 from app.embeddings.service import get_embedder
 from app.models import CacheEntry, Tenant
@@ -145,13 +149,14 @@ def load(
     return ids
 
 
-# How each lookup is run: as the service does (the planner chooses; iterative scan on), and,
-# with --compare, the HNSW index forced (no sort allowed) with the iterative scan on and off,
-# and an exact search of the tenant's rows (no ordered index scan allowed).
+# How each lookup is run: as the service does (``lookup.search``: the path its scope's size
+# chooses, the bounded count included when it is due), and, with --compare, the HNSW statement
+# with the index forced (no sort allowed) with the iterative scan on and off, and the exact
+# statement (the service's small-scope path) for any scope size.
 MODES = {
     "service": [],
     "hnsw": ["SET LOCAL enable_sort = off"],
-    "exact": ["SET LOCAL enable_indexscan = off"],
+    "exact": [],
     "hnsw-off": ["SET LOCAL enable_sort = off", "SET LOCAL hnsw.iterative_scan = off"],
 }
 
@@ -162,16 +167,32 @@ def prepare(session: Session, mode: str, ef: int) -> None:
         session.execute(text(statement))
 
 
-def plan(session: Session, tenant_id: uuid.UUID, scope: str, mode: str) -> str:
-    """The plan of the service's own statement for one of the tenant's lookups."""
-    statement = repository._NEAREST_MANY
-    explain = text("EXPLAIN " + statement.text).bindparams(*statement._bindparams.values())
+def statement_of(mode: str, path: str) -> TextClause:
+    if mode == "service":
+        return repository.NEAREST[path]
+    return repository.NEAREST["exact" if mode == "exact" else "hnsw"]
+
+
+def explain(
+    session: Session,
+    tenant_id: uuid.UUID,
+    scope: str,
+    mode: str,
+    path: str,
+    query: np.ndarray,
+    analyze: bool = False,
+) -> str:
+    """The plan of the statement ``mode`` runs for one of the tenant's lookups (with
+    ``analyze``, run, with its timings and buffers)."""
+    statement = statement_of(mode, path)
+    options = "(ANALYZE, BUFFERS) " if analyze else ""
+    explained = text(f"EXPLAIN {options}" + statement.text).bindparams(
+        *statement._bindparams.values()
+    )
     prepare(session, mode, get_settings().cache_ef_search)
-    rows = session.execute(
-        explain,
-        {"i": [0], "tenant_ids": [tenant_id], "scope_keys": [scope], "since": [None],
-         "embeddings": ["[" + ",".join(["0.05"] * 384) + "]"], "limit": 5},
-    ).scalars()  # fmt: skip
+    vector = repository.VectorQuery(tenant_id, scope, [float(x) for x in query], None)
+    params = repository.nearest_params([vector], limit=get_settings().cache_candidates)
+    rows = session.execute(explained, params).scalars()
     shown = " / ".join(line.strip() for line in rows)
     session.rollback()
     return shown
@@ -180,19 +201,119 @@ def plan(session: Session, tenant_id: uuid.UUID, scope: str, mode: str) -> str:
 def lookups(
     session: Session, tenant_id: uuid.UUID, scope: str, queries: np.ndarray, ef: int, mode: str
 ) -> Iterator[tuple[float, str | None]]:
-    """The service's own lookup (``set_search_breadth`` then ``nearest_many``), one query a
-    transaction, run as ``mode`` says."""
+    """One lookup a transaction (``SET LOCAL`` lasts one, as in ingest): ``service`` is
+    ``lookup.search`` timed whole; the other modes time ``nearest_many`` after their
+    settings."""
     for query in queries:
-        prepare(session, mode, ef)
-        started = time.perf_counter()
-        (found,) = repository.nearest_many(
-            session,
-            queries=[repository.VectorQuery(tenant_id, scope, [float(x) for x in query], None)],
-            limit=get_settings().cache_candidates,
-        )
+        vector = repository.VectorQuery(tenant_id, scope, [float(x) for x in query], None)
+        if mode == "service":
+            # In ingest the search runs inside the chunk's open transaction: begin it first
+            # (a pool checkout and a BEGIN round trip, which the other modes' settings pay).
+            session.connection()
+            started = time.perf_counter()
+            (found,) = lookup.search(session, queries=[vector], ef_search=ef)
+        else:
+            prepare(session, mode, ef)
+            started = time.perf_counter()
+            (found,) = repository.nearest_many(
+                session,
+                queries=[vector],
+                limit=get_settings().cache_candidates,
+                exact=mode == "exact",
+            )
         elapsed = (time.perf_counter() - started) * 1000
-        session.rollback()  # SET LOCAL lasts one transaction, as in ingest
+        session.rollback()
         yield elapsed, str(found[0][0].id) if found else None
+
+
+def count_cost(session: Session, tenant_id: uuid.UUID, scope: str, times: int = 50) -> float:
+    """Median ms of the bounded count the service runs when a scope's size is due."""
+    spent = []
+    for _ in range(times):
+        started = time.perf_counter()
+        repository.scope_sizes(
+            session, scopes=[(tenant_id, scope)], limit=get_settings().cache_exact_below
+        )
+        spent.append((time.perf_counter() - started) * 1000)
+        session.rollback()
+    return float(np.median(spent))
+
+
+def measure(
+    session: Session,
+    tenant_id: uuid.UUID,
+    scope: str,
+    queries: np.ndarray,
+    want: list[str],
+    ef: int,
+    mode: str,
+    warm: int = 50,
+) -> tuple[float, float, float]:
+    """p50 ms, p99 ms and recall@1 of ``queries`` run as ``mode``; the service's remembered
+    scope sizes are forgotten first, so its first lookup pays the count as a process's does
+    every ``REMEMBER_SECONDS``."""
+    list(lookups(session, tenant_id, scope, queries[:warm], ef, mode))
+    sizes.scope_sizes.forget()
+    timed = list(lookups(session, tenant_id, scope, queries, ef, mode))
+    latencies = np.array([t for t, _ in timed])
+    recall = float(np.mean([got == w for (_, got), w in zip(timed, want, strict=True)]))
+    return float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99)), recall
+
+
+def spread(
+    session: Session,
+    tenants: list[uuid.UUID],
+    owner: np.ndarray,
+    stored: np.ndarray,
+    ids: list[str],
+    scope: str,
+    rng: np.random.Generator,
+    count: int,
+) -> tuple[float, float, float, dict[str, int]]:
+    """The service's lookups (``lookup.search``, configured ef_search), each for a tenant
+    drawn at random, a variant of one of its entries: every tenant's rows are read, not only
+    one tenant's, so the table does not stay in Postgres's buffers as one tenant's rows do.
+    p50 ms, p99 ms, recall@1 and how many lookups took each path."""
+    order = np.argsort(owner, kind="stable")
+    bounds = np.searchsorted(owner[order], np.arange(len(tenants) + 1))
+    sizes.scope_sizes.forget()
+    latencies: list[float] = []
+    right: list[bool] = []
+    paths: dict[str, int] = {}
+    for n, k in enumerate(rng.integers(0, len(tenants), size=count + 50)):
+        theirs = order[bounds[k] : bounds[k + 1]]
+        asked = variants(stored[theirs], 1, rng)[0]
+        truth = ids[theirs[int(np.argmax(stored[theirs] @ asked))]]
+        vector = repository.VectorQuery(tenants[k], scope, [float(x) for x in asked], None)
+        started = time.perf_counter()
+        (way,) = lookup.search_paths(session, queries=[vector])
+        (found,) = lookup.search(session, queries=[vector], path=way)
+        elapsed = (time.perf_counter() - started) * 1000
+        session.rollback()
+        if n >= 50:  # the first 50 warm the connection up
+            latencies.append(elapsed)
+            right.append(bool(found) and str(found[0][0].id) == truth)
+            paths[way] = paths.get(way, 0) + 1
+    p50, p99 = np.percentile(latencies, 50), np.percentile(latencies, 99)
+    return float(p50), float(p99), float(np.mean(right)), paths
+
+
+def owners(
+    rng: np.random.Generator, entries: int, tenants: int, crossover: list[int]
+) -> np.ndarray:
+    """Entry i's tenant: evenly at random, except that tenants 1..k of ``crossover`` hold
+    the sizes it lists (tenant 0, the one looked up, keeps its even share either way)."""
+    if not crossover:
+        return rng.permutation(np.arange(entries) % tenants)
+    share = entries // tenants
+    rest = entries - share - sum(crossover)
+    others = tenants - 1 - len(crossover)
+    if rest < 0 or others < 1:
+        raise SystemExit("--crossover sizes do not fit in --entries over --tenants")
+    labels = [np.zeros(share, dtype=np.int64)]
+    labels += [np.full(size, k + 1, dtype=np.int64) for k, size in enumerate(crossover)]
+    labels.append(np.arange(rest) % others + 1 + len(crossover))
+    return rng.permutation(np.concatenate(labels))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,6 +332,12 @@ def main(argv: list[str] | None = None) -> int:
         "--compare",
         action="store_true",
         help="also sweep with HNSW forced (iterative scan on, off) and ruled out (exact)",
+    )
+    parser.add_argument(
+        "--crossover",
+        default="",
+        help="scope sizes (e.g. 1000,2000,10000,20000,50000) held by other tenants of the same"
+        " index, each searched both ways: where the exact search stops being the faster",
     )
     parser.add_argument(
         "--fresh", action="store_true", help="embed every text again instead of reusing vectors"
@@ -241,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     held_vectors, _ = embed_cached(held_out)
     # Entry i belongs to tenant owner[i], evenly at random; the lookups are tenant 0's.
     tenants = [uuid.uuid4() for _ in range(args.tenants)]
-    owner = rng.permutation(np.arange(len(stored)) % args.tenants)
+    crossover = [int(x) for x in args.crossover.split(",") if x]
+    owner = owners(rng, len(stored), args.tenants, crossover)
     mine = np.flatnonzero(owner == 0)
     near = variants(stored[mine], args.queries - len(held_vectors), rng)
     queries = np.vstack([held_vectors, near])
@@ -256,22 +384,50 @@ def main(argv: list[str] | None = None) -> int:
         session.add_all(Tenant(id=t, name=f"bench-{i}") for i, t in enumerate(tenants))
         session.flush()
         ids = load(session, tenants, owner, scope, stored)
+        want = [ids[k] for k in exact_top]
+        (path,) = lookup.search_paths(
+            session, queries=[repository.VectorQuery(tenant_id, scope, [0.0] * 384, None)]
+        )
+        session.rollback()
         modes = list(MODES) if args.compare else ["service"]
         for mode in modes:
-            say(f"query plan ({mode}): {plan(session, tenant_id, scope, mode)}")
+            say(
+                f"query plan ({mode}): {explain(session, tenant_id, scope, mode, path, queries[0])}"
+            )
         say(f"\n{'mode':>9}  {'ef_search':>9}  {'p50_ms':>7}  {'p99_ms':>7}  {'recall_at_1':>11}")
         for mode in modes:
             for ef in [int(x) for x in args.ef.split(",")]:
-                list(lookups(session, tenant_id, scope, queries[:50], ef, mode))  # warm up
-                timed = list(lookups(session, tenant_id, scope, queries, ef, mode))
-                latencies = np.array([t for t, _ in timed])
-                recall = np.mean(
-                    [got == ids[want] for (_, got), want in zip(timed, exact_top, strict=True)]
-                )
-                p50, p99 = np.percentile(latencies, 50), np.percentile(latencies, 99)
+                p50, p99, recall = measure(session, tenant_id, scope, queries, want, ef, mode)
                 if mode == "service":
-                    results[ef] = (float(p50), float(p99), float(recall))
+                    results[ef] = (p50, p99, recall)
                 say(f"{mode:>9}  {ef:>9}  {p50:7.2f}  {p99:7.2f}  {recall:11.4f}")
+        # After the timed runs (a warm cache, as a serving process has): where the time goes.
+        shown = explain(session, tenant_id, scope, "service", path, queries[-1], analyze=True)
+        say(f"explain analyze (service, {path}): {shown}")
+        count_ms = count_cost(session, tenant_id, scope)
+        spread_figures = None
+        if args.tenants > 1:
+            spread_figures = spread(session, tenants, owner, stored, ids, scope, rng, args.queries)
+            say(f"\nservice, each lookup a random tenant's ({args.tenants}): p50 "
+                f"{spread_figures[0]:.2f} ms, p99 {spread_figures[1]:.2f} ms, recall@1 "
+                f"{spread_figures[2]:.4f}, paths {spread_figures[3]}")  # fmt: skip
+        if crossover:
+            say(f"\ncrossover (ef_search {get_settings().cache_ef_search}; 200 lookups a size):")
+            say(f"{'entries':>8}  {'exact p50/p99':>15}  {'hnsw p50/p99':>15}  "
+                f"{'recall exact/hnsw':>17}  {'count_ms':>8}")  # fmt: skip
+            for k, size in enumerate(crossover):
+                theirs = np.flatnonzero(owner == k + 1)
+                asked = variants(stored[theirs], 200, rng)
+                truth = [ids[t] for t in theirs[np.argmax(asked @ stored[theirs].T, axis=1)]]
+                ef = get_settings().cache_ef_search
+                by = {
+                    m: measure(session, tenants[k + 1], scope, asked, truth, ef, m, warm=20)
+                    for m in ("exact", "hnsw")
+                }
+                cost = count_cost(session, tenants[k + 1], scope, times=10)
+                say(f"{size:>8}  {by['exact'][0]:7.2f}/{by['exact'][1]:7.2f}  "
+                    f"{by['hnsw'][0]:7.2f}/{by['hnsw'][1]:7.2f}  "
+                    f"{by['exact'][2]:8.3f}/{by['hnsw'][2]:8.3f}  {cost:8.2f}")  # fmt: skip
         session.execute(text("TRUNCATE cache_entries, tenants CASCADE"))
         session.commit()
 
@@ -294,6 +450,13 @@ def main(argv: list[str] | None = None) -> int:
     say(f"p99_ms={p99:.2f}")
     say(f"recall_at_1={recall:.4f}")
     say(f"embed_per_s={prompt_rate:.1f}")
+    say(f"path={path}")
+    say(f"exact_below={get_settings().cache_exact_below}")
+    say(f"count_ms={count_ms:.2f}")
+    if spread_figures is not None:
+        say(f"spread_p50_ms={spread_figures[0]:.2f}")
+        say(f"spread_p99_ms={spread_figures[1]:.2f}")
+        say(f"spread_recall_at_1={spread_figures[2]:.4f}")
     return 0
 
 

@@ -30,7 +30,7 @@ from app.cache import neardup, repository, verify
 from app.cache.datasets import LabelledPair, companion_pairs, embed_all, read_pairs
 from app.cache.documents import check_candidates
 from app.cache.keys import DOCUMENT, PROMPT, cache_key, request_text, scope_key
-from app.cache.lookup import candidates, lookup_many, prepare_search
+from app.cache.lookup import candidates, lookup_many
 from app.cache.report import report
 from app.cache.scoring import Outcome
 from app.cache.verification import PromptVerifier, prompt_verifier, verified
@@ -140,7 +140,6 @@ def _run(
     requests = [_request(kind, p.b, pair=None if shared else i) for i, p in enumerate(pairs)]
     texts = [_text(r) for r in requests]
     query_vectors = embed_all(embedder, texts, say=say)
-    prepare_search(session)
     for index, (pair, request, query, vector) in enumerate(
         zip(pairs, requests, texts, query_vectors, strict=True)
     ):

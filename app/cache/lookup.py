@@ -1,9 +1,9 @@
 """Reading the cache at ingest: the exact layer, then the semantic layer and its check.
 
-``lookup_jobs`` is composed of the steps below (``lookup_many``, ``prepare_search``, the
-nearest entries, ``verified``); ``app.cache.evaluation`` measures the cache by calling the same
-steps (``candidates`` asks for one prompt's nearest entries, ingest for a whole chunk's in one
-statement: ``repository.nearest_many``).
+``lookup_jobs`` is composed of the steps below (``lookup_many``, ``search`` for the nearest
+entries, ``verified``); ``app.cache.evaluation`` measures the cache by calling the same steps
+(``candidates`` asks for one prompt's nearest entries, ingest for a whole chunk's), and
+``python -m bench.cache`` times ``search``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from app.cache.documents import DocumentQuery, lookup_documents
 from app.cache.inflight import NearQuery
 from app.cache.keys import DOCUMENT, cache_key, kind_of, request_text, scope_key, semantic_allowed
 from app.cache.policy import Policy, policy
+from app.cache.sizes import SearchPath, scope_sizes
 from app.cache.verification import Candidate, prompt_verifier, verified
 from app.cache.verify import MIN_SHINGLE_JACCARD
 from app.config import get_settings
@@ -163,10 +164,8 @@ def lookup_jobs(
     }
 
     searching = [p for p in prompts if p.embedding is not None and wanted(p)]
-    if searching:
-        prepare_search(session)
     checker = prompt_verifier()
-    nearest = repository.nearest_many(
+    nearest = search(
         session,
         queries=[
             repository.VectorQuery(item.job.tenant_id, item.scope, item.embedding,
@@ -174,7 +173,6 @@ def lookup_jobs(
             for item in searching
             if item.embedding is not None
         ],
-        limit=get_settings().cache_candidates,
     )  # fmt: skip
     for item, neighbours in zip(searching, nearest, strict=True):
         threshold = policies[item.job.tenant_id].threshold(item.kind)
@@ -228,9 +226,48 @@ def lookup_many(
     return found
 
 
-def prepare_search(session: Session) -> None:
-    """The configured HNSW search breadth, for the rest of this transaction."""
-    repository.set_search_breadth(session, ef_search=get_settings().cache_ef_search)
+def search_paths(
+    session: Session, *, queries: Sequence[repository.VectorQuery]
+) -> list[SearchPath]:
+    """How each query's scope is searched: ``exact`` (every row of a scope holding fewer than
+    ``cache_exact_below`` entries), else ``hnsw`` (app/cache/sizes.py)."""
+    paths = scope_sizes.paths(
+        session,
+        scopes=[(q.tenant_id, q.scope_key) for q in queries],
+        exact_below=get_settings().cache_exact_below,
+    )
+    return [paths[(q.tenant_id, q.scope_key)] for q in queries]
+
+
+def search(
+    session: Session,
+    *,
+    queries: Sequence[repository.VectorQuery],
+    ef_search: int | None = None,
+    path: SearchPath | None = None,
+) -> list[list[tuple[CacheEntry, float]]]:
+    """The configured number of nearest entries (cosine similarity, best first) of each
+    query's tenant and scope, in the queries' order: small scopes searched exactly, the
+    others by HNSW with ``ef_search`` (default ``cache_ef_search``) and pgvector's iterative
+    scan. ``path`` forces one way for every query (tests and benchmarks)."""
+    if not queries:
+        return []
+    paths = [path] * len(queries) if path else search_paths(session, queries=queries)
+    found: list[list[tuple[CacheEntry, float]]] = [[] for _ in queries]
+    limit = get_settings().cache_candidates
+    for way in ("exact", "hnsw"):
+        chosen = [i for i, p in enumerate(paths) if p == way]
+        if not chosen:
+            continue
+        if way == "hnsw":
+            breadth = ef_search or get_settings().cache_ef_search
+            repository.set_search_breadth(session, ef_search=breadth)
+        results = repository.nearest_many(
+            session, queries=[queries[i] for i in chosen], limit=limit, exact=way == "exact"
+        )
+        for i, nearest in zip(chosen, results, strict=True):
+            found[i] = nearest
+    return found
 
 
 def candidates(
@@ -244,12 +281,5 @@ def candidates(
 ) -> list[Candidate]:
     """The configured number of nearest entries of the tenant and scope, those at least
     ``threshold`` similar, best first (not yet verified)."""
-    found = repository.nearest(
-        session,
-        tenant_id=tenant_id,
-        scope_key=scope,
-        embedding=embedding,
-        limit=get_settings().cache_candidates,
-        since=since,
-    )
+    (found,) = search(session, queries=[repository.VectorQuery(tenant_id, scope, embedding, since)])
     return [Candidate(entry, sim) for entry, sim in found if sim >= threshold]

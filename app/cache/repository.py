@@ -135,34 +135,6 @@ def set_search_breadth(session: Session, *, ef_search: int) -> None:
     session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
 
 
-def nearest(
-    session: Session,
-    *,
-    tenant_id: uuid.UUID,
-    scope_key: str,
-    embedding: list[float],
-    limit: int,
-    since: datetime | None,
-) -> list[tuple[CacheEntry, float]]:
-    """The ``limit`` entries of one tenant and scope closest to ``embedding`` (cosine)."""
-    distance = CacheEntry.embedding.cosine_distance(embedding)
-    query = (
-        select(CacheEntry, distance.label("distance"))
-        .where(
-            CacheEntry.tenant_id == tenant_id,
-            CacheEntry.scope_key == scope_key,
-            CacheEntry.embedding.is_not(None),
-        )
-        .order_by(distance)
-        .limit(limit)
-    )
-    if since is not None:
-        query = query.where(CacheEntry.created_at >= since)
-    found = [(entry, 1.0 - float(dist)) for entry, dist in session.execute(query).all()]
-    # relaxed_order may return neighbours slightly out of order
-    return sorted(found, key=lambda pair: -pair[1])
-
-
 @dataclass(frozen=True)
 class VectorQuery:
     """One prompt's nearest-entries question: its tenant, scope, vector and oldest entry."""
@@ -173,32 +145,41 @@ class VectorQuery:
     since: datetime | None
 
 
-# The nearest entries of a whole chunk's prompts in one statement: one HNSW scan per prompt
+# The nearest entries of a whole chunk's prompts in one statement: one search per prompt
 # (LATERAL), not one round trip per prompt through the ORM (0.16 s against 0.69 s for 250).
-_NEAREST_MANY = text(
+# ``hnsw``: ORDER BY the bare distance, which the HNSW index serves (iterative scan on).
+# ``exact``: ORDER BY the distance ``+ 0``, an expression the HNSW index cannot serve, so
+# Postgres reads the scope's rows by the ``(tenant_id, scope_key)`` index and sorts their
+# distances (app/cache/sizes.py says which scopes are small enough for that).
+_NEAREST_SQL = (
     "SELECT q.i, hit.id, hit.distance"
     " FROM unnest(:i, :tenant_ids, :scope_keys, CAST(:embeddings AS vector[]), :since)"
     "  AS q(i, tenant_id, scope_key, embedding, since)"
     " CROSS JOIN LATERAL (SELECT e.id, e.embedding <=> q.embedding AS distance"
     "  FROM cache_entries AS e WHERE e.tenant_id = q.tenant_id AND e.scope_key = q.scope_key"
     "  AND e.embedding IS NOT NULL AND (q.since IS NULL OR e.created_at >= q.since)"
-    "  ORDER BY e.embedding <=> q.embedding LIMIT :limit) AS hit"
-).bindparams(
+    "  ORDER BY {order} LIMIT :limit) AS hit"
+)
+_NEAREST_PARAMS = (
     bindparam("i", type_=ARRAY(Integer())),
     bindparam("tenant_ids", type_=ARRAY(PG_UUID(as_uuid=True))),
     bindparam("scope_keys", type_=ARRAY(Text())),
     bindparam("embeddings", type_=ARRAY(Text())),
     bindparam("since", type_=ARRAY(DateTime(timezone=True))),
 )
+NEAREST = {
+    "hnsw": text(_NEAREST_SQL.format(order="e.embedding <=> q.embedding")).bindparams(
+        *_NEAREST_PARAMS
+    ),
+    "exact": text(_NEAREST_SQL.format(order="(e.embedding <=> q.embedding) + 0")).bindparams(
+        *_NEAREST_PARAMS
+    ),
+}
 
 
-def nearest_many(
-    session: Session, *, queries: list[VectorQuery], limit: int
-) -> list[list[tuple[CacheEntry, float]]]:
-    """``nearest`` for each of ``queries`` (in their order), in two statements."""
-    if not queries:
-        return []
-    params = {
+def nearest_params(queries: list[VectorQuery], *, limit: int) -> dict[str, Any]:
+    """The parameters of a ``NEAREST`` statement for ``queries``."""
+    return {
         "i": list(range(len(queries))),
         "tenant_ids": [q.tenant_id for q in queries],
         "scope_keys": [q.scope_key for q in queries],
@@ -206,7 +187,18 @@ def nearest_many(
         "since": [q.since for q in queries],
         "limit": limit,
     }
-    found = session.execute(_NEAREST_MANY, params).all()
+
+
+def nearest_many(
+    session: Session, *, queries: list[VectorQuery], limit: int, exact: bool = False
+) -> list[list[tuple[CacheEntry, float]]]:
+    """The ``limit`` entries of each query's tenant and scope closest to its vector (cosine),
+    best first, for each of ``queries`` in their order, in two statements; ``exact`` searches
+    every row of the scope instead of the HNSW index."""
+    if not queries:
+        return []
+    statement = NEAREST["exact" if exact else "hnsw"]
+    found = session.execute(statement, nearest_params(queries, limit=limit)).all()
     if not found:
         return [[] for _ in queries]
     ids = sorted({row.id for row in found})
@@ -287,6 +279,29 @@ def delete_job_embeddings(session: Session, *, job_ids: list[uuid.UUID]) -> None
 
 def get_settings(session: Session, *, tenant_id: uuid.UUID) -> CacheSettings | None:
     return session.get(CacheSettings, tenant_id)
+
+
+# Each scope's entries counted up to ``limit`` (an index-only scan of the ``(tenant_id,
+# scope_key)`` index that stops there), for all scopes of a chunk in one statement.
+_SCOPE_SIZES = text(
+    "SELECT q.i, (SELECT count(*) FROM (SELECT 1 FROM cache_entries AS e"
+    "  WHERE e.tenant_id = q.tenant_id AND e.scope_key = q.scope_key LIMIT :limit) AS s)"
+    " FROM unnest(:i, :tenant_ids, :scope_keys) AS q(i, tenant_id, scope_key)"
+).bindparams(*_NEAREST_PARAMS[:3])
+
+
+def scope_sizes(session: Session, *, scopes: list[tuple[uuid.UUID, str]], limit: int) -> list[int]:
+    """The entries of each (tenant, scope) of ``scopes``, counted up to ``limit``."""
+    if not scopes:
+        return []
+    params = {
+        "i": list(range(len(scopes))),
+        "tenant_ids": [tenant_id for tenant_id, _ in scopes],
+        "scope_keys": [scope for _, scope in scopes],
+        "limit": limit,
+    }
+    counts: dict[int, int] = {i: n for i, n in session.execute(_SCOPE_SIZES, params).all()}
+    return [int(counts[i]) for i in range(len(scopes))]
 
 
 def count_entries(session: Session, *, tenant_id: uuid.UUID) -> int:

@@ -27,7 +27,15 @@ class CacheEntry(IdMixin, CreatedAtMixin, Base):
     __tablename__ = "cache_entries"
     __table_args__ = (
         UniqueConstraint("tenant_id", "cache_key"),
-        Index("ix_cache_entries_tenant_scope", "tenant_id", "scope_key"),
+        # The columns of an exact search in the index (app/cache/sizes.py): a scope's vectors
+        # lie together in its leaf pages, read by an index-only scan, not one heap page per
+        # entry scattered over the table (migration 0024_cache_scope).
+        Index(
+            "ix_cache_entries_tenant_scope",
+            "tenant_id",
+            "scope_key",
+            postgresql_include=["id", "created_at", "embedding"],
+        ),
         Index(
             "ix_cache_entries_embedding",
             "embedding",

@@ -246,6 +246,7 @@ def test_a_tenant_with_a_small_share_of_the_index_still_finds_its_entry(
     db.execute(text("ANALYZE cache_entries"))
     db.commit()
     monkeypatch.setattr(get_settings(), "cache_ef_search", 10)
+    monkeypatch.setattr(get_settings(), "cache_exact_below", 0)  # HNSW, not the exact search
 
     again = job(db, tenant[0], prompt=PARAPHRASE)
     ingest(db, embedder, again)
