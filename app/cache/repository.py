@@ -13,6 +13,7 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Integer,
+    Select,
     Table,
     Text,
     bindparam,
@@ -29,7 +30,7 @@ from sqlalchemy.orm import Session, defer
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.types import TypeEngine
 
-from app.kit.db import in_array
+from app.kit.db import in_array, index_scans_only
 from app.models import CacheEntry, CacheSettings, JobEmbedding
 
 
@@ -126,6 +127,71 @@ def insert_many(session: Session, rows: list[EntryRow], *, replace: bool = False
     ``replace`` overwritten (a ``cache: refresh`` request)."""
     if rows:
         session.execute(_REPLACE if replace else _KEEP, rows)
+
+
+class AnswerRow(TypedDict):
+    """An answer to remember: the entry's own columns; the semantic ones come from the job's
+    ``job_embeddings`` row (``insert_answers``)."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    cache_key: str
+    model: str
+    result: str
+    source_job_id: uuid.UUID
+    input_tokens: int
+    output_tokens: int
+    request_text: str | None
+
+
+# Answers become entries in one statement that takes each job's scope, kind, vector and band
+# keys from what its lookup saved in ``job_embeddings``, instead of reading 384 floats a prompt
+# into Python and sending them back. The request text is kept only for a job that has one
+# (a job without a semantic lookup is an exact entry). Rows in key order, so concurrent polls
+# lock keys alike.
+_ANSWERS_SELECT = (
+    "INSERT INTO cache_entries (id, tenant_id, cache_key, model, result, source_job_id,"
+    " input_tokens, output_tokens, hit_count, created_at, last_hit_at, scope_key, kind,"
+    " request_text, embedding, lsh_bands)"
+    " SELECT a.id, a.tenant_id, a.cache_key, a.model, a.result, a.source_job_id,"
+    "  a.input_tokens, a.output_tokens, 0, :now, NULL, e.scope_key, e.kind,"
+    "  CASE WHEN e.job_id IS NULL THEN NULL ELSE a.request_text END, e.embedding, e.lsh_bands"
+    " FROM unnest(:ids, :tenant_ids, :cache_keys, :models, :results, :source_job_ids,"
+    "  :input_tokens, :output_tokens, :request_texts)"
+    "  AS a(id, tenant_id, cache_key, model, result, source_job_id, input_tokens,"
+    "  output_tokens, request_text)"
+    " LEFT JOIN job_embeddings AS e ON e.job_id = a.source_job_id"
+    " ORDER BY a.tenant_id, a.cache_key"
+    " ON CONFLICT (tenant_id, cache_key) DO "
+)
+_ANSWER_ARRAYS = (
+    ("ids", "id", PG_UUID(as_uuid=True)),
+    ("tenant_ids", "tenant_id", PG_UUID(as_uuid=True)),
+    ("cache_keys", "cache_key", Text()),
+    ("models", "model", Text()),
+    ("results", "result", Text()),
+    ("source_job_ids", "source_job_id", PG_UUID(as_uuid=True)),
+    ("input_tokens", "input_tokens", Integer()),
+    ("output_tokens", "output_tokens", Integer()),
+    ("request_texts", "request_text", Text()),
+)
+_ANSWER_PARAMS = [bindparam(name, type_=ARRAY(item)) for name, _, item in _ANSWER_ARRAYS]
+_ANSWERS_KEEP = text(_ANSWERS_SELECT + "NOTHING").bindparams(*_ANSWER_PARAMS)
+_ANSWERS_REPLACE = text(
+    _ANSWERS_SELECT + "UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in _ENTRY_COLUMNS)
+).bindparams(*_ANSWER_PARAMS)
+
+
+def insert_answers(
+    session: Session, rows: list[AnswerRow], *, now: datetime, replace: bool = False
+) -> None:
+    """``insert_many`` for answers, their semantic columns from their jobs' saved lookups (one
+    statement; one row per tenant and key, as an upsert cannot touch a row twice)."""
+    if not rows:
+        return
+    params: dict[str, Any] = {name: [row[key] for row in rows] for name, key, _ in _ANSWER_ARRAYS}  # type: ignore[literal-required]
+    params["now"] = now
+    session.execute(_ANSWERS_REPLACE if replace else _ANSWERS_KEEP, params)
 
 
 def set_search_breadth(session: Session, *, ef_search: int) -> None:
@@ -268,6 +334,45 @@ _SAVE_JOB_EMBEDDINGS = _job_embedding.on_conflict_do_update(
     index_elements=["job_id"],
     set_={c: _job_embedding.excluded[c] for c in ("scope_key", "kind", "embedding", "lsh_bands")},
 )
+
+
+# The in-flight side of the same probe: the saved band keys of jobs still waiting for their
+# answer (GIN index of migration 0024_ingest). Compared as one ``&&`` with a chunk's keys, every
+# live leader's array of the tenant was read and compared with all of them.
+_JOB_BAND_PROBE = text(
+    "SELECT DISTINCT hit.job_id FROM unnest(:keys) AS k(key) CROSS JOIN LATERAL"
+    " (SELECT j.job_id FROM job_embeddings AS j"
+    "  WHERE j.lsh_bands IS NOT NULL AND j.lsh_bands && ARRAY[k.key]) AS hit"
+).bindparams(bindparam("keys", type_=ARRAY(BigInteger())))
+
+
+@dataclass(frozen=True, slots=True)
+class JobBands:
+    """A job in flight that shares a band key with a query: its scope and band keys."""
+
+    job_id: uuid.UUID
+    scope_key: str
+    lsh_bands: list[int] | None
+
+
+def jobs_sharing_bands(
+    session: Session, *, bands: list[int], scope_keys: list[str], among: Select[uuid.UUID]
+) -> list[JobBands]:
+    """Jobs among ``among`` (a subquery of ids) in any of ``scope_keys`` whose saved band keys
+    share one with ``bands``: one probe of the GIN index per distinct key, then the rows."""
+    keys = sorted(set(bands))
+    if not keys:
+        return []
+    with index_scans_only(session):
+        ids = list(session.scalars(_JOB_BAND_PROBE, {"keys": keys}))
+    if not ids:
+        return []
+    query = select(JobEmbedding.job_id, JobEmbedding.scope_key, JobEmbedding.lsh_bands).where(
+        in_array(JobEmbedding.job_id, ids),
+        in_array(JobEmbedding.scope_key, scope_keys),
+        JobEmbedding.job_id.in_(among),
+    )
+    return [JobBands(row.job_id, row.scope_key, row.lsh_bands) for row in session.execute(query)]
 
 
 def save_job_embeddings(session: Session, rows: list[JobEmbeddingRow]) -> None:
