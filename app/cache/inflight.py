@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
-from app.cache import neardup, repository, verify
+from app.cache import job_embeddings, neardup, verify
 from app.config import get_settings
 
 
@@ -45,7 +45,7 @@ def in_flight_matches(
     document passes the near-duplicate check; ``texts`` reads candidates' documents."""
     if not queries:
         return {}
-    rows = repository.jobs_sharing_bands(
+    rows = job_embeddings.jobs_sharing_bands(
         session,
         bands=[key for query in queries.values() for key in query.bands],
         scope_keys=sorted({q.scope for q in queries.values()}),

@@ -1,4 +1,5 @@
-"""Queries on the cache's tables: ``cache_entries``, ``cache_settings``, ``job_embeddings``."""
+"""Queries on the cache's tables: ``cache_entries``, ``cache_settings`` (``job_embeddings`` in
+``job_embeddings.py``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Integer,
-    Select,
     Table,
     Text,
     bindparam,
@@ -30,8 +30,8 @@ from sqlalchemy.orm import Session, defer
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.types import TypeEngine
 
-from app.kit.db import in_array, index_scans_only
-from app.models import CacheEntry, CacheSettings, JobEmbedding
+from app.kit.db import in_array
+from app.models import CacheEntry, CacheSettings
 
 
 class EntryRow(TypedDict):
@@ -53,18 +53,6 @@ class EntryRow(TypedDict):
     request_text: str | None
     embedding: list[float] | None
     lsh_bands: list[int] | None
-
-
-class JobEmbeddingRow(TypedDict):
-    """What ingest computed for a job's semantic lookup, kept until its answer is stored: a
-    prompt's vector, a document's band keys."""
-
-    job_id: uuid.UUID
-    scope_key: str
-    kind: str
-    embedding: list[float] | None
-    lsh_bands: list[int] | None
-    created_at: datetime
 
 
 def typed_array(values: list[Any], item: TypeEngine[Any]) -> BindParameter[Any]:
@@ -327,67 +315,6 @@ def near_duplicates(
     if since is not None:
         query = query.where(CacheEntry.created_at >= since)
     return list(session.scalars(query))
-
-
-_job_embedding = insert(cast(Table, JobEmbedding.__table__))
-_SAVE_JOB_EMBEDDINGS = _job_embedding.on_conflict_do_update(
-    index_elements=["job_id"],
-    set_={c: _job_embedding.excluded[c] for c in ("scope_key", "kind", "embedding", "lsh_bands")},
-)
-
-
-# The in-flight side of the same probe: the saved band keys of jobs still waiting for their
-# answer (GIN index of migration 0024_ingest). Compared as one ``&&`` with a chunk's keys, every
-# live leader's array of the tenant was read and compared with all of them.
-_JOB_BAND_PROBE = text(
-    "SELECT DISTINCT hit.job_id FROM unnest(:keys) AS k(key) CROSS JOIN LATERAL"
-    " (SELECT j.job_id FROM job_embeddings AS j"
-    "  WHERE j.lsh_bands IS NOT NULL AND j.lsh_bands && ARRAY[k.key]) AS hit"
-).bindparams(bindparam("keys", type_=ARRAY(BigInteger())))
-
-
-@dataclass(frozen=True, slots=True)
-class JobBands:
-    """A job in flight that shares a band key with a query: its scope and band keys."""
-
-    job_id: uuid.UUID
-    scope_key: str
-    lsh_bands: list[int] | None
-
-
-def jobs_sharing_bands(
-    session: Session, *, bands: list[int], scope_keys: list[str], among: Select[uuid.UUID]
-) -> list[JobBands]:
-    """Jobs among ``among`` (a subquery of ids) in any of ``scope_keys`` whose saved band keys
-    share one with ``bands``: one probe of the GIN index per distinct key, then the rows."""
-    keys = sorted(set(bands))
-    if not keys:
-        return []
-    with index_scans_only(session):
-        ids = list(session.scalars(_JOB_BAND_PROBE, {"keys": keys}))
-    if not ids:
-        return []
-    query = select(JobEmbedding.job_id, JobEmbedding.scope_key, JobEmbedding.lsh_bands).where(
-        in_array(JobEmbedding.job_id, ids),
-        in_array(JobEmbedding.scope_key, scope_keys),
-        JobEmbedding.job_id.in_(among),
-    )
-    return [JobBands(row.job_id, row.scope_key, row.lsh_bands) for row in session.execute(query)]
-
-
-def save_job_embeddings(session: Session, rows: list[JobEmbeddingRow]) -> None:
-    if rows:
-        session.execute(_SAVE_JOB_EMBEDDINGS, rows)
-
-
-def job_embeddings(session: Session, *, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, JobEmbedding]:
-    query = select(JobEmbedding).where(in_array(JobEmbedding.job_id, job_ids))
-    return {emb.job_id: emb for emb in session.scalars(query)}
-
-
-def delete_job_embeddings(session: Session, *, job_ids: list[uuid.UUID]) -> None:
-    if job_ids:
-        session.execute(delete(JobEmbedding).where(in_array(JobEmbedding.job_id, job_ids)))
 
 
 def get_settings(session: Session, *, tenant_id: uuid.UUID) -> CacheSettings | None:

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from app.cache import repository
+from app.cache import job_embeddings, repository
 from app.cache.keys import request_text
 from app.cache.policy import policy
 from app.models import CacheMode, utcnow
@@ -59,7 +59,7 @@ def store_many(session: Session, writes: list[CacheWrite]) -> None:
         (replace if w.cache_mode == CacheMode.refresh else keep).append(row)
     repository.insert_answers(session, _first_per_key(keep), now=now)
     repository.insert_answers(session, _first_per_key(replace), now=now, replace=True)
-    repository.delete_job_embeddings(session, job_ids=[w.source_job_id for w in writes])
+    job_embeddings.delete_job_embeddings(session, job_ids=[w.source_job_id for w in writes])
     for tenant_id in {w.tenant_id for w in writes}:
         enforce_limits(session, tenant_id=tenant_id, now=now)
 

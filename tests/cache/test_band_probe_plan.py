@@ -7,12 +7,12 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app.cache import repository
+from app.cache import job_embeddings
 from app.kit.db import index_scans_only
 
 
 def _plan(db: Session, keys: list[int]) -> str:
-    probe = repository._JOB_BAND_PROBE
+    probe = job_embeddings._JOB_BAND_PROBE
     explain = text(f"EXPLAIN {probe.text}").bindparams(*probe._bindparams.values())
     return "\n".join(row[0] for row in db.execute(explain, {"keys": keys}))
 
