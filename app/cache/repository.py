@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, defer
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.types import TypeEngine
 
-from app.kit.db import in_array
+from app.kit.db import in_array, index_scans_only
 from app.models import CacheEntry, CacheSettings
 
 
@@ -300,7 +300,11 @@ def near_duplicates(
     keys = sorted(set(bands))
     if not keys:
         return []
-    ids = list(session.scalars(_BAND_PROBE, {"keys": keys}))
+    # Planned with sequential scans off: psycopg prepares a statement run five times, and a
+    # generic plan made while the table looked small scanned every entry once per key (one
+    # ingest process's chunks took 17-27 s instead of 0.7 s in a 10,000-document run).
+    with index_scans_only(session):
+        ids = list(session.scalars(_BAND_PROBE, {"keys": keys}))
     if not ids:
         return []
     query = (

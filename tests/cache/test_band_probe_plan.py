@@ -1,27 +1,39 @@
-"""The in-flight near-duplicate probe reads the GIN index on ``job_embeddings.lsh_bands``
-(migration 0024_ingest), one probe per band key, even where the table's statistics say it is
-empty (it is written and emptied faster than autovacuum analyses it)."""
+"""The near-duplicate probes read their GIN indexes, one probe per band key: in flight the
+one on ``job_embeddings.lsh_bands`` (migration 0024_ingest), in the cache the one on
+``cache_entries.lsh_bands``, even where a table's statistics say it is empty (written faster
+than autovacuum analyses it; a plan made then and kept as a prepared statement's generic plan
+scanned the whole table once per key)."""
 
 from __future__ import annotations
 
-from sqlalchemy import text
+import pytest
+from sqlalchemy import TextClause, text
 from sqlalchemy.orm import Session
 
-from app.cache import job_embeddings
+from app.cache import job_embeddings, repository
 from app.kit.db import index_scans_only
 
 
-def _plan(db: Session, keys: list[int]) -> str:
-    probe = job_embeddings._JOB_BAND_PROBE
+def _plan(db: Session, probe: TextClause, keys: list[int]) -> str:
     explain = text(f"EXPLAIN {probe.text}").bindparams(*probe._bindparams.values())
     return "\n".join(row[0] for row in db.execute(explain, {"keys": keys}))
 
 
-def test_the_probe_of_jobs_in_flight_uses_the_band_index(db: Session) -> None:
+@pytest.mark.parametrize(
+    ("probe", "table", "index"),
+    [
+        (job_embeddings._JOB_BAND_PROBE, "job_embeddings", "ix_job_embeddings_lsh_bands"),
+        (repository._BAND_PROBE, "cache_entries", "ix_cache_entries_lsh_bands"),
+    ],
+    ids=["in flight", "cached"],
+)
+def test_a_band_probe_uses_its_index(
+    db: Session, probe: TextClause, table: str, index: str
+) -> None:
     with index_scans_only(db):
-        plan = _plan(db, [11, 22, 33])
-    assert "ix_job_embeddings_lsh_bands" in plan
-    assert "Seq Scan on job_embeddings" not in plan
+        plan = _plan(db, probe, [11, 22, 33])
+    assert index in plan
+    assert f"Seq Scan on {table}" not in plan
 
 
 def test_sequential_scans_are_allowed_again_after_the_probe(db: Session) -> None:
