@@ -4,8 +4,9 @@ The in-flight near-duplicate search (``app/cache/inflight.py``) looked for live 
 sharing a band key with a chunk's documents by reading every live leader's saved band keys
 of the tenant and comparing each array with the chunk's (about 10,000 keys): the longer the
 backlog in flight, the slower each chunk. With this index each distinct key is probed on its
-own (``repository._JOB_BAND_PROBE``), as the cache's entries are. No pending list, as for
-``ix_cache_entries_lsh_bands`` (migration 0023_cache): every probe would read through it.
+own (``_JOB_BAND_PROBE`` in ``app/cache/job_embeddings.py``), as the cache's entries are. No
+pending list, as for ``ix_cache_entries_lsh_bands`` (migration 0023_cache): every probe would
+read through it.
 
 Revision ID: 0024_ingest
 Revises: 0023_cache
