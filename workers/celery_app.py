@@ -14,6 +14,7 @@ from app.config import get_settings
 from app.kit import queue
 from app.providers.registry import batch_limits, shared_provider
 from app.routing.strategies import RouterUnavailable, check_configured_router
+from workers import beat as _beat  # noqa: F401  (tick marks cleared when ticks start)
 from workers import metrics as _task_metrics  # noqa: F401  (task duration signals)
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ celery_app.conf.update(
     task_ignore_result=True,
     # Flower follows tasks through the workers' events (received, started, succeeded ...).
     worker_send_task_events=True,
+    # No tick is sent while an earlier one of the same task still waits (workers/beat.py).
+    beat_scheduler="workers.beat:TickScheduler",
     beat_schedule={
         # A periodic hint older than its interval is dropped (`expires`), not run late: a busy
         # worker must not work through a backlog of ticks ahead of real work (submissions).

@@ -16,14 +16,11 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, Select, select
+from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
-from app.cache import neardup, verify
-from app.cache.repository import typed_array
+from app.cache import job_embeddings, neardup, verify
 from app.config import get_settings
-from app.kit.db import in_array
-from app.models import JobEmbedding
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,14 +45,12 @@ def in_flight_matches(
     document passes the near-duplicate check; ``texts`` reads candidates' documents."""
     if not queries:
         return {}
-    bands = sorted({key for query in queries.values() for key in query.bands})
-    rows = session.execute(
-        select(JobEmbedding.job_id, JobEmbedding.scope_key, JobEmbedding.lsh_bands).where(
-            JobEmbedding.job_id.in_(among),
-            in_array(JobEmbedding.scope_key, sorted({q.scope for q in queries.values()})),
-            JobEmbedding.lsh_bands.overlap(typed_array(bands, BigInteger())),
-        )
-    ).all()
+    rows = job_embeddings.jobs_sharing_bands(
+        session,
+        bands=[key for query in queries.values() for key in query.bands],
+        scope_keys=sorted({q.scope for q in queries.values()}),
+        among=among,
+    )
     limit = get_settings().cache_candidates
     by_scope: dict[str, list[tuple[uuid.UUID, list[int] | None]]] = {}
     for row in rows:

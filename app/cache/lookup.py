@@ -16,7 +16,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from app.cache import metrics, neardup, repository
+from app.cache import job_embeddings, metrics, neardup, repository
 from app.cache.documents import DocumentQuery, lookup_documents
 from app.cache.inflight import NearQuery
 from app.cache.keys import DOCUMENT, cache_key, kind_of, request_text, scope_key, semantic_allowed
@@ -125,10 +125,10 @@ def lookup_jobs(
     for item in documents:
         item.bands = neardup.shingled(item.text).bands
     _embed([p for p in prompts if p.embedding is None], embedder)
-    repository.save_job_embeddings(
+    job_embeddings.save_job_embeddings(
         session,
         [
-            repository.JobEmbeddingRow(job_id=p.job.id, scope_key=p.scope, kind=p.kind,
+            job_embeddings.JobEmbeddingRow(job_id=p.job.id, scope_key=p.scope, kind=p.kind,
                                        embedding=p.embedding, lsh_bands=p.bands, created_at=now)
             for p in pending
             if p.embedding is not None or p.bands is not None

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from app.cache import repository
+from app.cache import job_embeddings, repository
 from app.cache.keys import request_text
 from app.cache.policy import policy
 from app.models import CacheMode, utcnow
@@ -41,13 +41,11 @@ def store_many(session: Session, writes: list[CacheWrite]) -> None:
     recomputed); then each tenant's TTL and entry limit are enforced."""
     if not writes:
         return
-    embedded = repository.job_embeddings(session, job_ids=[w.source_job_id for w in writes])
     now = utcnow()
-    keep: list[repository.EntryRow] = []
-    replace: list[repository.EntryRow] = []
+    keep: list[repository.AnswerRow] = []
+    replace: list[repository.AnswerRow] = []
     for w in writes:
-        emb = embedded.get(w.source_job_id)
-        row = repository.EntryRow(
+        row = repository.AnswerRow(
             id=uuid.uuid4(),
             tenant_id=w.tenant_id,
             cache_key=w.cache_key,
@@ -56,26 +54,18 @@ def store_many(session: Session, writes: list[CacheWrite]) -> None:
             source_job_id=w.source_job_id,
             input_tokens=w.input_tokens,
             output_tokens=w.output_tokens,
-            hit_count=0,
-            created_at=now,
-            last_hit_at=None,
-            scope_key=emb.scope_key if emb else None,
-            kind=emb.kind if emb else None,
-            request_text=request_text(prompt=w.prompt, document=w.document) if emb else None,
-            embedding=emb.embedding if emb else None,
-            lsh_bands=emb.lsh_bands if emb else None,
+            request_text=request_text(prompt=w.prompt, document=w.document),
         )
         (replace if w.cache_mode == CacheMode.refresh else keep).append(row)
-    # One row per key per statement: Postgres refuses to touch a row twice in one upsert.
-    repository.insert_many(session, _first_per_key(keep))
-    repository.insert_many(session, _first_per_key(replace), replace=True)
-    repository.delete_job_embeddings(session, job_ids=list(embedded))
+    repository.insert_answers(session, _first_per_key(keep), now=now)
+    repository.insert_answers(session, _first_per_key(replace), now=now, replace=True)
+    job_embeddings.delete_job_embeddings(session, job_ids=[w.source_job_id for w in writes])
     for tenant_id in {w.tenant_id for w in writes}:
         enforce_limits(session, tenant_id=tenant_id, now=now)
 
 
-def _first_per_key(rows: list[repository.EntryRow]) -> list[repository.EntryRow]:
-    seen: dict[tuple[uuid.UUID, str], repository.EntryRow] = {}
+def _first_per_key(rows: list[repository.AnswerRow]) -> list[repository.AnswerRow]:
+    seen: dict[tuple[uuid.UUID, str], repository.AnswerRow] = {}
     for row in rows:
         seen.setdefault((row["tenant_id"], row["cache_key"]), row)
     return list(seen.values())

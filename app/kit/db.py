@@ -21,6 +21,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     create_engine,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import QueryableAttribute, Session, sessionmaker
@@ -155,3 +156,15 @@ def update_rows_by_id(
         return 0
     columns = {name: list(map(attrgetter(name), rows)) for name in row_names(rows[0])}
     return update_columns(session, table, columns, guard=guard)
+
+
+@contextmanager
+def index_scans_only(session: Session) -> Iterator[None]:
+    """Within the block, the planner does not choose a sequential scan where an index can
+    serve (``SET LOCAL``, this transaction only; back to the session's setting after). For
+    probes of a table whose statistics lag behind its rows (one written and emptied as fast
+    as ``job_embeddings``): estimated empty, a probe per key became a scan of the table per
+    key. No ``finally``: a block that raises rolls the transaction back, which undoes it."""
+    session.execute(text("SET LOCAL enable_seqscan = off"))
+    yield
+    session.execute(text("SET LOCAL enable_seqscan TO DEFAULT"))

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 
 from pgvector.sqlalchemy import Vector
-from sqlalchemy import BigInteger, ForeignKey, String
+from sqlalchemy import BigInteger, ForeignKey, Index, String, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -17,6 +17,16 @@ class JobEmbedding(CreatedAtMixin, Base):
     both the lookup and the write."""
 
     __tablename__ = "job_embeddings"
+    __table_args__ = (
+        # in-flight near-duplicates are probed by band key (migration 0024_ingest)
+        Index(
+            "ix_job_embeddings_lsh_bands",
+            "lsh_bands",
+            postgresql_using="gin",
+            postgresql_where=text("lsh_bands IS NOT NULL"),
+            postgresql_with={"fastupdate": "off"},
+        ),
+    )
 
     job_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True

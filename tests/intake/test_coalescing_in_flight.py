@@ -146,3 +146,32 @@ def test_a_patient_job_rides_a_batch_leader_and_is_detached_when_it_runs_late(
     db.commit()
     db.expire_all()
     assert db.scalar(select(Job.state).where(Job.id == patient)) == JobState.batched
+
+
+def test_among_many_documents_in_flight_a_copy_finds_its_own_original(
+    db: Session, api: TestClient
+) -> None:
+    # The in-flight search probes the band-key index of every job in flight; what it finds is
+    # narrowed to the tenant's live leaders of the copy's scope. The same article in flight
+    # under another instruction shares every band key, but is another request.
+    unrelated = [
+        "A storm closed the coastal road for two days while engineers inspected the sea wall.",
+        "The orchestra announced a winter season of eight concerts with two new commissions.",
+    ]
+    leaders = submit_documents(api, [ARTICLE, *unrelated], mode="batch")
+    (translated,) = submit_documents(api, [ARTICLE], mode="batch", instruction="Translate it.")
+    run_ingest(db, [*leaders, translated])
+    (copy,) = submit_documents(api, [SYNDICATED], mode="batch")
+    (copy_translated,) = submit_documents(
+        api, [SYNDICATED], mode="batch", instruction="Translate it."
+    )
+    (copy_listed,) = submit_documents(api, [SYNDICATED], mode="batch", instruction="List names.")
+    run_ingest(db, [copy, copy_translated, copy_listed])
+    rows = {job.id: job for job in jobs(db, [*leaders, translated, copy, copy_translated,
+                                              copy_listed])}  # fmt: skip
+    assert all(rows[i].coalesce_leader for i in [*leaders, translated])
+    assert rows[copy].coalesced_with == leaders[0]
+    assert rows[copy_translated].coalesced_with == translated
+    # nothing of its scope is in flight: it leads
+    assert rows[copy_listed].coalesced_with is None
+    assert rows[copy_listed].coalesce_leader
