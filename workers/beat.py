@@ -78,9 +78,15 @@ class TickScheduler(PersistentScheduler):
         super().apply_entry(tick, producer=producer)
 
 
+def _is_tick(app: Any, name: str) -> bool:
+    """Whether beat schedules ``name`` (every other task starts without a Redis call)."""
+    schedule = app.conf.beat_schedule or {}
+    return any(entry.get("task") == name for entry in schedule.values())
+
+
 @task_prerun.connect
 def _tick_started(task_id: str | None = None, task: Any = None, **_: Any) -> None:
-    if task is not None and task_id:
+    if task is not None and task_id and _is_tick(task.app, task.name):
         clear_tick(task.name, task_id)
 
 

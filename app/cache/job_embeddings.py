@@ -31,7 +31,7 @@ class JobEmbeddingRow(TypedDict):
 
 
 # The in-flight side of the same probe: the saved band keys of jobs still waiting for their
-# answer (GIN index of migration 0024_ingest). Compared as one ``&&`` with a chunk's keys, every
+# answer (GIN index of migration 0026_ingest). Compared as one ``&&`` with a chunk's keys, every
 # live leader's array of the tenant was read and compared with all of them.
 _JOB_BAND_PROBE = text(
     "SELECT DISTINCT hit.job_id FROM unnest(:keys) AS k(key) CROSS JOIN LATERAL"

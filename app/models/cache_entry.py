@@ -29,7 +29,7 @@ class CacheEntry(IdMixin, CreatedAtMixin, Base):
         UniqueConstraint("tenant_id", "cache_key"),
         # The columns of an exact search in the index (app/cache/sizes.py): a scope's vectors
         # lie together in its leaf pages, read by an index-only scan, not one heap page per
-        # entry scattered over the table (migration 0024_cache_scope).
+        # entry scattered over the table (migration 0027_cache_scope).
         Index(
             "ix_cache_entries_tenant_scope",
             "tenant_id",

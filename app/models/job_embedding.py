@@ -18,7 +18,7 @@ class JobEmbedding(CreatedAtMixin, Base):
 
     __tablename__ = "job_embeddings"
     __table_args__ = (
-        # in-flight near-duplicates are probed by band key (migration 0024_ingest)
+        # in-flight near-duplicates are probed by band key (migration 0026_ingest)
         Index(
             "ix_job_embeddings_lsh_bands",
             "lsh_bands",

@@ -1,5 +1,5 @@
 """The near-duplicate probes read their GIN indexes, one probe per band key: in flight the
-one on ``job_embeddings.lsh_bands`` (migration 0024_ingest), in the cache the one on
+one on ``job_embeddings.lsh_bands`` (migration 0026_ingest), in the cache the one on
 ``cache_entries.lsh_bands``, even where a table's statistics say it is empty (written faster
 than autovacuum analyses it; a plan made then and kept as a prepared statement's generic plan
 scanned the whole table once per key)."""

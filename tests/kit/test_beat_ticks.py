@@ -20,9 +20,13 @@ from workers.celery_app import celery_app
 
 
 @pytest.fixture
-def ticks(broker: str, tmp_path: Path) -> Iterator[tuple[beat.TickScheduler, ScheduleEntry, str]]:
-    """A scheduler and one entry of a task of this test's own, sent to a queue of its own."""
+def ticks(
+    broker: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[beat.TickScheduler, ScheduleEntry, str]]:
+    """A scheduler and one entry of a task of this test's own (in the beat schedule, as the
+    real ticks are), sent to a queue of its own."""
     name = f"thrifty.test_tick_{uuid.uuid4().hex}"
+    monkeypatch.setitem(celery_app.conf.beat_schedule, "test-tick", {"task": name, "schedule": 1.0})
     queue_name = f"test-ticks-{uuid.uuid4().hex}"
     scheduler = beat.TickScheduler(
         app=celery_app, schedule_filename=str(tmp_path / "beat"), lazy=True
@@ -60,7 +64,7 @@ def test_the_next_tick_is_sent_once_the_waiting_one_starts(
     scheduler.apply_entry(entry)
     (first,) = queued(broker, queue_name)
     # another message of the same task starting does not clear the waiting tick's mark
-    task = Bunch(name=entry.task)
+    task = Bunch(name=entry.task, app=celery_app)
     task_prerun.send(sender=task, task_id=str(uuid.uuid4()), task=task)
     scheduler.apply_entry(entry)
     assert queued(broker, queue_name) == [first]

@@ -7,8 +7,8 @@ scope of a 500,000-entry table read from the OS cache (docs/benchmarks.md). With
 ``created_at`` and the vector included in the index, the search is an index-only scan of
 the scope's own leaf pages (about a fifth as many pages, side by side).
 
-Revision ID: 0024_cache_scope
-Revises: 0023_cache
+Revision ID: 0027_cache_scope
+Revises: 0026_ingest
 Create Date: 2026-12-04 20:40:00
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0024_cache_scope"
-down_revision: str | None = "0023_cache"
+revision: str = "0027_cache_scope"
+down_revision: str | None = "0026_ingest"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

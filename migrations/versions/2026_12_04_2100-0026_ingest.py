@@ -8,8 +8,8 @@ own (``_JOB_BAND_PROBE`` in ``app/cache/job_embeddings.py``), as the cache's ent
 pending list, as for ``ix_cache_entries_lsh_bands`` (migration 0023_cache): every probe would
 read through it.
 
-Revision ID: 0024_ingest
-Revises: 0023_cache
+Revision ID: 0026_ingest
+Revises: 0025_router2
 Create Date: 2026-12-04 20:10:00
 """
 
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0024_ingest"
-down_revision: str | None = "0023_cache"
+revision: str = "0026_ingest"
+down_revision: str | None = "0025_router2"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
