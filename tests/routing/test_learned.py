@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.routing.calibration import StreamCut, StreamCuts, replay
 from app.routing.curves import curve
 from app.routing.learned import RouterLoadError, load_router
 from app.routing.outcomes import OutcomeFileError, read_outcomes
@@ -46,6 +47,31 @@ def test_scores_that_follow_the_gain_beat_random_and_the_reverse_loses() -> None
     # one of four to strong already reaches the all-strong quality
     assert good.share_at_quality_fraction(1.0) == pytest.approx(0.25)
     assert good.cpt(0.95) <= 0.5
+
+
+# --- the running cut (calibration.py) -------------------------------------------------------
+
+
+def test_the_running_cut_starts_at_the_training_cut_and_follows_shifted_traffic() -> None:
+    training = np.sort(np.random.default_rng(1).normal(0.0, 1.0, 5000))
+    stream = StreamCut(training, window=200)
+    assert stream.cut(0.5) == pytest.approx(np.quantile(training, 0.5), abs=0.02)
+    assert (stream.cut(0), stream.cut(1)) == (float("inf"), float("-inf"))
+    # Traffic whose scores sit a whole unit higher (a domain the training data lacks): the
+    # training cut would send most of it to strong; the running cut comes back to the share.
+    traffic = np.random.default_rng(2).normal(1.0, 1.0, 2000)
+    assert np.mean(traffic >= np.quantile(training, 0.5)) > 0.75
+    strong = replay(training, traffic.tolist(), 0.5, window=200)
+    assert abs(strong[200:].mean() - 0.5) <= 0.05
+    assert abs(strong.mean() - 0.5) <= 0.1
+
+
+def test_each_tenant_has_its_own_running_cut() -> None:
+    streams = StreamCuts(np.linspace(0.0, 1.0, 101), window=50)
+    for _ in range(50):
+        streams.of("busy").route(5.0, 0.5)
+    assert streams.of("busy").cut(0.5) == 5.0
+    assert streams.of("quiet").cut(0.5) == pytest.approx(0.5, abs=0.02)
 
 
 # --- outcome files --------------------------------------------------------------------------

@@ -229,9 +229,9 @@ def test_learned_jobs_show_why_they_were_routed_and_embed_once(
         strong = routing["threshold"] is None or routing["score"] >= routing["threshold"]
         assert (routing["chosen"] == "gpt-4o") == (strong and routing["expected_strong_share"] > 0)
         assert str(out["route_reason"]).startswith("learned: ")
-        thresholds.append(routing.get("threshold"))
+        thresholds.append(routing.get("training_threshold"))
     assert [o["routing"]["quality_target"] for o in outs[:3]] == [0.9, 0.5, 1.0]  # type: ignore[index]
-    low, high = thresholds[1], thresholds[2]  # a higher target never raises the cut
+    low, high = thresholds[1], thresholds[2]  # a higher target never raises the training cut
     assert low is None or high is None or high <= low
 
     for out, hint in ((outs[4], "tier"), (outs[5], "documents")):
