@@ -22,7 +22,7 @@ from app.routing.calibration import replay
 from app.routing.curves import bootstrap, curve
 from app.routing.learned import META_NAMES, Components, Params, fit_components
 from app.routing.outcomes import Outcome, read_outcomes
-from app.routing.training import Fitted, labels_of
+from app.routing.training import Fitted, domain_out_meta, labels_of
 
 GROUPS = {
     "maths/science out": ["elementary_mathematics", "college_mathematics",
@@ -39,14 +39,18 @@ GROUPS = {
         "high_school_world_history", "prehistory", "us_foreign_policy", "security_studies",
         "high_school_government_and_politics"],
 }  # fmt: skip
-VARIANTS = {  # name: (combiner columns, shrink the prior by the classifier's confidence)
-    "learned (old default)": (Params().columns, False),
-    "learned, prior shrunk": (Params().columns, True),
-    "learned, every meta-feature": ((), False),
+COLUMNS = Params().columns
+VARIANTS = {  # name: (combiner columns, prior shrunk by confidence, domain-out rows)
+    "learned (old default)": (COLUMNS, False, False),
+    "learned, prior shrunk": (COLUMNS, True, False),
+    "learned, +domain-out rows": (COLUMNS, False, True),
+    "learned, every meta-feature": ((), False, False),
     "kNN+ridge+prior only": (("knn_gain", "knn_weak", "knn_strong", "ridge_gain",
-        "prior_gain", "prior_weak", "prior_strong"), False),
+        "prior_gain", "prior_weak", "prior_strong"), False, False),
 }  # fmt: skip
-DEFAULT = "learned, prior shrunk" if Params().prior_shrink else "learned (old default)"
+DEFAULT = next(name for name, (columns, shrink, rows) in VARIANTS.items()
+               if (columns, shrink, rows) == (COLUMNS, Params().prior_shrink,
+                                              Params().domain_out_rows))  # fmt: skip
 
 
 def _embeddings(outcomes: list[Outcome], cache: Path | None) -> np.ndarray:
@@ -96,6 +100,7 @@ def fold(name: str, outcomes: list[Outcome], emb: np.ndarray, held: np.ndarray) 
     # the components are fitted once; shrinking the prior only changes how they are read
     metas, test_metas, parts, names = _metas(emb[train_idx], labels, prompts, domains,
                                              emb[test_idx], test_prompts, params)  # fmt: skip
+    domain_out = domain_out_meta(emb[train_idx], labels, prompts, domains, params)
     test_meta = test_metas[False]
     test_labels = labels_of([outcomes[i] for i in test_idx])
     weak, strong = test_labels[:, 1] > 0, test_labels[:, 2] > 0
@@ -109,9 +114,9 @@ def fold(name: str, outcomes: list[Outcome], emb: np.ndarray, held: np.ndarray) 
     print(_line("domain prior (the labels)", prior, weak, strong, None))
     print(_line("predict weak failure (kNN)", -test_meta[:, 1], weak, strong, None))
     result: dict[str, float] = {}
-    for variant, (columns, shrink) in VARIANTS.items():
-        chosen = Params(columns=columns, prior_shrink=shrink)
-        fitted = Fitted(parts, names, metas[shrink], labels, chosen)
+    for variant, (columns, shrink, rows) in VARIANTS.items():
+        chosen = Params(columns=columns, prior_shrink=shrink, domain_out_rows=rows)
+        fitted = Fitted(parts, names, metas[shrink], labels, chosen, domain_out if rows else None)
         z = (test_metas[shrink] - fitted.mean) / fitted.scale
         scores = z @ fitted.coef + fitted.intercept
         shares = _shares(scores, fitted.oof_scores, test_domains)

@@ -66,6 +66,8 @@ class Params:
     # confidence (its largest probability), so a prompt of a domain the training data
     # lacks is not scored by a wrong domain's rates (docs/routing.md).
     prior_shrink: bool = False
+    # Fit the combiner on domain-left-out meta-features too (training.domain_out_meta).
+    domain_out_rows: bool = True
 
 
 def knn_stats(train: Array, labels: Array, queries: Array, k: int) -> Array:

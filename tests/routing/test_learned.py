@@ -15,8 +15,9 @@ import pytest
 
 from app.routing.calibration import StreamCut, StreamCuts, replay
 from app.routing.curves import curve
-from app.routing.learned import RouterLoadError, load_router
-from app.routing.outcomes import OutcomeFileError, read_outcomes
+from app.routing.learned import META_NAMES, Params, RouterLoadError, load_router
+from app.routing.outcomes import Outcome, OutcomeFileError, read_outcomes
+from app.routing.training import domain_out_meta, labels_of, out_of_fold_meta
 from tests.conftest import ROOT
 
 KEYS = ["prompts", "weak_quality", "strong_quality", "apgr", "strong_share_at_95pct_quality",
@@ -72,6 +73,33 @@ def test_each_tenant_has_its_own_running_cut() -> None:
         streams.of("busy").route(5.0, 0.5)
     assert streams.of("busy").cut(0.5) == 5.0
     assert streams.of("quiet").cut(0.5) == pytest.approx(0.5, abs=0.02)
+
+
+def test_the_combiner_also_learns_from_prompts_whose_domain_was_left_out() -> None:
+    """With enough domains (two per fold), the combiner is fitted on meta-features computed
+    with each prompt's whole domain left out as well (a prompt of an unseen domain gets
+    another domain's prior); with fewer, on the out-of-fold ones alone."""
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(10, 16))
+    domains = [f"d{i % 10}" for i in range(300)]
+    emb = centres[[i % 10 for i in range(300)]] + 0.3 * rng.normal(size=(300, 16))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    helped = [i % 10 < 5 for i in range(300)]  # strong helps on half of the domains
+    outcomes = [Outcome(prompt=f"question {i}", weak_correct=not helped[i] and i % 3 == 0,
+                        strong_correct=True, domain=domains[i]) for i in range(300)]  # fmt: skip
+    labels = labels_of(outcomes)
+    prompts = [o.prompt for o in outcomes]
+    left_out = domain_out_meta(emb, labels, prompts, domains, Params())
+    assert left_out is not None
+    assert left_out.shape == (300, len(META_NAMES))
+    assert np.isfinite(left_out).all()
+    # a domain the components never saw gets no rate of its own: less spread than in fold
+    inside = out_of_fold_meta(emb, labels, prompts, domains, Params())
+    prior = META_NAMES.index("prior_gain")
+    assert left_out[:, prior].std() < inside[:, prior].std()
+    assert (
+        domain_out_meta(emb, labels, prompts, [f"d{i % 9}" for i in range(300)], Params()) is None
+    )
 
 
 # --- outcome files --------------------------------------------------------------------------
