@@ -152,7 +152,11 @@ def _score(
         for job in jobs
     ]
     verdicts = strategies.score_prompts(
-        router, vectors=vectors, prompts=[job.prompt or "" for job in jobs], targets=targets
+        router,
+        vectors=vectors,
+        prompts=[job.prompt or "" for job in jobs],
+        targets=targets,
+        streams=[job.tenant_id for job in jobs],
     )
     for job, verdict in zip(jobs, verdicts, strict=True):
         decisions.verdicts[job.id] = verdict

@@ -7,9 +7,12 @@ file holds one line per request whose ``result.type`` is ``succeeded``, ``errore
 ``canceled`` or ``expired``. How those statuses and lines become ours is
 ``anthropic_format``'s business; this class only moves the bytes.
 
-Anthropic batches carry no metadata, so ``find_batch`` recognises a batch an earlier attempt
-may have created by its requests: it lists the batches created since that attempt, and one
-with as many requests as ours is adopted once its results show exactly our ``custom_id``s.
+Anthropic batches carry no metadata, so each request's ``custom_id`` is the job id tagged
+with our batch id (hashed, ``anthropic_format.batch_tag``), and ``find_batch`` recognises a
+batch an earlier attempt may have created by its requests: it lists the batches created
+since that attempt, and one with as many requests as ours is adopted once its results show
+exactly our ``custom_id``s with our batch's tag. An earlier batch of the same jobs (one of
+another model they fell back from) has another tag, so it is never adopted.
 Until such a candidate has ended its requests cannot be read, so the attempt waits (a
 retryable error) rather than sending a second, billed copy (see docs/providers.md).
 """
@@ -33,6 +36,8 @@ from app.providers.http import HTTPOptions, ProviderHTTP
 LIMITS = ProviderLimits(max_requests=100_000, max_bytes=256 * 1024 * 1024)
 # How far the provider's clock may be behind ours when we look for batches made since a moment.
 CLOCK_SKEW = timedelta(minutes=5)
+# Any tag: every tag is as long, so a request's size does not depend on its batch.
+_SIZE_TAG = "0" * wire.TAG_LENGTH
 
 
 class AnthropicBatchProvider:
@@ -62,12 +67,16 @@ class AnthropicBatchProvider:
         self._http.close()
 
     def request_bytes(self, *, model: str, request: BatchRequest) -> int:
-        entry = wire.batch_entry(model, request, default_max_tokens=self._default_max_tokens)
+        entry = wire.batch_entry(
+            model, request, default_max_tokens=self._default_max_tokens, tag=_SIZE_TAG
+        )
         return len(wire.encode(entry)) + 1
 
     def find_batch(
         self, *, reference: str, custom_ids: frozenset[str], since: datetime
     ) -> BatchHandle | None:
+        tag = wire.batch_tag(reference)
+        ours = {wire.tagged_id(c, tag) for c in custom_ids}
         for batch in self._created_since(since):
             if wire.request_total(batch) != len(custom_ids):
                 continue
@@ -78,10 +87,13 @@ class AnthropicBatchProvider:
                     "to compare its requests before sending again",
                     retryable=True,
                 )
-            results = self.results(wire.status_of(batch))
-            if {r.custom_id for r in results} == custom_ids:
+            if self._wire_ids(wire.status_of(batch)) == ours:
                 return wire.handle_of(batch)
         return None
+
+    def _wire_ids(self, status: BatchStatus) -> set[str]:
+        """The ``custom_id``s, tags and all, of an ended batch's results."""
+        return {wire.result_wire_id(line) for line in self._result_lines(status)}
 
     def _created_since(self, since: datetime) -> list[wire.MessageBatch]:
         """Batches the provider created after ``since`` (less the clock skew), newest first."""
@@ -108,8 +120,18 @@ class AnthropicBatchProvider:
                 f"a batch holds at most {self.limits.max_requests} requests, got {len(requests)}",
                 retryable=False,
             )
+        if any(len(r.custom_id) > wire.MAX_CUSTOM_ID for r in requests):
+            raise ProviderError(
+                f"a custom_id holds at most {wire.MAX_CUSTOM_ID} characters before its tag",
+                retryable=False,
+            )
         body = wire.encode(
-            wire.create_batch_body(model, requests, default_max_tokens=self._default_max_tokens)
+            wire.create_batch_body(
+                model,
+                requests,
+                default_max_tokens=self._default_max_tokens,
+                tag=wire.batch_tag(reference),
+            )
         )
         if len(body) > self.limits.max_bytes:
             raise ProviderError(
@@ -142,10 +164,13 @@ class AnthropicBatchProvider:
         return wire.status_of(batch)
 
     def results(self, status: BatchStatus) -> list[BatchResult]:
+        return [wire.parse_result_line(line) for line in self._result_lines(status)]
+
+    def _result_lines(self, status: BatchStatus) -> list[str]:
         if status.output_file_id is None:
             return []
         # Fetched from our configured host, whatever host results_url names: the key is
         # only ever sent where the operator pointed us.
         path = f"v1/messages/batches/{status.external_id}/results"
         text = self._http.request("GET", path).text
-        return [wire.parse_result_line(line) for line in text.splitlines() if line.strip()]
+        return [line for line in text.splitlines() if line.strip()]

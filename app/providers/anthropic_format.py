@@ -11,7 +11,9 @@ else ``completed`` (per-request errors and expiries then fail their own jobs).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from datetime import datetime
 from typing import Literal, NotRequired, TypedDict
 
@@ -124,9 +126,36 @@ def _mark_prefix(params: MessageParams, *, instruction: str | None) -> None:
         params["system"] = [_block(system, cached=True)]
 
 
-def batch_entry(model: str, request: BatchRequest, *, default_max_tokens: int) -> BatchEntry:
+# Anthropic batches carry no metadata: each request's ``custom_id`` carries a tag of the batch
+# it was sent in (our batch id, hashed), so a batch an earlier attempt made for *this* batch
+# (this window, this model) is told from an earlier batch of the same jobs, e.g. one of
+# another model they fell back from. ``custom_id`` may be at most 64 of ``[a-zA-Z0-9_-]``.
+TAG_LENGTH = 16
+MAX_CUSTOM_ID = 64 - TAG_LENGTH - 1
+_TAGGED = re.compile(rf"^(?P<id>.+)_[0-9a-f]{{{TAG_LENGTH}}}$")
+
+
+def batch_tag(reference: str) -> str:
+    """The tag of the batch ``reference`` (our batch id) on its requests' ``custom_id``s."""
+    return hashlib.sha256(reference.encode()).hexdigest()[:TAG_LENGTH]
+
+
+def tagged_id(custom_id: str, tag: str) -> str:
+    return f"{custom_id}_{tag}"
+
+
+def untagged_id(wire_id: str) -> str:
+    """Our ``custom_id`` (the job id) from the one on the wire; an untagged one (a batch sent
+    before tags existed) is itself."""
+    match = _TAGGED.match(wire_id)
+    return match.group("id") if match else wire_id
+
+
+def batch_entry(
+    model: str, request: BatchRequest, *, default_max_tokens: int, tag: str
+) -> BatchEntry:
     params = message_params(model=model, request=request, default_max_tokens=default_max_tokens)
-    return {"custom_id": request.custom_id, "params": params}
+    return {"custom_id": tagged_id(request.custom_id, tag), "params": params}
 
 
 def encode(body: BatchEntry | CreateBatchBody) -> bytes:
@@ -135,10 +164,12 @@ def encode(body: BatchEntry | CreateBatchBody) -> bytes:
 
 
 def create_batch_body(
-    model: str, requests: list[BatchRequest], *, default_max_tokens: int
+    model: str, requests: list[BatchRequest], *, default_max_tokens: int, tag: str
 ) -> CreateBatchBody:
     return {
-        "requests": [batch_entry(model, r, default_max_tokens=default_max_tokens) for r in requests]
+        "requests": [
+            batch_entry(model, r, default_max_tokens=default_max_tokens, tag=tag) for r in requests
+        ]
     }
 
 
@@ -269,10 +300,16 @@ def status_of(batch: MessageBatch) -> BatchStatus:
     )
 
 
+def result_wire_id(raw: str) -> str:
+    """A results line's ``custom_id`` as sent, tag and all."""
+    line: ResultLine = json.loads(raw)
+    return line["custom_id"]
+
+
 def parse_result_line(raw: str) -> BatchResult:
     """One results line as a result: text and usage, or why there is none."""
     line: ResultLine = json.loads(raw)
-    custom_id = line["custom_id"]
+    custom_id = untagged_id(line["custom_id"])
     result = line.get("result") or {}
     kind = result.get("type")
     if kind == "succeeded":

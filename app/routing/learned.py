@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from app.routing.calibration import StreamCuts
 from app.routing.curves import curve
 from app.routing.features import NAMES as FEATURE_NAMES
 from app.routing.features import feature_matrix
@@ -61,6 +62,12 @@ class Params:
     # nothing on held-out prompts of the training domains. Data without domains uses
     # NO_DOMAIN_COLUMNS.
     columns: tuple[str, ...] = ("prior_gain", "log_chars", "log_question_chars")
+    # Shrink the soft domain prior toward the overall rates by the domain classifier's
+    # confidence (its largest probability), so a prompt of a domain the training data
+    # lacks is not scored by a wrong domain's rates (docs/routing.md).
+    prior_shrink: bool = False
+    # Fit the combiner on domain-left-out meta-features too (training.domain_out_meta).
+    domain_out_rows: bool = True
 
 
 def knn_stats(train: Array, labels: Array, queries: Array, k: int) -> Array:
@@ -86,6 +93,7 @@ class Components:
     domain_intercept: Array
     domain_table: Array  # (domains, 3): smoothed gain, weak, strong per domain
     neighbours: int
+    prior_shrink: bool = False
 
     def meta(self, embeddings: Array, prompts: Sequence[str]) -> Array:
         knn = knn_stats(self.embeddings, self.labels, embeddings, self.neighbours)
@@ -96,6 +104,9 @@ class Components:
             probs = np.exp(logits)
             probs /= probs.sum(axis=1, keepdims=True)
             prior = probs @ self.domain_table
+            if self.prior_shrink:
+                overall = self.labels.mean(axis=0)
+                prior = overall + probs.max(axis=1, keepdims=True) * (prior - overall)
         else:
             prior = np.zeros((len(embeddings), 3))
         meta: Array = np.c_[knn, ridge, prior, feature_matrix(list(prompts))]
@@ -154,6 +165,7 @@ def fit_components(
         domain_intercept=intercept,
         domain_table=table,
         neighbours=params.neighbours,
+        prior_shrink=params.prior_shrink,
     )
     return parts, names
 
@@ -176,6 +188,8 @@ class LearnedRouter:
             domain_intercept=arrays["domain_intercept"],
             domain_table=arrays["domain_table"],
             neighbours=int(manifest["params"]["neighbours"]),
+            # routers trained before the option existed did not shrink
+            prior_shrink=bool(manifest["params"].get("prior_shrink", False)),
         )
         self.mean = arrays["meta_mean"]
         self.scale = arrays["meta_scale"]
@@ -185,6 +199,8 @@ class LearnedRouter:
         self.reference = np.sort(arrays["oof_scores"])
         self._oof = arrays["oof_scores"]
         self._mixes: dict[float, tuple[float, float, float]] = {}
+        # per-tenant cuts calibrated on the traffic this process routes (calibration.py)
+        self.streams = StreamCuts(self.reference)
 
     def score(self, embeddings: Array, prompts: Sequence[str]) -> Array:
         """Expected gain of the strong model for each prompt (higher: send to strong)."""

@@ -172,6 +172,9 @@ def route_learned(catalog: Catalog, *, tokens: int, verdict: LearnedScore) -> Ro
         "expected_strong_share": round(verdict.expected_strong_share, 4),
         "candidates": [weak.name, strong.name],
     }
+    if verdict.training_threshold is not None and math.isfinite(verdict.training_threshold):
+        # the cut the training folds gave; ``threshold`` is the tenant's running one
+        details["training_threshold"] = round(verdict.training_threshold, 6)
     if tokens > chosen.context_tokens:
         step = next((m for m in catalog.fallback_chain(chosen.name) if m.context_tokens >= tokens),
                     None)  # fmt: skip

@@ -2,8 +2,11 @@
 
 ``rules`` is the rule router (``service.route``); ``learned`` sends a job to the catalog's
 strong model when the trained router's score (the expected gain of the strong model) reaches
-the cut that keeps the tenant's ``quality_target`` of the all-strong quality on the router's
-held-out training folds, and to the weak model otherwise. The trained router is the
+the cut for the share of strong calls that kept the tenant's ``quality_target`` of the
+all-strong quality on the router's held-out training folds, and to the weak model otherwise.
+That cut is the share's quantile of the tenant's recent scores in this process
+(``calibration.StreamCut``, starting from the training scores), so the share holds on
+traffic unlike the training data. The trained router is the
 directory the catalog's ``[learned] router_dir`` names, loaded once per process.
 """
 
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,6 +124,8 @@ class LearnedScore:
     quality_target: float
     expected_quality: float  # fraction of the all-strong quality the training mix kept
     expected_strong_share: float  # share of strong calls at this cut on the training folds
+    # the training folds' cut for that share; ``threshold`` is the tenant's running one
+    training_threshold: float | None = None
 
     @property
     def strong(self) -> bool:
@@ -133,14 +138,17 @@ def score_prompts(
     vectors: NDArray[np.float32] | Sequence[Sequence[float]],
     prompts: Sequence[str],
     targets: Sequence[float],
+    streams: Sequence[Hashable],
 ) -> list[LearnedScore]:
     """Score each prompt with its precomputed embedding (the cache's) and turn its quality
-    target into the router's calibrated cut."""
+    target into a cut: the share of strong calls that kept that quality on the training
+    folds, cut at the running quantile of its stream's (tenant's) recent scores, in order."""
     if not prompts:
         return []
     scores = router.score(np.asarray(vectors, dtype=np.float64), prompts)
     verdicts = []
-    for score, target in zip(scores.tolist(), targets, strict=True):
-        threshold, share, kept = router.mix_for_quality(target)
-        verdicts.append(LearnedScore(float(score), threshold, target, kept, share))
+    for score, target, key in zip(scores.tolist(), targets, streams, strict=True):
+        training, share, kept = router.mix_for_quality(target)
+        threshold = router.streams.of(key).route(float(score), share)
+        verdicts.append(LearnedScore(float(score), threshold, target, kept, share, training))
     return verdicts

@@ -46,27 +46,67 @@ def out_of_fold_meta(
         held = order[fold :: params.folds]
         kept = np.setdiff1d(order, held)
         parts, _ = fit_components(
-            embeddings[kept], labels[kept], [domains[i] for i in kept], params
+            embeddings[kept], labels[kept], [domains[i] for i in kept.tolist()], params
         )
-        meta[held] = parts.meta(embeddings[held], [prompts[i] for i in held])
+        meta[held] = parts.meta(embeddings[held], [prompts[i] for i in held.tolist()])
+    return meta
+
+
+def domain_out_meta(
+    embeddings: Array,
+    labels: Array,
+    prompts: Sequence[str],
+    domains: Sequence[str | None],
+    params: Params,
+) -> Array | None:
+    """Each prompt's meta-features from components fitted without its whole domain (the
+    domains dealt into ``params.folds`` groups): what a prompt of a domain the training data
+    lacks looks like. None when the data names too few domains for that."""
+    names = sorted({d for d in domains if d is not None})
+    if len(names) < 2 * params.folds or any(d is None for d in domains):
+        return None
+    order = np.random.default_rng(1).permutation(len(names))
+    group = {d: int(order[i]) % params.folds for i, d in enumerate(names)}
+    ids = np.array([group[d] for d in domains if d is not None])
+    meta = np.zeros((len(prompts), len(META_NAMES)))
+    for fold in range(params.folds):
+        held, kept = np.flatnonzero(ids == fold), np.flatnonzero(ids != fold)
+        parts, _ = fit_components(
+            embeddings[kept], labels[kept], [domains[i] for i in kept.tolist()], params
+        )
+        meta[held] = parts.meta(embeddings[held], [prompts[i] for i in held.tolist()])
     return meta
 
 
 class Fitted:
-    """A fitted router before it is written: its parts, combiner and out-of-fold scores."""
+    """A fitted router before it is written: its parts, combiner and out-of-fold scores.
+
+    ``domain_out``: the prompts' meta-features with their whole domain left out, if any; the
+    combiner is then fitted on those rows as well as the out-of-fold ones, so it weighs the
+    domain prior as it behaves on prompts of known *and* unseen domains. The out-of-fold
+    scores (the thresholds' reference) are of the out-of-fold rows alone."""
 
     def __init__(
-        self, parts: Components, domains: list[str], meta: Array, labels: Array, params: Params
+        self,
+        parts: Components,
+        domains: list[str],
+        meta: Array,
+        labels: Array,
+        params: Params,
+        domain_out: Array | None = None,
     ) -> None:
         from sklearn.linear_model import Ridge
 
         self.parts, self.domains = parts, domains
-        self.mean = meta.mean(axis=0)
-        self.scale = meta.std(axis=0) + 1e-9
+        rows, gains = meta, labels[:, 0]
+        if domain_out is not None:
+            rows, gains = np.r_[meta, domain_out], np.r_[gains, gains]
+        self.mean = rows.mean(axis=0)
+        self.scale = rows.std(axis=0) + 1e-9
         columns = params.columns if domains else NO_DOMAIN_COLUMNS
         used = np.array([not columns or n in columns for n in META_NAMES])
-        z = (meta - self.mean) / self.scale
-        combiner = Ridge(alpha=params.combiner_alpha).fit(z[:, used], labels[:, 0])
+        z = (rows - self.mean) / self.scale
+        combiner = Ridge(alpha=params.combiner_alpha).fit(z[:, used], gains)
         self.coef = np.zeros(len(META_NAMES))
         self.coef[used] = combiner.coef_
         self.intercept = float(combiner.intercept_)
@@ -81,8 +121,13 @@ def fit(embeddings: Array, outcomes: Sequence[Outcome], params: Params | None = 
     prompts = [o.prompt for o in outcomes]
     domains = [o.domain for o in outcomes]
     meta = out_of_fold_meta(embeddings, labels, prompts, domains, params)
+    domain_out = (
+        domain_out_meta(embeddings, labels, prompts, domains, params)
+        if params.domain_out_rows
+        else None
+    )
     parts, names = fit_components(embeddings, labels, domains, params)
-    return Fitted(parts, names, meta, labels, params)
+    return Fitted(parts, names, meta, labels, params, domain_out)
 
 
 def embed_prompts(prompts: Sequence[str], embedder: TextEmbedder) -> tuple[Array, str]:

@@ -52,8 +52,8 @@ def through_batch_api(
     db: Session, batch_id: uuid.UUID, url: str, *, anthropic: bool = False,
     attempt: int | None = None,
 ) -> None:  # fmt: skip
-    """Submit a batch to the simulator at ``url`` and poll it until it ends (``attempt=1``:
-    no earlier attempt to look for, as when the job's earlier batch had the same request)."""
+    """Submit a batch to the simulator at ``url`` and poll it until it ends (``attempt``: the
+    submit task's attempt; any but 1 first looks for a batch an earlier one made)."""
     provider: BatchProvider = (
         AnthropicBatchProvider(base_url=url, api_key="t")
         if anthropic
@@ -240,7 +240,7 @@ def test_an_anthropic_refusal_goes_down_the_chain(
     through_batch_api(db, batch_id, refusing, anthropic=True)
     assert job(db, job_id).model == "claude-haiku-4-5"
     (batch_id,) = collect(db)
-    through_batch_api(db, batch_id, refusing, anthropic=True, attempt=1)
+    through_batch_api(db, batch_id, refusing, anthropic=True)
 
     moved = job(db, job_id)
     assert (moved.state, moved.provider, moved.model) == (
@@ -256,3 +256,27 @@ def test_an_anthropic_refusal_goes_down_the_chain(
     finish(db, job_id)
     done = job(db, job_id)
     assert (done.state, done.model) == (JobState.completed, "gpt-4.1-mini"), done.error
+
+
+def test_a_retry_after_an_anthropic_fallback_sends_a_batch_of_the_new_model(
+    api: TestClient, db: Session, refusing: str
+) -> None:
+    # The job's claude-3-5-haiku-latest batch ended (not_found_error) with the same single
+    # custom_id the claude-haiku-4-5 batch holds; that batch's retry attempt (which looks
+    # for what an earlier attempt may have made) must not adopt the ended one of the other
+    # model, but send its own.
+    (job_id,) = submit(api, tier="anthropic", prompt="Say hello, please.")
+    (first_id,) = collect(db)
+    through_batch_api(db, first_id, refusing, anthropic=True)
+    first = db.get(ProviderBatch, first_id)
+    assert first is not None
+    assert (first.model, job(db, job_id).model) == ("claude-3-5-haiku-latest", "claude-haiku-4-5")
+    (second_id,) = collect(db)
+    through_batch_api(db, second_id, refusing, anthropic=True, attempt=2)
+    second = db.get(ProviderBatch, second_id)
+    assert second is not None
+    assert second.model == "claude-haiku-4-5"
+    assert second.external_id is not None
+    assert second.external_id != first.external_id
+    done = job(db, job_id)
+    assert (done.state, done.model) == (JobState.completed, "claude-haiku-4-5"), done.error

@@ -243,10 +243,14 @@ def test_a_lost_create_answer_waits_for_the_candidate_and_adopts_it(sim: Sim) ->
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
         other = provider.find_batch(
-            reference="r-other", custom_ids=frozenset(f"x-{i}" for i in range(7)), since=since
+            reference="r-lost", custom_ids=frozenset(f"x-{i}" for i in range(7)), since=since
         )
+        # The same requests sent for another batch of ours (the jobs fell back from another
+        # model): its custom_ids carry that batch's tag, so it is not adopted.
+        elsewhere = provider.find_batch(reference="r-other", custom_ids=ids, since=since)
     finally:
         provider.close()
     assert found is not None
     assert other is None  # same size, other requests: not ours
+    assert elsewhere is None
     assert sim.calls("POST /v1/messages/batches") == 1

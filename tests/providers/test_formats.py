@@ -196,7 +196,7 @@ def test_anthropic_results_url_stands_in_for_the_output_file_once_ended() -> Non
 
 def test_anthropic_batch_body_is_sent_unescaped() -> None:
     request = BatchRequest("j", [{"role": "user", "content": "café"}], None)
-    body = anthropic_format.create_batch_body("claude", [request], default_max_tokens=16)
+    body = anthropic_format.create_batch_body("claude", [request], default_max_tokens=16, tag="t")
     assert body["requests"][0]["params"] == {
         "model": "claude",
         "max_tokens": 16,

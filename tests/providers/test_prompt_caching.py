@@ -88,7 +88,7 @@ def test_jobs_sharing_a_prefix_are_sent_together_with_it_first_and_marked() -> N
     assert (
         "cache_control"
         not in anthropic_format.encode(
-            anthropic_format.batch_entry(SONNET, brief, default_max_tokens=64)
+            anthropic_format.batch_entry(SONNET, brief, default_max_tokens=64, tag="t")
         ).decode()
     )
     # A prompt job's prefix is its system prompt: the breakpoint goes there.

@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.routing.calibration import StreamCut, StreamCuts, replay
 from app.routing.curves import curve
-from app.routing.learned import RouterLoadError, load_router
-from app.routing.outcomes import OutcomeFileError, read_outcomes
+from app.routing.learned import META_NAMES, Params, RouterLoadError, load_router
+from app.routing.outcomes import Outcome, OutcomeFileError, read_outcomes
+from app.routing.training import domain_out_meta, labels_of, out_of_fold_meta
 from tests.conftest import ROOT
 
 KEYS = ["prompts", "weak_quality", "strong_quality", "apgr", "strong_share_at_95pct_quality",
@@ -46,6 +48,58 @@ def test_scores_that_follow_the_gain_beat_random_and_the_reverse_loses() -> None
     # one of four to strong already reaches the all-strong quality
     assert good.share_at_quality_fraction(1.0) == pytest.approx(0.25)
     assert good.cpt(0.95) <= 0.5
+
+
+# --- the running cut (calibration.py) -------------------------------------------------------
+
+
+def test_the_running_cut_starts_at_the_training_cut_and_follows_shifted_traffic() -> None:
+    training = np.sort(np.random.default_rng(1).normal(0.0, 1.0, 5000))
+    stream = StreamCut(training, window=200)
+    assert stream.cut(0.5) == pytest.approx(np.quantile(training, 0.5), abs=0.02)
+    assert (stream.cut(0), stream.cut(1)) == (float("inf"), float("-inf"))
+    # Traffic whose scores sit a whole unit higher (a domain the training data lacks): the
+    # training cut would send most of it to strong; the running cut comes back to the share.
+    traffic = np.random.default_rng(2).normal(1.0, 1.0, 2000)
+    assert np.mean(traffic >= np.quantile(training, 0.5)) > 0.75
+    strong = replay(training, traffic.tolist(), 0.5, window=200)
+    assert abs(strong[200:].mean() - 0.5) <= 0.05
+    assert abs(strong.mean() - 0.5) <= 0.1
+
+
+def test_each_tenant_has_its_own_running_cut() -> None:
+    streams = StreamCuts(np.linspace(0.0, 1.0, 101), window=50)
+    for _ in range(50):
+        streams.of("busy").route(5.0, 0.5)
+    assert streams.of("busy").cut(0.5) == 5.0
+    assert streams.of("quiet").cut(0.5) == pytest.approx(0.5, abs=0.02)
+
+
+def test_the_combiner_also_learns_from_prompts_whose_domain_was_left_out() -> None:
+    """With enough domains (two per fold), the combiner is fitted on meta-features computed
+    with each prompt's whole domain left out as well (a prompt of an unseen domain gets
+    another domain's prior); with fewer, on the out-of-fold ones alone."""
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(10, 16))
+    domains = [f"d{i % 10}" for i in range(300)]
+    emb = centres[[i % 10 for i in range(300)]] + 0.3 * rng.normal(size=(300, 16))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    helped = [i % 10 < 5 for i in range(300)]  # strong helps on half of the domains
+    outcomes = [Outcome(prompt=f"question {i}", weak_correct=not helped[i] and i % 3 == 0,
+                        strong_correct=True, domain=domains[i]) for i in range(300)]  # fmt: skip
+    labels = labels_of(outcomes)
+    prompts = [o.prompt for o in outcomes]
+    left_out = domain_out_meta(emb, labels, prompts, domains, Params())
+    assert left_out is not None
+    assert left_out.shape == (300, len(META_NAMES))
+    assert np.isfinite(left_out).all()
+    # a domain the components never saw gets no rate of its own: less spread than in fold
+    inside = out_of_fold_meta(emb, labels, prompts, domains, Params())
+    prior = META_NAMES.index("prior_gain")
+    assert left_out[:, prior].std() < inside[:, prior].std()
+    assert (
+        domain_out_meta(emb, labels, prompts, [f"d{i % 9}" for i in range(300)], Params()) is None
+    )
 
 
 # --- outcome files --------------------------------------------------------------------------

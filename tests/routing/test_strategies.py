@@ -5,9 +5,11 @@ reasons in the API, and tenants on the rules routed as before."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -19,8 +21,9 @@ from app.embeddings.local import LocalEmbedder
 from app.intake import ingest as intake_ingest
 from app.kit.text import normalise
 from app.models import Job, JobState, Tenant
+from app.routing import calibration, strategies
 from app.routing import service as routing_service
-from app.routing import strategies
+from app.routing.learned import load_router
 from app.routing.semantic import fit_threshold
 from app.routing.training import train_command
 from app.tenants import service as tenant_service
@@ -229,9 +232,9 @@ def test_learned_jobs_show_why_they_were_routed_and_embed_once(
         strong = routing["threshold"] is None or routing["score"] >= routing["threshold"]
         assert (routing["chosen"] == "gpt-4o") == (strong and routing["expected_strong_share"] > 0)
         assert str(out["route_reason"]).startswith("learned: ")
-        thresholds.append(routing.get("threshold"))
+        thresholds.append(routing.get("training_threshold"))
     assert [o["routing"]["quality_target"] for o in outs[:3]] == [0.9, 0.5, 1.0]  # type: ignore[index]
-    low, high = thresholds[1], thresholds[2]  # a higher target never raises the cut
+    low, high = thresholds[1], thresholds[2]  # a higher target never raises the training cut
     assert low is None or high is None or high <= low
 
     for out, hint in ((outs[4], "tier"), (outs[5], "documents")):
@@ -381,3 +384,34 @@ def test_semantic_jobs_go_to_their_routes_tier_or_to_the_rules(
 def test_a_route_threshold_is_the_cut_with_the_fewest_errors() -> None:
     assert fit_threshold([0.8, 0.7, 0.6], [0.3, 0.5, 0.65]) == pytest.approx(0.7)
     assert fit_threshold([0.9], [0.1]) == pytest.approx(0.9)
+
+
+def test_the_learned_cut_follows_each_tenants_own_traffic(
+    trained: Path, minilm: LocalEmbedder
+) -> None:
+    """The cut is the running quantile of the tenant's recent scores (calibration.py): once a
+    tenant's window holds only its own traffic, the cut is one of that traffic's scores,
+    whatever the training cut was; another tenant starts again from the training scores."""
+    router = load_router(trained)
+    texts = prompts(8)
+    vectors = minilm.embed([normalise(p) for p in texts])
+    own = router.score(np.asarray(vectors, dtype=np.float64), texts)
+    target = next((t for t in (0.95, 0.9, 0.99, 0.8) if 0 < router.mix_for_quality(t)[1] < 1), None)
+    if target is None:
+        pytest.skip("the tiny router's mixes send all or nothing to strong")
+    n = calibration.WINDOW + 40
+    picks = [i % len(texts) for i in range(n)]
+    busy, fresh = uuid.uuid4(), uuid.uuid4()
+
+    def route(tenant: uuid.UUID, count: int) -> list[strategies.LearnedScore]:
+        return strategies.score_prompts(
+            router, vectors=vectors[picks[:count]], prompts=[texts[i] for i in picks[:count]],
+            targets=[target] * count, streams=[tenant] * count,
+        )  # fmt: skip
+
+    verdicts = route(busy, n)
+    first, last = verdicts[0], verdicts[-1]
+    assert first.training_threshold is not None
+    assert last.training_threshold == first.training_threshold
+    assert float(own.min()) <= last.threshold <= float(own.max())
+    assert route(fresh, 1)[0].threshold == first.threshold
