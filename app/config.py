@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, gt=0, lt=65536)
     simulator_port: int = Field(default=8100, gt=0, lt=65536)
     flower_port: int = Field(default=5555, gt=0, lt=65536)
+    # The embedded Postgres's shared_buffers: the cache's per-scope index and the tenants'
+    # rows stay in memory (Postgres's own default, 128MB, is far below a cache of 500,000
+    # entries; docs/benchmarks.md "one tenant among 100").
+    pg_shared_buffers: str = Field(default="1GB", pattern=r"^[1-9][0-9]*(kB|MB|GB)$")
     # The operator's Prometheus endpoint (every tenant's metrics): never the API's port.
     metrics_port: int = Field(default=9464, gt=0, lt=65536)
     # How often the metrics server reads its database gauges (a scrape serves the last read).

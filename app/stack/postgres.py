@@ -15,6 +15,8 @@ from pathlib import Path
 
 import psycopg
 
+from app.config import get_settings
+
 # pgserver asks platformdirs for a runtime dir at import; on servers without a login session
 # XDG_RUNTIME_DIR is unset and the harmless fallback to /tmp warns on every command.
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
@@ -61,7 +63,8 @@ class EmbeddedPostgres:
             stale_pid.unlink()
         options = (
             f"-h {self.host} -p {self.port} -c unix_socket_directories='' "
-            "-c max_connections=200 -c maintenance_work_mem=512MB"
+            "-c max_connections=200 -c maintenance_work_mem=512MB "
+            f"-c shared_buffers={get_settings().pg_shared_buffers}"
         )
         log = self.data_dir / "server.log"
         try:
