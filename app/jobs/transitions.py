@@ -23,7 +23,14 @@ from app.jobs import repository
 from app.jobs.ended import Costs
 from app.jobs.ended import finished as _finished
 from app.jobs.rows import NewJob, RoutedJob
-from app.kit.db import attribute_arrays, execute_binary, in_array, update_columns, update_returning
+from app.kit.db import (
+    attribute_arrays,
+    execute_binary,
+    in_array,
+    row_columns,
+    update_columns,
+    update_returning,
+)
 from app.ledger import service as ledger_service
 from app.models import (
     TERMINAL_STATES,
@@ -149,8 +156,18 @@ def write_outcomes(
     """Store what ingest decided for queued jobs it holds locked (rows all of one type:
     routed or failed jobs, or cache answers with their cost chains in ``costs``); the jobs
     that ended are recorded in the ledger and announced, from the rows the UPDATE returns."""
-    returned = update_returning(session, _JOBS, rows, returning=repository.EndedFacts._fields)
-    ended = [f for f in map(repository.EndedFacts._make, returned) if f.state in TERMINAL_STATES]
+    _write_ended(session, row_columns(rows), costs)
+
+
+def _write_ended(
+    session: Session, columns: dict[str, list[Any]], costs: Costs | None, guard: str = ""
+) -> None:
+    """``update_columns``, then the rows it updated that ended are recorded and announced
+    (``ended.finished``), their facts from the UPDATE's RETURNING rather than read again."""
+    facts = update_returning(
+        session, _JOBS, columns, returning=repository.EndedFacts._fields, guard=guard
+    )
+    ended = [f for f in map(repository.EndedFacts._make, facts) if f.state in TERMINAL_STATES]
     _finished(session, [row.id for row in ended], costs, ended)
 
 
@@ -388,10 +405,10 @@ def apply_results(
         "updated_at": [o.completed_at for o in outcomes],
         **{name: [getattr(o, name) for o in outcomes] for name in _OUTCOME_COLUMNS},
     }
-    # The guard is fixed text: the state is one of our enum's values.
-    update_columns(session, _JOBS, columns, guard=f"jobs.state = '{from_state.value}'")
     costs = {o.job_id: o.costs for o in outcomes if o.costs is not None}
-    _finished(session, columns["id"], costs)
+    # The guard is fixed text: the state is one of our enum's values. Jobs it skips ended
+    # before (a re-poll, a cancel) and were recorded and announced then.
+    _write_ended(session, columns, costs, guard=f"jobs.state = '{from_state.value}'")
 
 
 def requeue(session: Session, retries: Sequence[Retry], *, from_state: JobState) -> None:

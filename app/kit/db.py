@@ -147,15 +147,19 @@ def update_columns(
 
 
 def update_returning(
-    session: Session, table: Table, rows: Sequence[object], *, returning: Sequence[str]
+    session: Session,
+    table: Table,
+    columns: Mapping[str, list[Any]],
+    *,
+    returning: Sequence[str],
+    guard: str = "",
 ) -> list[tuple[Any, ...]]:
-    """``update_rows_by_id`` that gives back the ``returning`` columns of each row updated,
-    as the ORM would load them (enums as their members), in no particular order: what a
-    caller would otherwise read again right after writing."""
-    if not rows:
+    """``update_columns`` that gives back the ``returning`` columns of each row updated, as
+    the ORM would load them (enums as their members), in no particular order: what a caller
+    would otherwise read again right after writing."""
+    if not columns["id"]:
         return []
-    columns = {name: list(map(attrgetter(name), rows)) for name in row_names(rows[0])}
-    sql, params = _update_sql(session, table, columns, "")
+    sql, params = _update_sql(session, table, columns, guard)
     dialect = session.get_bind().dialect
     selected: list[str] = []
     loaders: list[Any] = []
@@ -189,15 +193,22 @@ def row_names(row: object) -> tuple[str, ...]:
     return names
 
 
+def row_columns(rows: Sequence[object]) -> dict[str, list[Any]]:
+    """Typed rows of one type (frozen dataclasses, named tuples) whose attributes are ``id``
+    plus columns of a table, as one list of values per attribute (for ``update_columns``)."""
+    if not rows:
+        return {"id": []}
+    return {name: list(map(attrgetter(name), rows)) for name in row_names(rows[0])}
+
+
 def update_rows_by_id(
     session: Session, table: Table, rows: Sequence[object], *, guard: str = ""
 ) -> int:
-    """``update_columns`` for typed rows of one type (frozen dataclasses, named tuples) whose
-    attributes are ``id`` plus columns of ``table``. Returns the number of rows updated."""
+    """``update_columns`` for typed rows of one type (``row_columns``). Returns the number
+    of rows updated."""
     if not rows:
         return 0
-    columns = {name: list(map(attrgetter(name), rows)) for name in row_names(rows[0])}
-    return update_columns(session, table, columns, guard=guard)
+    return update_columns(session, table, row_columns(rows), guard=guard)
 
 
 @contextmanager
