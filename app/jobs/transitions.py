@@ -156,7 +156,10 @@ def write_outcomes(
     """Store what ingest decided for queued jobs it holds locked (rows all of one type:
     routed or failed jobs, or cache answers with their cost chains in ``costs``); the jobs
     that ended are recorded in the ledger and announced, from the rows the UPDATE returns."""
-    _write_ended(session, row_columns(rows), costs)
+    if any(row.state in TERMINAL_STATES for row in rows):
+        _write_ended(session, row_columns(rows), costs)
+    else:  # routed jobs only: nothing ended, nothing to return
+        update_columns(session, _JOBS, row_columns(rows))
 
 
 def _write_ended(
