@@ -6,7 +6,7 @@ provider, the unique partial index ``uq_jobs_live_leader`` holds it as the one l
 of its (tenant, cache key), so two ingest processes cannot both elect one. A follower waits
 (``waiting``, ``coalesced_with`` = its leader) outside every window: the collector never
 claims it (``repository.lock_waiting``), and it is settled in the transaction that ends its
-leader (``transitions._finished`` calls ``settle_followers``).
+leader (``ended.finished`` calls ``settle_followers``).
 """
 
 from __future__ import annotations

@@ -3,14 +3,14 @@
 queued → waiting → batched → submitted → completed | failed | cancelled (docs/design.md).
 Each transition re-checks the state it starts from in its UPDATE, so a concurrent writer that
 got there first wins and the second is a no-op. A transition that ends jobs records their
-costs in the ledger and calls ``events.jobs_finished`` in the same transaction (``_finished``),
+costs in the ledger and calls ``events.jobs_finished`` in the same transaction (``ended``),
 so a result is never stored without its cost record and the webhook deliveries it owes.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -19,9 +19,18 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, Select, Table, or_, update
 from sqlalchemy.orm import Session
 
-from app.jobs import coalescing, events, repository
+from app.jobs import repository
+from app.jobs.ended import Costs
+from app.jobs.ended import finished as _finished
 from app.jobs.rows import NewJob, RoutedJob
-from app.kit.db import attribute_arrays, execute_binary, in_array, update_columns, update_rows_by_id
+from app.kit.db import (
+    attribute_arrays,
+    execute_binary,
+    in_array,
+    row_columns,
+    update_columns,
+    update_returning,
+)
 from app.ledger import service as ledger_service
 from app.models import (
     TERMINAL_STATES,
@@ -32,44 +41,7 @@ from app.models import (
     utcnow,
 )
 
-Costs = Mapping[uuid.UUID, ledger_service.CostChain]
-
-
-def _finished(session: Session, job_ids: Sequence[uuid.UUID], costs: Costs | None = None) -> None:
-    """What every transition that ends jobs does in its transaction: the ledger records each
-    ended job's cost (``costs``: the chain each completed job was priced with), then the
-    webhook events are recorded, then the ended jobs' coalesced followers settled."""
-    if not job_ids:
-        return
-    now = utcnow()
-    known = costs or {}
-    ended = [
-        ledger_service.EndedJob(
-            job_id=row.id,
-            tenant_id=row.tenant_id,
-            group_id=row.group_id,
-            state=row.state.value,
-            provider=row.provider,
-            model=row.model,
-            mode=row.mode.value if row.mode else None,
-            usage=ledger_service.TokenUsage(
-                input_tokens=row.input_tokens or 0,
-                output_tokens=row.output_tokens or 0,
-                cached_input_tokens=row.cached_input_tokens or 0,
-                cache_write_tokens=row.cache_write_tokens or 0,
-            ),
-            costs=known.get(row.id),
-            created_at=row.created_at,
-            ended_at=row.completed_at or now,
-            deadline=row.deadline,
-        )
-        for row in repository.ended_facts(session, ids=job_ids)
-    ]
-    ledger_service.record(session, ended)
-    events.jobs_finished(session, job_ids=job_ids)
-    # Followers of the leaders that ended complete from their results, or are re-driven.
-    followers, chains = coalescing.settle_followers(session, leader_ids=job_ids, costs=known)
-    _finished(session, followers, chains)
+_JOBS = cast(Table, Job.__table__)
 
 
 # Admission, ingest and cancellation (app/intake, app/jobs) ------------------------------------
@@ -183,9 +155,23 @@ def write_outcomes(
 ) -> None:
     """Store what ingest decided for queued jobs it holds locked (rows all of one type:
     routed or failed jobs, or cache answers with their cost chains in ``costs``); the jobs
-    that ended are recorded in the ledger and announced."""
-    update_rows_by_id(session, cast(Table, Job.__table__), rows)
-    _finished(session, [row.id for row in rows if row.state in TERMINAL_STATES], costs)
+    that ended are recorded in the ledger and announced, from the rows the UPDATE returns."""
+    if any(row.state in TERMINAL_STATES for row in rows):
+        _write_ended(session, row_columns(rows), costs)
+    else:  # routed jobs only: nothing ended, nothing to return
+        update_columns(session, _JOBS, row_columns(rows))
+
+
+def _write_ended(
+    session: Session, columns: dict[str, list[Any]], costs: Costs | None, guard: str = ""
+) -> None:
+    """``update_columns``, then the rows it updated that ended are recorded and announced
+    (``ended.finished``), their facts from the UPDATE's RETURNING rather than read again."""
+    facts = update_returning(
+        session, _JOBS, columns, returning=repository.EndedFacts._fields, guard=guard
+    )
+    ended = [f for f in map(repository.EndedFacts._make, facts) if f.state in TERMINAL_STATES]
+    _finished(session, [row.id for row in ended], costs, ended)
 
 
 def _cancel(session: Session, *where: ColumnElement[bool], now: datetime) -> list[uuid.UUID]:
@@ -221,7 +207,6 @@ def cancel_one(session: Session, *, tenant_id: uuid.UUID, job_id: uuid.UUID, now
 
 # Windows, provider batches and results (app/batching) -----------------------------------------
 
-_JOBS = cast(Table, Job.__table__)
 # The batch-wide UPDATEs skip ORM synchronisation: matching a thousand loaded objects in Python
 # cost more than the UPDATE itself; callers re-read rows they need.
 
@@ -423,10 +408,10 @@ def apply_results(
         "updated_at": [o.completed_at for o in outcomes],
         **{name: [getattr(o, name) for o in outcomes] for name in _OUTCOME_COLUMNS},
     }
-    # The guard is fixed text: the state is one of our enum's values.
-    update_columns(session, _JOBS, columns, guard=f"jobs.state = '{from_state.value}'")
     costs = {o.job_id: o.costs for o in outcomes if o.costs is not None}
-    _finished(session, columns["id"], costs)
+    # The guard is fixed text: the state is one of our enum's values. Jobs it skips ended
+    # before (a re-poll, a cancel) and were recorded and announced then.
+    _write_ended(session, columns, costs, guard=f"jobs.state = '{from_state.value}'")
 
 
 def requeue(session: Session, retries: Sequence[Retry], *, from_state: JobState) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import fields, is_dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from operator import attrgetter
 from typing import Any
 
@@ -111,19 +111,10 @@ def execute_binary(session: Session, sql: str, params: Sequence[Any]) -> psycopg
     return cursor
 
 
-def update_columns(
-    session: Session, table: Table, columns: Mapping[str, list[Any]], *, guard: str = ""
-) -> int:
-    """Write per-row values onto ``table`` by ``id`` in one ``UPDATE … FROM unnest(arrays)``,
-    from values held column by column (``id`` plus table columns, lists of one length).
-
-    One statement with one array per column: a thousand rows cost one round trip, and the
-    statement text never grows. ``guard`` is an extra SQL condition on the table's row (fixed
-    text, no values). Returns the number of rows updated.
-    """
-    ids = columns["id"]
-    if not ids:
-        return 0
+def _update_sql(
+    session: Session, table: Table, columns: Mapping[str, list[Any]], guard: str
+) -> tuple[str, list[Any]]:
+    """The ``UPDATE ... FROM unnest(arrays)`` of ``update_columns`` and its parameters."""
     names = [name for name in columns if name != "id"]
     placeholders, arrays = typed_arrays(session, table, names, [columns[name] for name in names])
     assignments = ", ".join(f'"{name}" = v."{name}"' for name in names)
@@ -135,8 +126,63 @@ def update_columns(
         f"FROM unnest(%b::uuid[], {', '.join(placeholders)}) AS v({aliases}) "
         f'WHERE "{table.name}".id = v.id{f" AND {guard}" if guard else ""}'
     )
-    with execute_binary(session, sql, [ids, *arrays]) as cursor:
+    return sql, [columns["id"], *arrays]
+
+
+def update_columns(
+    session: Session, table: Table, columns: Mapping[str, list[Any]], *, guard: str = ""
+) -> int:
+    """Write per-row values onto ``table`` by ``id`` in one ``UPDATE … FROM unnest(arrays)``,
+    from values held column by column (``id`` plus table columns, lists of one length).
+
+    One statement with one array per column: a thousand rows cost one round trip, and the
+    statement text never grows. ``guard`` is an extra SQL condition on the table's row (fixed
+    text, no values). Returns the number of rows updated.
+    """
+    if not columns["id"]:
+        return 0
+    sql, params = _update_sql(session, table, columns, guard)
+    with execute_binary(session, sql, params) as cursor:
         return cursor.rowcount
+
+
+def update_returning(
+    session: Session,
+    table: Table,
+    columns: Mapping[str, list[Any]],
+    *,
+    returning: Sequence[str],
+    guard: str = "",
+) -> list[tuple[Any, ...]]:
+    """``update_columns`` that gives back the ``returning`` columns of each row updated, as
+    the ORM would load them (enums as their members), in no particular order: what a caller
+    would otherwise read again right after writing."""
+    if not columns["id"]:
+        return []
+    sql, params = _update_sql(session, table, columns, guard)
+    dialect = session.get_bind().dialect
+    selected: list[str] = []
+    loaders: list[Any] = []
+    for name in returning:
+        column_type = table.c[name].type
+        expression = f'"{table.name}"."{name}"'
+        if isinstance(column_type, TypeDecorator):
+            loaders.append(partial(column_type.process_result_value, dialect=dialect))
+        elif isinstance(column_type, Enum) and column_type.enum_class is not None:
+            expression += "::text"  # an enum's binary form is not loaded by psycopg
+            loaders.append(partial(_member, column_type.enum_class))
+        else:
+            loaders.append(None)
+        selected.append(expression)
+    with execute_binary(session, f"{sql} RETURNING {', '.join(selected)}", params) as cursor:
+        return [
+            tuple(v if load is None else load(v) for load, v in zip(loaders, row, strict=True))
+            for row in cursor.fetchall()
+        ]
+
+
+def _member(enum_class: Any, value: Any) -> Any:
+    return None if value is None else enum_class(value)
 
 
 def row_names(row: object) -> tuple[str, ...]:
@@ -147,15 +193,22 @@ def row_names(row: object) -> tuple[str, ...]:
     return names
 
 
+def row_columns(rows: Sequence[object]) -> dict[str, list[Any]]:
+    """Typed rows of one type (frozen dataclasses, named tuples) whose attributes are ``id``
+    plus columns of a table, as one list of values per attribute (for ``update_columns``)."""
+    if not rows:
+        return {"id": []}
+    return {name: list(map(attrgetter(name), rows)) for name in row_names(rows[0])}
+
+
 def update_rows_by_id(
     session: Session, table: Table, rows: Sequence[object], *, guard: str = ""
 ) -> int:
-    """``update_columns`` for typed rows of one type (frozen dataclasses, named tuples) whose
-    attributes are ``id`` plus columns of ``table``. Returns the number of rows updated."""
+    """``update_columns`` for typed rows of one type (``row_columns``). Returns the number
+    of rows updated."""
     if not rows:
         return 0
-    columns = {name: list(map(attrgetter(name), rows)) for name in row_names(rows[0])}
-    return update_columns(session, table, columns, guard=guard)
+    return update_columns(session, table, row_columns(rows), guard=guard)
 
 
 @contextmanager

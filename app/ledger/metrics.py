@@ -7,7 +7,10 @@ operator metrics server adds them up (app/metrics.py).
 
 from __future__ import annotations
 
+from collections import Counter as Tally
+from collections import defaultdict
 from collections.abc import Sequence
+from decimal import Decimal
 
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.orm import Session
@@ -40,22 +43,42 @@ LAYERS = ("cache", "coalescing", "routing", "batching", "prompt_cache")
 
 
 def observe(jobs: Sequence[EndedJob]) -> None:
-    """Count ended jobs now."""
+    """Count ended jobs now: each series is added to once per call, with the sum of its jobs
+    (money summed exactly, as ``Decimal``), not once per job (a chunk of 250 cache hits
+    made 3,000 ``labels`` look-ups and increments); each latency is observed on its own."""
+    finished: Tally[tuple[str, str, str]] = Tally()
+    latencies: dict[str, list[float]] = defaultdict(list)
+    money: dict[str, Decimal] = defaultdict(Decimal)
+    tokens: Tally[str] = Tally()
     for job in jobs:
         mode = job.mode or "none"
-        JOBS_FINISHED.labels(job.state, job.model or "none", mode).inc()
+        finished[(job.state, job.model or "none", mode)] += 1
         if job.state != "completed":
             continue
-        JOB_LATENCY.labels(mode).observe(max(0.0, (job.ended_at - job.created_at).total_seconds()))
+        latencies[mode].append(max(0.0, (job.ended_at - job.created_at).total_seconds()))
         costs = job.costs or NOTHING
-        COST.labels("actual").inc(float(costs.actual))
-        COST.labels("naive").inc(float(costs.naive))
+        money["actual"] += costs.actual
+        money["naive"] += costs.naive
         savings = costs.savings
         for layer in LAYERS:
-            SAVINGS.labels(layer).inc(float(getattr(savings, layer)))
-        TOKENS.labels("input").inc(job.usage.input_tokens)
-        TOKENS.labels("cached_input").inc(job.usage.cached_input_tokens)
-        TOKENS.labels("output").inc(job.usage.output_tokens)
+            money[layer] += getattr(savings, layer)
+        tokens["input"] += job.usage.input_tokens
+        tokens["cached_input"] += job.usage.cached_input_tokens
+        tokens["output"] += job.usage.output_tokens
+    for labels, count in finished.items():
+        JOBS_FINISHED.labels(*labels).inc(count)
+    for mode, seconds in latencies.items():
+        histogram = JOB_LATENCY.labels(mode)
+        for value in seconds:
+            histogram.observe(value)
+    if not latencies:
+        return
+    for kind in ("actual", "naive"):
+        COST.labels(kind).inc(float(money[kind]))
+    for layer in LAYERS:
+        SAVINGS.labels(layer).inc(float(money[layer]))
+    for kind in ("input", "cached_input", "output"):
+        TOKENS.labels(kind).inc(tokens[kind])
 
 
 def observe_ended(session: Session, jobs: Sequence[EndedJob]) -> None:

@@ -51,6 +51,9 @@ class CacheEntry(IdMixin, CreatedAtMixin, Base):
             # no pending list: every scan would read through it (migration 0023_cache)
             postgresql_with={"fastupdate": "off"},
         ),
+        # Room on each page for a hit's new row version (hit_count, last_hit_at), so the
+        # update stays on its page and touches no index (migration 0028_ingest2).
+        {"postgresql_with": {"fillfactor": 70}},
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
