@@ -34,8 +34,9 @@ from app.kit.db import in_array, index_scans_only
 from app.models import CacheEntry, CacheSettings
 
 
-class EntryRow(TypedDict):
-    """One ``cache_entries`` row to insert (the semantic columns are None for exact only)."""
+class AnswerRow(TypedDict):
+    """An answer to remember: the entry's own columns; the semantic ones come from the job's
+    ``job_embeddings`` row (``insert_answers``)."""
 
     id: uuid.UUID
     tenant_id: uuid.UUID
@@ -45,12 +46,18 @@ class EntryRow(TypedDict):
     source_job_id: uuid.UUID
     input_tokens: int
     output_tokens: int
+    request_text: str | None
+
+
+class EntryRow(AnswerRow):
+    """One ``cache_entries`` row to insert whole (the semantic columns are None for exact
+    only)."""
+
     hit_count: int
     created_at: datetime
     last_hit_at: datetime | None
     scope_key: str | None
     kind: str | None
-    request_text: str | None
     embedding: list[float] | None
     lsh_bands: list[int] | None
 
@@ -115,21 +122,6 @@ def insert_many(session: Session, rows: list[EntryRow], *, replace: bool = False
     ``replace`` overwritten (a ``cache: refresh`` request)."""
     if rows:
         session.execute(_REPLACE if replace else _KEEP, rows)
-
-
-class AnswerRow(TypedDict):
-    """An answer to remember: the entry's own columns; the semantic ones come from the job's
-    ``job_embeddings`` row (``insert_answers``)."""
-
-    id: uuid.UUID
-    tenant_id: uuid.UUID
-    cache_key: str
-    model: str
-    result: str
-    source_job_id: uuid.UUID
-    input_tokens: int
-    output_tokens: int
-    request_text: str | None
 
 
 # Answers become entries in one statement that takes each job's scope, kind, vector and band
