@@ -11,7 +11,6 @@ from typing import Any, TypedDict, cast
 
 from pgvector import Vector
 from sqlalchemy import (
-    BigInteger,
     DateTime,
     Integer,
     Table,
@@ -30,7 +29,7 @@ from sqlalchemy.orm import Session, defer
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.types import TypeEngine
 
-from app.kit.db import in_array, index_scans_only
+from app.kit.db import in_array, index_scans_only, int_array_text
 from app.models import CacheEntry, CacheSettings
 
 
@@ -264,10 +263,10 @@ def nearest_many(
 # an array sends the plan to a scan of every entry of the tenant: 2-4 s per chunk at 4,000
 # entries (docs/benchmarks.md, "Ingest").
 _BAND_PROBE = text(
-    "SELECT DISTINCT hit.id FROM unnest(:keys) AS k(key) CROSS JOIN LATERAL"
+    "SELECT DISTINCT hit.id FROM unnest(CAST(:keys AS bigint[])) AS k(key) CROSS JOIN LATERAL"
     " (SELECT c.id FROM cache_entries AS c"
     "  WHERE c.lsh_bands IS NOT NULL AND c.lsh_bands && ARRAY[k.key]) AS hit"
-).bindparams(bindparam("keys", type_=ARRAY(BigInteger())))
+).bindparams(bindparam("keys", type_=Text()))
 
 
 def near_duplicates(
@@ -288,7 +287,7 @@ def near_duplicates(
     # generic plan made while the table looked small scanned every entry once per key (one
     # ingest process's chunks took 17-27 s instead of 0.7 s in a 10,000-document run).
     with index_scans_only(session):
-        ids = list(session.scalars(_BAND_PROBE, {"keys": keys}))
+        ids = list(session.scalars(_BAND_PROBE, {"keys": int_array_text(keys)}))
     if not ids:
         return []
     query = (
