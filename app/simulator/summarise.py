@@ -31,7 +31,6 @@ MESSAGE_OVERHEAD_TOKENS = 4
 REPLY_PRIMING_TOKENS = 3
 
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
-_LONG_WORD_RE = re.compile(r"\w{7,}")
 _WORD_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\-]*")
 # Candidate sentence ends: terminal punctuation, optional closing quotes/brackets, whitespace.
 _BOUNDARY_RE = re.compile(r"[.!?]+[\"')\]]*\s+")
@@ -96,10 +95,15 @@ def count_tokens(text: str) -> int:
     are weighted by 1.3 (rounded up over the whole text) because BPE vocabularies split
     long words into several pieces.
     """
-    # A word token longer than six characters is exactly a match of ``\w{7,}`` (a ``\w+``
-    # run is matched whole or not at all); two C-level scans instead of a loop in Python.
-    long_words = len(_LONG_WORD_RE.findall(text))
-    return len(_TOKEN_RE.findall(text)) - long_words + math.ceil(long_words * 1.3)
+    short = 0
+    long_words = 0
+    for token in _TOKEN_RE.findall(text):
+        # Punctuation tokens are single characters, so only word tokens can be this long.
+        if len(token) > 6:
+            long_words += 1
+        else:
+            short += 1
+    return short + math.ceil(long_words * 1.3)
 
 
 def split_tokens(text: str) -> list[str]:
@@ -165,12 +169,8 @@ def split_sentences(text: str) -> list[str]:
 
 
 def _content_words(sentence: str) -> list[str]:
-    stop = _STOPWORDS
-    return [
-        word
-        for word in [found.strip("'-").lower() for found in _WORD_RE.findall(sentence)]
-        if len(word) > 1 and word not in stop
-    ]
+    words = (word.strip("'-").lower() for word in _WORD_RE.findall(sentence))
+    return [word for word in words if len(word) > 1 and word not in _STOPWORDS]
 
 
 def _score_sentences(sentences: Sequence[str]) -> list[float]:
