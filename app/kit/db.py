@@ -105,7 +105,9 @@ def int_array_text(values: Sequence[int]) -> str:
     return "{" + ",".join(map(str, values)) + "}"
 
 
-def execute_binary(session: Session, sql: str, params: Sequence[Any]) -> psycopg.Cursor[Any]:
+def execute_binary(
+    session: Session, sql: str, params: Sequence[Any] | Mapping[str, Any]
+) -> psycopg.Cursor[Any]:
     """Run ``sql`` on the session's connection with parameters in binary form.
 
     For array parameters this matters: the text form quotes and escapes every element in
