@@ -9,12 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypedDict
 
-from sqlalchemy import BigInteger, DateTime, Select, Text, bindparam, delete, select, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import DateTime, Select, Text, bindparam, delete, select, text
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Session
 
-from app.kit.db import in_array, index_scans_only
+from app.kit.db import in_array, index_scans_only, int_array_text
 from app.models import JobEmbedding
 
 
@@ -34,10 +33,10 @@ class JobEmbeddingRow(TypedDict):
 # answer (GIN index of migration 0026_ingest). Compared as one ``&&`` with a chunk's keys, every
 # live leader's array of the tenant was read and compared with all of them.
 _JOB_BAND_PROBE = text(
-    "SELECT DISTINCT hit.job_id FROM unnest(:keys) AS k(key) CROSS JOIN LATERAL"
+    "SELECT DISTINCT hit.job_id FROM unnest(CAST(:keys AS bigint[])) AS k(key) CROSS JOIN LATERAL"
     " (SELECT j.job_id FROM job_embeddings AS j"
     "  WHERE j.lsh_bands IS NOT NULL AND j.lsh_bands && ARRAY[k.key]) AS hit"
-).bindparams(bindparam("keys", type_=ARRAY(BigInteger())))
+).bindparams(bindparam("keys", type_=Text()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +57,7 @@ def jobs_sharing_bands(
     if not keys:
         return []
     with index_scans_only(session):
-        ids = list(session.scalars(_JOB_BAND_PROBE, {"keys": keys}))
+        ids = list(session.scalars(_JOB_BAND_PROBE, {"keys": int_array_text(keys)}))
     if not ids:
         return []
     query = select(JobEmbedding.job_id, JobEmbedding.scope_key, JobEmbedding.lsh_bands).where(
@@ -80,23 +79,35 @@ def _vector_or_none(values: list[float] | None) -> str | None:
     return None if values is None else vector_text(values)
 
 
+def _bands_or_none(keys: list[int] | None) -> str | None:
+    return None if keys is None else int_array_text(keys)
+
+
 # A text statement, so the vector is sent as ``vector_text`` made it.
 _SAVE_JOB_EMBEDDINGS = text(
     "INSERT INTO job_embeddings (job_id, scope_key, kind, embedding, lsh_bands, created_at)"
-    " VALUES (:job_id, :scope_key, :kind, CAST(:embedding AS vector), :lsh_bands, :created_at)"
+    " VALUES (:job_id, :scope_key, :kind, CAST(:embedding AS vector), CAST(:lsh_bands AS bigint[]),"
+    " :created_at)"
     " ON CONFLICT (job_id) DO UPDATE SET scope_key = excluded.scope_key,"
     " kind = excluded.kind, embedding = excluded.embedding, lsh_bands = excluded.lsh_bands"
 ).bindparams(
     bindparam("job_id", type_=PG_UUID(as_uuid=True)),
     bindparam("embedding", type_=Text()),
-    bindparam("lsh_bands", type_=ARRAY(BigInteger())),
+    bindparam("lsh_bands", type_=Text()),
     bindparam("created_at", type_=DateTime(timezone=True)),
 )
 
 
 def save_job_embeddings(session: Session, rows: list[JobEmbeddingRow]) -> None:
     if rows:
-        params = [{**row, "embedding": _vector_or_none(row["embedding"])} for row in rows]
+        params = [
+            {
+                **row,
+                "embedding": _vector_or_none(row["embedding"]),
+                "lsh_bands": _bands_or_none(row["lsh_bands"]),
+            }
+            for row in rows
+        ]
         session.execute(_SAVE_JOB_EMBEDDINGS, params)
 
 

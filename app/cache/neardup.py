@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import TypeVar
 
 import numpy as np
@@ -79,7 +80,10 @@ def band_index(items: Iterable[tuple[K, Sequence[int] | None]]) -> dict[int, lis
 def most_shared(index: Mapping[int, list[K]], bands: Sequence[int], limit: int) -> list[K]:
     """The ``limit`` items of ``index`` that share the most band keys with ``bands`` (a
     cheap rank before the full check), most first; items sharing none are left out."""
-    shared: Counter[K] = Counter()
-    for key in set(bands):
-        shared.update(index.get(key, ()))
+    found = [index[key] for key in set(bands) if key in index]
+    if not found:
+        return []
+    # One count over every key's items (the order of first sight is that of one update per
+    # key, so ties rank as before): 42 ``Counter.update`` calls a query cost more than this.
+    shared: Counter[K] = Counter(chain.from_iterable(found))
     return [item for item, _ in shared.most_common(limit)]

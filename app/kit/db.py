@@ -98,7 +98,16 @@ def typed_arrays(
     return placeholders, arrays
 
 
-def execute_binary(session: Session, sql: str, params: Sequence[Any]) -> psycopg.Cursor[Any]:
+def int_array_text(values: Sequence[int]) -> str:
+    """Integers in Postgres's array text form, for a ``CAST(:param AS bigint[])``: one
+    ``str.join`` instead of psycopg's element-by-element dump of a list (a chunk's 10,500 band
+    keys took it 20-60 ms a statement)."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def execute_binary(
+    session: Session, sql: str, params: Sequence[Any] | Mapping[str, Any]
+) -> psycopg.Cursor[Any]:
     """Run ``sql`` on the session's connection with parameters in binary form.
 
     For array parameters this matters: the text form quotes and escapes every element in

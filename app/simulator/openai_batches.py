@@ -67,6 +67,17 @@ class StoredFile:
 
 
 @dataclass(slots=True)
+class _Prepared:
+    """A batch's output and error lines, computed in a thread of their own while the batch is
+    in progress: the first look after it completed then only stores them."""
+
+    created: int
+    done: threading.Event
+    lines: list[str]
+    errors: list[str]
+
+
+@dataclass(slots=True)
 class Batch:
     id: str
     input_file_id: str
@@ -93,6 +104,8 @@ class Batch:
     total: int = 0
     completed: int = 0
     failed: int = 0
+    # The output lines computed ahead, once the batch is in progress (``Store._prepare``).
+    prepared: _Prepared | None = None
 
     def wall(self, offset_seconds: float) -> int:
         """Unix timestamp of a moment ``offset_seconds`` after creation."""
@@ -208,7 +221,35 @@ class Store:
                 validation_errors=errors,
             )
             self.batches[batch.id] = batch
+            self._prepare_later(batch)
             return batch
+
+    def _prepare_later(self, batch: Batch) -> None:
+        """Answer a batch that will complete in a thread of its own, from the moment it is in
+        progress, as a provider works through a batch while it runs: at zero latency the
+        answers are then ready, or nearly, by the client's first poll instead of being made
+        under the store's lock at that poll. A batch that fails, expires first or is
+        cancelled is answered at the look that ends it, as before."""
+        settings = self.settings
+        processing_done = settings.validating_seconds + settings.processing_seconds
+        if batch.validation_errors or processing_done > batch.expiry_seconds:
+            return
+        created = batch.wall(processing_done + settings.finalizing_seconds)
+        batch.prepared = _Prepared(created, threading.Event(), [], [])
+        worker = threading.Timer(settings.validating_seconds, self._prepare, args=(batch,))
+        worker.daemon = True
+        worker.start()
+
+    def _prepare(self, batch: Batch) -> None:
+        prepared = batch.prepared
+        assert prepared is not None
+        try:
+            if batch.cancel_requested_monotonic is None:
+                prepared.lines, prepared.errors = self._answer(
+                    batch, self._output_order(batch.requests), prepared.created
+                )
+        finally:
+            prepared.done.set()
 
     def _expiry(self) -> float:
         """The completion window of a new batch; ``expire_rate`` of them run out half-way."""
@@ -349,17 +390,13 @@ class Store:
         requests after the first ``count`` go there too, as ``batch_expired``.
         """
         ordered = self._output_order(batch.requests)
-        lines: list[str] = []
-        errors: list[str] = []
-        for request in ordered[:count]:
-            refused = refusal(self.settings, request.model, request.messages)
-            if refused is not None:
-                errors.append(orjson.dumps(refused_line(request, refused, self._hex)).decode())
-            elif request_fails(self.settings, f"{batch.id}:{request.custom_id}"):
-                line = error_line(request, self.settings.error_rate, self._hex)
-                errors.append(orjson.dumps(line).decode())
-            else:
-                lines.append(orjson.dumps(response_line(request, created, self._hex)).decode())
+        prepared, batch.prepared = batch.prepared, None
+        answered: tuple[list[str], list[str]] | None = None
+        if prepared is not None and prepared.created == created and count == len(ordered):
+            prepared.done.wait()  # its thread started when the batch went in progress
+            if not expire_rest and len(prepared.lines) + len(prepared.errors) == count:
+                answered = prepared.lines, prepared.errors
+        lines, errors = answered or self._answer(batch, ordered[:count], created)
         if expire_rest:
             for request in ordered[count:]:
                 errors.append(orjson.dumps(expired_line(request, self._hex)).decode())
@@ -369,6 +406,23 @@ class Store:
             batch.error_file_id = self._store_output(batch, "error", errors, created)
         batch.completed = len(lines)
         batch.failed = len(errors)
+
+    def _answer(
+        self, batch: Batch, requests: Sequence[BatchRequest], created: int
+    ) -> tuple[list[str], list[str]]:
+        """The output lines and error lines of ``requests``, in their order."""
+        lines: list[str] = []
+        errors: list[str] = []
+        for request in requests:
+            refused = refusal(self.settings, request.model, request.messages)
+            if refused is not None:
+                errors.append(orjson.dumps(refused_line(request, refused, self._hex)).decode())
+            elif request_fails(self.settings, f"{batch.id}:{request.custom_id}"):
+                line = error_line(request, self.settings.error_rate, self._hex)
+                errors.append(orjson.dumps(line).decode())
+            else:
+                lines.append(orjson.dumps(response_line(request, created, self._hex)).decode())
+        return lines, errors
 
     def _store_output(self, batch: Batch, kind: str, lines: list[str], created: int) -> str:
         stored = StoredFile(
