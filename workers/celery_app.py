@@ -13,7 +13,12 @@ from app.catalog.catalog import get_catalog
 from app.config import get_settings
 from app.kit import queue
 from app.providers.registry import batch_limits, shared_provider
-from app.routing.strategies import RouterUnavailable, check_configured_router
+from app.routing.strategies import (
+    RouterUnavailable,
+    check_configured_router,
+    learned_router,
+    router_directory,
+)
 from workers import beat as _beat  # noqa: F401  (tick marks cleared when ticks start)
 from workers import metrics as _task_metrics  # noqa: F401  (task duration signals)
 
@@ -118,6 +123,25 @@ def _prepare_onnx() -> None:
         log.warning("could not prepare the ONNX embedder ahead of time", exc_info=True)
 
 
+def _check_router_embedder() -> None:
+    """A trained router scores the vectors of the embedder it was trained with: with another
+    (an upgrade to the int8 default, a new model) every learned job would fall back to the
+    rules, so the worker stops at start with the remedy instead."""
+    from app.embeddings.service import embedder_name
+
+    catalog = get_catalog()
+    if router_directory(catalog) is None:
+        return
+    trained, running = learned_router(catalog).embedder_name, embedder_name(settings)
+    if trained != running:
+        raise RouterUnavailable(
+            f"the router in {router_directory(catalog)} was trained with embedder {trained}; "
+            f"this worker embeds with {running}: retrain it (`thrifty router train`) or set "
+            "THRIFTY_EMBEDDING_RUNTIME to the runtime it was trained with (onnx: "
+            "local:all-MiniLM-L6-v2)"
+        )
+
+
 @worker_init.connect
 def _prepare_worker(**_: Any) -> None:
     # Ingest routes with the trained router the catalog names: one that does not load stops
@@ -126,6 +150,7 @@ def _prepare_worker(**_: Any) -> None:
     if _consumes_ingest(sys.argv):
         try:
             check_configured_router(get_catalog())
+            _check_router_embedder()
         except RouterUnavailable as exc:
             log.critical("%s", exc)
             raise SystemExit(f"thrifty worker: {exc}") from exc

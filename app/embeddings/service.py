@@ -26,6 +26,16 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def embedder_name(settings: Settings) -> str:
+    """The name the embedder built from ``settings`` reports, without loading it (a trained
+    router records the name of the embedder its vectors came from)."""
+    if settings.embedding_backend == "openai":
+        return f"openai:{settings.embedding_model}"
+    path = settings.embedding_model_path
+    name = f"local:{path.name}" if path else LOCAL_NAME
+    return f"{name}:int8" if settings.embedding_runtime == "onnx-int8" else name
+
+
 def build_embedder(settings: Settings) -> Embedder:
     """A new embedder from settings: ``local`` (MiniLM on the CPU, through ONNX Runtime or
     torch as ``embedding_runtime`` says) or ``openai``."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.config import PROJECT_ROOT, Settings, get_settings
+from app.config import PROJECT_ROOT, PROMPT_THRESHOLDS, Settings, get_settings
 from app.embeddings import onnx as onnx_embedder
 from app.embeddings import service
 from app.embeddings.base import EmbeddingError
@@ -99,7 +99,7 @@ def test_a_failed_export_is_an_embedding_error(
 def test_the_runtime_is_chosen_by_setting_and_onnx_imports_no_torch(
     onnx_model: OnnxEmbedder,
 ) -> None:
-    assert Settings().embedding_runtime == "onnx"
+    assert Settings().embedding_runtime == "onnx-int8"
     torch_one = service.build_embedder(Settings(embedding_runtime="torch"))
     assert isinstance(torch_one, LocalEmbedder)
     assert torch_one.name == service.LOCAL_NAME
@@ -113,7 +113,45 @@ def test_the_runtime_is_chosen_by_setting_and_onnx_imports_no_torch(
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, cwd=PROJECT_ROOT, check=True
     )
-    assert done.stdout.split() == ["OnnxEmbedder", service.LOCAL_NAME, "False"]
+    assert done.stdout.split() == ["OnnxEmbedder", f"{service.LOCAL_NAME}:int8", "False"]
+
+
+def test_each_runtime_has_its_own_default_prompt_threshold_and_reports_its_name() -> None:
+    assert Settings().cache_prompt_threshold == PROMPT_THRESHOLDS["onnx-int8"] == 0.958
+    assert Settings(embedding_runtime="onnx").cache_prompt_threshold == 0.965
+    assert Settings(embedding_runtime="torch").cache_prompt_threshold == 0.965
+    assert Settings(embedding_backend="openai").cache_prompt_threshold == 0.965
+    # a threshold that is set wins over the runtime's
+    assert (
+        Settings(embedding_runtime="onnx", cache_prompt_threshold=0.9).cache_prompt_threshold == 0.9
+    )
+    home = get_settings().home
+    for runtime in ("onnx", "onnx-int8"):
+        settings = Settings(embedding_runtime=runtime, home=home)  # type: ignore[arg-type]
+        assert service.build_embedder(settings).name == service.embedder_name(settings)
+    assert service.embedder_name(Settings(embedding_runtime="torch")) == service.LOCAL_NAME
+    assert service.embedder_name(Settings(embedding_backend="openai")) == (
+        "openai:text-embedding-3-small"
+    )
+
+
+def test_a_worker_refuses_a_router_trained_with_another_embedder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from workers import celery_app
+
+    class Router:
+        embedder_name = service.LOCAL_NAME  # trained with the fp32 vectors
+
+    monkeypatch.setattr(celery_app, "router_directory", lambda _: tmp_path)
+    monkeypatch.setattr(celery_app, "learned_router", lambda _: Router())
+    with pytest.raises(celery_app.RouterUnavailable, match="THRIFTY_EMBEDDING_RUNTIME"):
+        celery_app._check_router_embedder()  # the default, int8
+    monkeypatch.setattr(celery_app, "settings", Settings(embedding_runtime="onnx"))
+    celery_app._check_router_embedder()
+    monkeypatch.setattr(celery_app, "router_directory", lambda _: None)
+    monkeypatch.setattr(celery_app, "settings", Settings())
+    celery_app._check_router_embedder()  # no router configured: nothing to check
 
 
 def test_batches_are_bounded_in_texts_and_padded_tokens(onnx_model: OnnxEmbedder) -> None:

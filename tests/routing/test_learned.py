@@ -191,7 +191,8 @@ def test_train_then_eval_routes_the_prompts_strong_helps_on(tmp_path: Path) -> N
     trained = thrifty("router", "train", "--outcomes", str(train), "--out", str(tmp_path / "r"))
     assert trained.returncode == 0, trained.stderr
     manifest = json.loads((tmp_path / "r" / "router.json").read_text())
-    assert manifest["embedder"] == "local:all-MiniLM-L6-v2"
+    # the default embedder (int8) trains it, and eval embeds with the same
+    assert manifest["embedder"] == "local:all-MiniLM-L6-v2:int8"
 
     evaluated = thrifty("eval", "router", "--router", str(tmp_path / "r"),
                         "--outcomes", str(held), "--target-share", "0.5")  # fmt: skip
